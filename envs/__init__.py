@@ -1,0 +1,1 @@
+"""Gymnasium environments (simulators) used by our trainables and by RLlib; registered explicitly."""

@@ -1,0 +1,122 @@
+"""Assembles a Tune experiment from a model's search space and the CLI's options."""
+
+import dataclasses
+import logging
+from pathlib import Path
+from types import ModuleType
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
+from ray.tune.search.optuna import OptunaSearch
+
+from platform.callbacks import TensorBoardCallback
+from search_spaces import Budget, resolve
+
+SEARCHES = ("pbt", "optuna", "random", "none")
+OPTUNA_DB = "optuna.db"
+log = logging.getLogger("tunelab")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything the CLI decided, in one place."""
+
+    model: str
+    space: ModuleType
+    search: str
+    budget: Budget
+    samples: int
+    seeds: int
+    base_config: dict  # budget overrides + --set values (validated)
+    pinned: tuple  # keys the user fixed with --set: searches leave them alone
+    name: str
+    storage: str  # local directory or s3:// / gs:// URI
+    cpus_per_trial: float
+    gpus_per_trial: float
+
+    @property
+    def local_dir(self) -> Path | None:
+        return None if "://" in self.storage else Path(self.storage) / self.name
+
+
+def trainable(plan: Plan):
+    cls = resolve(plan.space.TRAINABLE)
+    return tune.with_resources(cls, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
+
+
+def run_config(plan: Plan) -> tune.RunConfig:
+    every = plan.base_config.get("checkpoint_every", 1)
+    # PBT clones the latest checkpoint of a top trial some iterations after recording it; with a
+    # small num_to_keep Tune has deleted it by then. Keep every checkpoint of the last few rounds.
+    keep = max(4, 3 * plan.budget.perturbation_interval) if plan.search == "pbt" else 2
+    return tune.RunConfig(
+        name=plan.name,
+        storage_path=plan.storage,
+        callbacks=[TensorBoardCallback()],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=keep, checkpoint_frequency=every,
+                                                checkpoint_at_end=True),
+        failure_config=tune.FailureConfig(max_failures=3),
+    )
+
+
+def build_tuner(plan: Plan) -> tune.Tuner:
+    space, base = plan.space, plan.base_config
+    seeds = {"seed": tune.grid_search(list(range(base.get("seed", 0), base.get("seed", 0) + plan.seeds)))}
+    if plan.search == "none":
+        param_space = {**base, **(seeds if plan.seeds > 1 else {})}
+        tune_config = tune.TuneConfig(num_samples=1, reuse_actors=True)
+    elif plan.search == "pbt":
+        mutations = {k: v for k, v in space.pbt_mutations.items() if k not in plan.pinned}
+        scheduler = PopulationBasedTraining(
+            time_attr="training_iteration",
+            perturbation_interval=plan.budget.perturbation_interval,
+            hyperparam_mutations=mutations,
+            quantile_fraction=0.25,
+        )
+        # The initial population is drawn from the same domains PBT perturbs within.
+        param_space = {**base, **mutations, **(seeds if plan.seeds > 1 else {})}
+        tune_config = tune.TuneConfig(metric=space.METRIC, mode=space.MODE, scheduler=scheduler,
+                                      num_samples=plan.samples, reuse_actors=True)
+    else:
+        sampler = (optuna.samplers.TPESampler(seed=base.get("seed", 0)) if plan.search == "optuna"
+                   else optuna.samplers.RandomSampler(seed=base.get("seed", 0)))
+        storage = None
+        if plan.local_dir is not None:
+            plan.local_dir.mkdir(parents=True, exist_ok=True)
+            storage = optuna.storages.RDBStorage(f"sqlite:///{plan.local_dir / OPTUNA_DB}")
+        searcher = OptunaSearch(
+            space=_define_by_run(space.optuna_space, base, plan.pinned),
+            # With a define-by-run space TuneConfig's metric and mode never reach the searcher.
+            metric=space.METRIC, mode=space.MODE, sampler=sampler,
+            study_name=plan.name, storage=storage,
+        )
+        scheduler = None
+        if plan.search == "optuna":
+            scheduler = ASHAScheduler(metric=space.METRIC, mode=space.MODE, time_attr="training_iteration",
+                                      max_t=base["iterations"], grace_period=plan.budget.grace_period,
+                                      reduction_factor=2)
+        param_space = {}
+        tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=plan.samples,
+                                      reuse_actors=False)
+    return tune.Tuner(trainable(plan), param_space=param_space, tune_config=tune_config,
+                      run_config=run_config(plan))
+
+
+class _define_by_run:
+    """Optuna's define-by-run space plus the fixed config; keys pinned with --set win.
+
+    A class rather than a closure so the searcher stays picklable for Tune's experiment state.
+    """
+
+    def __init__(self, sample, base: dict, pinned: tuple):
+        self.sample, self.base, self.pinned = sample, base, pinned
+
+    def __call__(self, trial) -> dict:
+        sampled = self.sample(trial)
+        return {**self.base, **{k: v for k, v in sampled.items() if k not in self.pinned}}
+
+
+def restore_tuner(plan: Plan) -> tune.Tuner:
+    path = str(plan.local_dir) if plan.local_dir is not None else f"{plan.storage.rstrip('/')}/{plan.name}"
+    return tune.Tuner.restore(path, trainable=trainable(plan), resume_errored=True)

@@ -1,0 +1,73 @@
+"""The end-of-run summary: best trial, its config against the defaults, its score beside the
+baselines, seed statistics, failed trials with their error files, and where everything is."""
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy import stats
+
+from trainables import metrics as m
+
+
+def confidence_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float, float]:
+    """(mean, sample std, low, high) with a Student-t interval; a single value has zero width."""
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, 0.0, mean, mean
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * std / math.sqrt(len(x))
+    return mean, std, mean - half, mean + half
+
+
+def render(results, plan, metric: str, mode: str) -> str:
+    lines = ["", f"== tunelab: {plan.model}, {plan.search} search, {len(results)} trials =="]
+    errors = [r for r in results if r.error is not None]
+    finished = [r for r in results if r.error is None and r.metrics and metric in r.metrics]
+    if not finished:
+        lines.append("No trial reported a result.")
+    else:
+        best = results.get_best_result(metric=metric, mode=mode, scope="last", filter_nan_and_inf=True)
+        name, iteration = best.path.rsplit("/", 1)[-1], best.metrics.get("training_iteration")
+        lines.append(f"Best trial: {name}  (iteration {iteration})")
+        lines.append(f"  {metric}: {best.metrics[metric]:.4f}")
+        for key in sorted(best.metrics):
+            if key.startswith(m.BASELINE_PREFIX) and key.endswith("/" + metric):
+                name = key[len(m.BASELINE_PREFIX):-len(metric) - 1]
+                lines.append(f"  vs {name}: {best.metrics[key]:.4f}")
+        for key in sorted(k for k in best.metrics if k.startswith("eval/")):
+            lines.append(f"  {key}: {best.metrics[key]:.4f}")
+        lines.append(f"  config (differs from defaults): {_changed(best.config, plan.space.CONFIG)}")
+        if plan.seeds > 1 or plan.search == "none" and len(finished) > 1:
+            lines += _seed_lines(finished, metric)
+    for r in errors:
+        lines.append(f"FAILED trial {r.path.rsplit('/', 1)[-1]}: {type(r.error).__name__}; "
+                     f"see {r.path}/error.txt")
+    lines.append(f"Results: {results.experiment_path}")
+    lines.append(f"TensorBoard: tensorboard --logdir {results.experiment_path}")
+    return "\n".join(lines)
+
+
+def _seed_lines(results, metric: str) -> list[str]:
+    groups: dict[str, list[float]] = {}
+    for r in results:
+        key = repr(sorted((k, repr(v)) for k, v in r.config.items() if k != "seed"))
+        groups.setdefault(key, []).append(float(r.metrics[metric]))
+    out = []
+    for values in groups.values():
+        mean, std, low, high = confidence_interval(values)
+        out.append(f"  over {len(values)} seeds: {metric} mean {mean:.4f}, std {std:.4f}, "
+                   f"95% CI [{low:.4f}, {high:.4f}]")
+    return out
+
+
+def _changed(config: dict, config_cls) -> str:
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in dataclasses.fields(config_cls)}
+    changed = {k: v for k, v in config.items() if defaults.get(k) != v}
+    return ", ".join(f"{k}={_short(v)}" for k, v in sorted(changed.items())) or "(defaults)"
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)

@@ -1,0 +1,159 @@
+"""`python -m platform.tune MODEL`: a PBT, Optuna, random or fixed-config search over one model.
+
+Run from the repository root. Results go to Tune's layout under --storage (~/ray_results by
+default), never inside the git work tree.
+"""
+
+import argparse
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import search_spaces
+from platform.experiment import SEARCHES, Plan, build_tuner, restore_tuner
+from trainables.config import ConfigError, apply_assignments, parse_assignment
+
+log = logging.getLogger("tunelab")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m platform.tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="model to tune; see --list")
+    p.add_argument("--search", choices=SEARCHES, default="pbt", help="search algorithm (default: pbt)")
+    p.add_argument("--samples", type=int, help="trials / PBT population (default: the budget's)")
+    p.add_argument("--budget", choices=("smoke", "full"), default="full", help="smoke: seconds, for tests")
+    p.add_argument("--seeds", type=int, default=1, help="repeat each config over N seeds")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (typed and validated); repeatable")
+    p.add_argument("--name", help="experiment name (default: MODEL-SEARCH-TIMESTAMP)")
+    p.add_argument("--storage", default="~/ray_results", help="results root: a directory or s3:// / gs:// URI")
+    p.add_argument("--address", help="Ray cluster to join (auto, ray://...); default: start a local Ray")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU, e.g. 0.25")
+    p.add_argument("--resume", action="store_true", help="continue the experiment --name")
+    p.add_argument("--list", action="store_true", help="list the models and exit")
+    return p
+
+
+def list_models() -> str:
+    lines = ["models:"]
+    for name in search_spaces.MODELS:
+        lines.append(f"  {name:10s} {search_spaces.load(name).DESCRIPTION}")
+    lines.append("usage: python -m platform.tune MODEL [--search pbt|optuna|random|none] [--set key=value ...]")
+    return "\n".join(lines)
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Validates every option and the model's config before Ray starts; raises ConfigError."""
+    space = search_spaces.load(args.model)
+    budget = space.BUDGETS[args.budget]
+    for flag, value, low in [("--samples", args.samples, 1), ("--seeds", args.seeds, 1)]:
+        if value is not None and value < low:
+            raise ConfigError(f"{flag} must be >= {low}, got {value}")
+    if args.cpus_per_trial <= 0:
+        raise ConfigError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
+    if args.gpus_per_trial < 0:
+        raise ConfigError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
+    if args.seeds > 1 and args.search in ("optuna", "random"):
+        raise ConfigError(f"--seeds repeats one config; use it with --search none or pbt, not {args.search}")
+    assignments = [parse_assignment(space.CONFIG, text, args.model) for text in args.set]
+    config = apply_assignments(budget.overrides, assignments)
+    space.check(config)  # the config parses and the data loads, before any trial starts
+    storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
+    if "://" not in storage:
+        _refuse_work_tree(Path(storage))
+    name = args.name or f"{args.model}-{args.search}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if "/" in name or name.startswith("."):
+        raise ConfigError(f"--name {name!r} must be a plain directory name")
+    plan = Plan(model=args.model, space=space, search=args.search, budget=budget,
+                samples=args.samples or budget.samples, seeds=args.seeds, base_config=config,
+                pinned=tuple(key.partition(".")[0] for key, _ in assignments), name=name, storage=storage,
+                cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+    exists = plan.local_dir is not None and plan.local_dir.exists()
+    if args.resume and plan.local_dir is not None and not exists:
+        raise ConfigError(f"--resume: no experiment {name!r} under {storage}; check --name and --storage")
+    if exists and not args.resume:
+        raise ConfigError(f"experiment {name!r} already exists at {plan.local_dir}; pass --resume to continue it "
+                          "or a new --name (nothing was changed)")
+    return plan
+
+
+def _refuse_work_tree(storage: Path) -> None:
+    """Runs inside a git work tree die with `git reset --hard` / `git clean`: refuse them."""
+    probe = storage
+    while not probe.exists():
+        probe = probe.parent
+    try:
+        top = subprocess.run(["git", "-C", str(probe), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if top.returncode == 0 and top.stdout.strip():
+        raise ConfigError(f"--storage {storage} is inside the git work tree {top.stdout.strip()}, where "
+                          "`git reset`/`git clean` can delete runs; use a path outside it (default ~/ray_results)")
+
+
+def start_ray(address: str | None, cpus_per_trial: float) -> bool:
+    """Starts (or joins) Ray unless this process already did; returns whether we started it."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started and address:
+        ray.init(address=address)
+    elif started:
+        ray.init(address="local", include_dashboard=False)
+    if ray.cluster_resources().get("CPU", 0) < cpus_per_trial:
+        if started:
+            ray.shutdown()
+        raise ConfigError(f"--cpus-per-trial {cpus_per_trial} exceeds the cluster's "
+                          f"{ray.cluster_resources().get('CPU', 0):g} CPUs")
+    return started
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.list or args.model is None:
+        print(list_models())
+        return 0
+    if args.model not in search_spaces.MODELS:
+        print(f"error: unknown model {args.model!r}\n{list_models()}", file=sys.stderr)
+        return 2
+    try:
+        plan = make_plan(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    import ray
+
+    from platform.summary import render
+
+    started = False
+    try:
+        started = start_ray(args.address, plan.cpus_per_trial)
+        if plan.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+            log.warning("--gpus-per-trial %s but the cluster has no GPU: trials run on CPU", plan.gpus_per_trial)
+            plan = _without_gpus(plan)
+        tuner = restore_tuner(plan) if args.resume else build_tuner(plan)
+        results = tuner.fit()
+        print(render(results, plan, plan.space.METRIC, plan.space.MODE))
+        return 1 if results.num_errors and results.num_errors == len(results) else 0
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _without_gpus(plan: Plan) -> Plan:
+    import dataclasses
+
+    return dataclasses.replace(plan, gpus_per_trial=0.0)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,58 @@
+"""Search space for the Decision Transformer recommender (trainables/dt.py)."""
+
+from ray import tune
+
+from search_spaces import Budget
+from trainables import metrics as m
+from trainables.dt import MUTABLE_FIELDS, DTConfig, check  # noqa: F401  (check is the preflight)
+
+TRAINABLE = "trainables.dt:DecisionTransformerTrainable"
+CONFIG = DTConfig
+METRIC, MODE = m.SCORE, m.MODE
+DESCRIPTION = "Decision Transformer recommending from rating histories (synthetic data by default)"
+
+# PBT perturbs these while training; each must be applicable in place (trainables.dt.MUTABLE_FIELDS).
+pbt_mutations = {
+    "lr": tune.loguniform(2e-4, 3e-3),
+    "weight_decay": tune.loguniform(1e-4, 0.1),
+    "dropout": tune.uniform(0.0, 0.3),
+    "target_return_scale": tune.uniform(0.7, 1.0),
+}
+assert set(pbt_mutations) <= set(MUTABLE_FIELDS)
+
+
+def optuna_space(trial) -> dict:
+    """Schedule (kind and its parameters), architecture, context length and batch size."""
+    kind = trial.suggest_categorical("lr_schedule.kind", ["constant", "linear", "cosine", "exp", "step"])
+    schedule = {"kind": kind, "start": 1.0, "warmup": trial.suggest_float("lr_schedule.warmup", 0.0, 0.2)}
+    if kind in ("linear", "cosine", "exp"):
+        schedule["end"] = trial.suggest_float(f"lr_schedule.{kind}.end", 0.01, 1.0, log=True)
+    elif kind == "step":
+        schedule["every"] = trial.suggest_float("lr_schedule.step.every", 0.1, 0.5)
+        schedule["factor"] = trial.suggest_float("lr_schedule.step.factor", 0.1, 0.7)
+    size = trial.suggest_categorical("size", ["small", "medium", "large"])
+    layers, width = {"small": (1, 32), "medium": (2, 64), "large": (3, 96)}[size]
+    return {
+        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        "lr_schedule": schedule,
+        "layers": layers,
+        "width": width,
+        "heads": trial.suggest_categorical("heads", [1, 2, 4]),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
+        "context_length": trial.suggest_int("context_length", 10, 30, step=5),
+        "batch_size": 2 ** trial.suggest_int("log2_batch_size", 5, 7),
+    }
+
+
+BUDGETS = {
+    # Seconds per trial: tests and CI.
+    "smoke": Budget(
+        samples=2,
+        overrides={"synthetic_users": 300, "synthetic_items": 60, "iterations": 3, "steps_per_iteration": 5,
+                   "batch_size": 16, "width": 32, "context_length": 10},
+        perturbation_interval=1,
+    ),
+    # The default command: a population of 4 on 2 cores within 15 minutes.
+    "full": Budget(samples=4, overrides={"iterations": 16, "steps_per_iteration": 250}, perturbation_interval=4,
+                   grace_period=4),
+}

@@ -1,0 +1,135 @@
+"""`python -m platform.tune` end to end on the smoke budget, on the session's local Ray."""
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from platform import tune as cli
+from platform.experiment import OPTUNA_DB
+from trainables import metrics as m
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(capsys, *argv):
+    code = cli.run(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def event_tags(trial_dir: str) -> tuple[set, set]:
+    scalars, plugins = set(), set()
+    for path in glob.glob(os.path.join(trial_dir, "events.out.tfevents*")):
+        events = EventAccumulator(path)
+        events.Reload()
+        scalars |= set(events.Tags()["scalars"])
+        plugins |= set(events.PluginTagToContent("hparams"))
+    return scalars, plugins
+
+
+def trial_dirs(experiment: Path) -> list[str]:
+    return sorted(str(p) for p in experiment.iterdir() if p.is_dir() and (p / "result.json").exists())
+
+
+@pytest.fixture(scope="module")
+def pbt_run(ray_session, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("results")
+    return cli.run(["dt", "--budget", "smoke", "--storage", str(storage), "--name", "pbt"]), storage
+
+
+def test_pbt_smoke_run_writes_results_and_tensorboard(pbt_run, capsys):
+    code, storage = pbt_run
+    assert code == 0
+    experiment = storage / "pbt"
+    trials = trial_dirs(experiment)
+    assert len(trials) == 2  # the smoke population
+    for trial in trials:
+        scalars, plugins = event_tags(trial)
+        assert "ray/tune/" + m.SCORE in scalars
+        assert "ray/tune/" + m.baseline_metric(m.BASELINE_POPULARITY, m.SCORE) in scalars
+        # Every PBT-mutated value is a scalar each iteration, and HParams were written at the end.
+        assert {"ray/tune/hparams/" + k for k in ("lr", "weight_decay", "dropout", "target_return_scale")} <= scalars
+        assert "_hparams_/session_start_info" in plugins
+        assert glob.glob(os.path.join(trial, "checkpoint_*"))
+
+
+def test_summary_names_best_trial_and_baselines(ray_session, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "dt", "--budget", "smoke", "--search", "none", "--seeds", "2",
+                           "--storage", str(tmp_path), "--name", "seeds", "--set", "iterations=2")
+    assert code == 0
+    assert "Best trial: DecisionTransformerTrainable_" in out
+    assert "vs popularity: 0.0000" in out  # popularity is the zero of the normalized score
+    assert "over 2 seeds: score mean" in out and "95% CI" in out
+    assert f"tensorboard --logdir {tmp_path / 'seeds'}" in out
+    assert len(trial_dirs(tmp_path / "seeds")) == 2
+
+
+def test_optuna_search_stores_its_study(ray_session, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "dt", "--budget", "smoke", "--search", "optuna", "--samples", "3",
+                           "--storage", str(tmp_path), "--name", "opt")
+    assert code == 0 and "Best trial:" in out
+    study = optuna.load_study(study_name="opt", storage=f"sqlite:///{tmp_path / 'opt' / OPTUNA_DB}")
+    assert len(study.trials) == 3
+    assert {"lr", "lr_schedule.kind", "size", "context_length"} <= set(study.trials[0].params)
+    assert any(t.value is not None for t in study.trials)
+    assert len(trial_dirs(tmp_path / "opt")) == 3
+
+
+def test_random_search(ray_session, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "dt", "--budget", "smoke", "--search", "random", "--samples", "2",
+                           "--storage", str(tmp_path), "--name", "rnd", "--set", "iterations=2")
+    assert code == 0 and "Best trial:" in out
+    configs = [Path(t, "params.json").read_text() for t in trial_dirs(tmp_path / "rnd")]
+    assert len(configs) == 2 and configs[0] != configs[1]  # two different samples
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--set", "learning_rate=1"], "unknown config key 'learning_rate' for model 'dt'"),
+        (["--set", "batch_size=big"], "config key 'batch_size' is an integer, got 'big'"),
+        (["--set", "dropout=2"], "dropout must be in [0, 1)"),
+        (["--set", "lr_schedule.kind=sine"], "lr_schedule.kind must be one of"),
+        (["--set", "lr"], "expected key=value"),
+        (["--samples", "0"], "--samples must be >= 1"),
+        (["--search", "optuna", "--seeds", "3"], "--seeds repeats one config"),
+        (["--set", "data=/nonexistent/ratings.tsv"], "no such file"),
+        (["--storage", str(ROOT / "runs")], "inside the git work tree"),
+        (["--resume", "--name", "never-ran"], "no experiment 'never-ran'"),
+    ],
+)
+def test_bad_cli_values_are_one_line(tmp_path, capsys, argv, message):
+    args = ["dt", "--budget", "smoke", "--storage", str(tmp_path), *argv]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (ROOT / "runs").exists()
+
+
+def test_failed_runs_leave_earlier_results_untouched(pbt_run, tmp_path, capsys):
+    _, storage = pbt_run
+    experiment = storage / "pbt"
+    before = {p: p.stat().st_mtime_ns for p in experiment.rglob("*")}
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("u1 i1 5 1\nu1 i2 oops 2\n")
+    for argv in (["--name", "pbt"], ["--name", "pbt2", "--set", f"data={bad}"]):
+        code, _, err = run_cli(capsys, "dt", "--budget", "smoke", "--storage", str(storage), *argv)
+        assert code == 2
+    assert "line 2, column 'rating'" in err
+    assert {p: p.stat().st_mtime_ns for p in experiment.rglob("*")} == before
+    assert not (storage / "pbt2").exists()
+
+
+def test_model_listing_and_unknown_model():
+    listing = subprocess.run([sys.executable, "-m", "platform.tune"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+    assert listing.returncode == 0 and "dt " in listing.stdout
+    unknown = subprocess.run([sys.executable, "-m", "platform.tune", "nope"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120)
+    assert unknown.returncode == 2 and "unknown model 'nope'" in unknown.stderr and "dt " in unknown.stderr

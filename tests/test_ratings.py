@@ -1,0 +1,100 @@
+"""Rating files: the three formats load; every bad input is one clear DataError naming file and line."""
+
+import numpy as np
+import pytest
+
+from trainables import ratings, recsys
+from trainables.ratings import DataError
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_tsv_remaps_ids_and_sorts_by_user_then_time(tmp_path):
+    path = write(tmp_path, "r.tsv", "u9 i5 4 2\nu9 i7 5 1\nu2 i5 3 7\n\nu2\ti1\t1\t3\n")
+    data = ratings.load(path)
+    assert (data.n_users, data.n_items) == (2, 3)
+    assert data.users.tolist() == [0, 0, 1, 1]
+    assert data.timesteps.tolist() == [1, 2, 3, 7]
+    assert data.ratings.tolist() == [5, 4, 1, 3]
+    assert data.items[1] == data.items[3] != data.items[0]  # i7, i5, i1, i5: one id for i5
+    assert data.user_ids.tolist() == ["u9", "u2"]
+
+
+def test_goodreads_drops_unrated_and_keeps_file_order(tmp_path):
+    text = "user_id,book_id,is_read,rating,is_reviewed\na,10,1,5,0\na,11,0,0,0\nb,10,1,2,1\na,12,1,3,0\n"
+    data = ratings.load(write(tmp_path, "goodreads_interactions.csv", text))
+    assert data.ratings.tolist() == [5, 3, 2]  # user a in file order, then b; the 0 is gone
+    assert data.n_items == 2 + 1 - 1  # books 10 and 12 (11 was unrated)
+
+
+def test_movielens_half_stars_and_timestamps(tmp_path):
+    text = "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,0.5,1260759100\n2,31,4.0,5\n"
+    data = ratings.load(write(tmp_path, "ratings.csv", text))
+    assert data.ratings.tolist() == [1.0, 2.5, 4.0]  # sorted by time within user; 0.5 floors at 1
+    assert "movielens" in data.source
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("empty.tsv", "", "the file is empty"),
+        ("blank.tsv", "\n\n", "the file is empty"),
+        ("bad.tsv", "u1 i1 4 1\nu1 i2 four 2\n", r"line 2, column 'rating': expected a number, got 'four'"),
+        ("short.tsv", "u1 i1 4 1\nu1 i2 5\n", r"line 2: column 'timestep' is missing"),
+        ("long.tsv", "u1 i1 4 1\nu1 i2 5 2 9\n", r"line 2: expected 4 columns, found 5"),
+        ("range.tsv", "u1 i1 4 1\nu1 i2 7 2\n", r"line 2, column 'rating': rating 7 is outside \[1, 5\]"),
+        ("ml.csv", "userId,movieId,rating\n1,2,3\n", "missing column 'timestamp'"),
+        ("ml2.csv", "userId,movieId,rating,timestamp\n1,2,9,4\n", r"line 2, column 'rating': rating 9"),
+        ("gr.csv", "user_id,book_id,is_read,rating,is_reviewed\n", "header but no interactions"),
+        ("gr0.csv", "user_id,book_id,is_read,rating,is_reviewed\na,1,0,0,0\n", "no rated interactions"),
+        ("odd.csv", "who,what\n1,2\n", "unrecognized header"),
+    ],
+)
+def test_bad_files_get_one_clear_line(tmp_path, name, text, message):
+    path = write(tmp_path, name, text)
+    with pytest.raises(DataError, match=message) as err:
+        ratings.load(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        ratings.load(tmp_path / "nope.tsv")
+
+
+def test_short_users_are_named_or_dropped(tmp_path):
+    rows = [f"long{u} i{i} {1 + i % 5} {i}" for u in range(3) for i in range(12)] + ["tiny i1 4 1", "tiny i2 5 2"]
+    data = ratings.load(write(tmp_path, "r.tsv", "\n".join(rows) + "\n"))
+    with pytest.raises(DataError, match=r"1 of 4 users have fewer than 10 interactions .* user 'tiny' with 2"):
+        recsys.split_users(data, 0.3, holdout=2, min_context=8, seed=0, drop_short=False)
+    split = recsys.split_users(data, 0.3, holdout=2, min_context=8, seed=0, drop_short=True)
+    assert split.context.count + (split.train.count - split.context.count) == 3
+
+
+def test_synthetic_is_cached_deterministic_and_has_ground_truth(tmp_path):
+    spec = ratings.SyntheticSpec(n_users=50, n_items=200, min_len=10, max_len=20, seed=3)
+    first = ratings.synthetic(spec, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("synthetic-*.npz"))) == 1
+    again = ratings.synthetic(spec, cache_dir=tmp_path)
+    assert np.array_equal(first.items, again.items) and np.array_equal(first.expected, again.expected)
+    assert first.expected.shape == (50, 200)
+    assert first.ratings.min() >= 1 and first.ratings.max() <= 5
+    lengths = first.lengths()
+    assert lengths.min() >= 10 and lengths.max() <= 20
+    # Popularity skew: the most exposed item is chosen far more often than the median one.
+    counts = np.bincount(first.items, minlength=200)
+    assert counts.max() > 3 * np.median(counts)
+
+
+def test_variants():
+    data = ratings.synthetic(ratings.SyntheticSpec(n_users=40, n_items=40, min_len=10, max_len=12))
+    assert set(np.unique(ratings.extreme(data).ratings)) <= {1.0, 5.0}
+    sub = ratings.subsample_users(data, 0.8, seed=0)
+    assert sub.n_users == 32 and sub.expected.shape == (32, 40)
+    assert np.bincount(sub.users).min() >= 10  # remapped contiguously, whole histories kept
+    with pytest.raises(DataError, match="user_fraction"):
+        ratings.subsample_users(data, 1.5, seed=0)
