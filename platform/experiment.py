@@ -85,7 +85,8 @@ def build_tuner(plan: Plan) -> tune.Tuner:
         if plan.local_dir is not None:
             plan.local_dir.mkdir(parents=True, exist_ok=True)
             storage = optuna.storages.RDBStorage(f"sqlite:///{plan.local_dir / OPTUNA_DB}")
-        searcher = OptunaSearch(
+        searcher = ConfigOnlyOptunaSearch(
+            keys=[f.name for f in dataclasses.fields(space.CONFIG)],
             space=_define_by_run(space.optuna_space, base, plan.pinned),
             # With a define-by-run space TuneConfig's metric and mode never reach the searcher.
             metric=space.METRIC, mode=space.MODE, sampler=sampler,
@@ -101,6 +102,25 @@ def build_tuner(plan: Plan) -> tune.Tuner:
                                       reuse_actors=False)
     return tune.Tuner(trainable(plan), param_space=param_space, tune_config=tune_config,
                       run_config=run_config(plan))
+
+
+class ConfigOnlyOptunaSearch(OptunaSearch):
+    """OptunaSearch that hands trials only config keys.
+
+    Ray merges every name the define-by-run function suggested (e.g. "log2_batch_size", "size")
+    into the trial's config beside the dict the function returns; our trainables reject unknown
+    keys, so the searcher keeps the returned config alone. The study still records every name.
+    """
+
+    def __init__(self, keys: list[str], **kwargs):
+        super().__init__(**kwargs)
+        self._config_keys = frozenset(keys)
+
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        if not isinstance(config, dict):
+            return config  # FINISHED or None
+        return {k: v for k, v in config.items() if k in self._config_keys}
 
 
 class _define_by_run:

@@ -17,6 +17,7 @@ pbt_mutations = {
     "weight_decay": tune.loguniform(1e-4, 0.1),
     "dropout": tune.uniform(0.0, 0.3),
     "target_return_scale": tune.uniform(0.7, 1.0),
+    "popularity_correction": tune.uniform(0.5, 1.5),
 }
 assert set(pbt_mutations) <= set(MUTABLE_FIELDS)
 
@@ -40,6 +41,7 @@ def optuna_space(trial) -> dict:
         "heads": trial.suggest_categorical("heads", [1, 2, 4]),
         "dropout": trial.suggest_float("dropout", 0.0, 0.3),
         "context_length": trial.suggest_int("context_length", 10, 30, step=5),
+        "return_horizon": trial.suggest_categorical("return_horizon", [1, 3, 10]),
         "batch_size": 2 ** trial.suggest_int("log2_batch_size", 5, 7),
     }
 
@@ -53,6 +55,6 @@ BUDGETS = {
         perturbation_interval=1,
     ),
     # The default command: a population of 4 on 2 cores within 15 minutes.
-    "full": Budget(samples=4, overrides={"iterations": 16, "steps_per_iteration": 250}, perturbation_interval=4,
-                   grace_period=4),
+    "full": Budget(samples=4, overrides={"iterations": 12, "steps_per_iteration": 200}, perturbation_interval=3,
+                   grace_period=3),
 }

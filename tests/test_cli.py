@@ -1,5 +1,6 @@
 """`python -m platform.tune` end to end on the smoke budget, on the session's local Ray."""
 
+import contextlib
 import glob
 import os
 import subprocess
@@ -29,7 +30,8 @@ def event_tags(trial_dir: str) -> tuple[set, set]:
         events = EventAccumulator(path)
         events.Reload()
         scalars |= set(events.Tags()["scalars"])
-        plugins |= set(events.PluginTagToContent("hparams"))
+        with contextlib.suppress(KeyError):  # a PBT-restarted trial's earlier file has no HParams
+            plugins |= set(events.PluginTagToContent("hparams"))
     return scalars, plugins
 
 

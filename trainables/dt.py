@@ -63,8 +63,8 @@ class DTConfig:
     """Dropout in every block; PBT mutates it."""
     max_timestep: int = 1024
     """Timestep embeddings; later positions share the last one."""
-    return_horizon: int = 10
-    """Ratings ahead summed into a return-to-go."""
+    return_horizon: int = 1
+    """Ratings ahead in a return-to-go (1: condition on the next rating, the strongest signal measured)."""
     return_scale: float = 2.0
     """Return-to-go scaling: the token sees (R / horizon - 3) / return_scale, about [-1, 1] at 2."""
     target_return_scale: float = 1.0
