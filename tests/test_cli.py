@@ -135,3 +135,12 @@ def test_model_listing_and_unknown_model():
     unknown = subprocess.run([sys.executable, "-m", "platform.tune", "nope"], cwd=ROOT, capture_output=True,
                              text=True, timeout=120)
     assert unknown.returncode == 2 and "unknown model 'nope'" in unknown.stderr and "dt " in unknown.stderr
+
+
+def test_resume_of_a_finished_experiment_reruns_nothing(pbt_run, capsys):
+    _, storage = pbt_run
+    experiment = storage / "pbt"
+    results_before = {t: Path(t, "result.json").read_text() for t in trial_dirs(experiment)}
+    code, out, _ = run_cli(capsys, "dt", "--budget", "smoke", "--storage", str(storage), "--name", "pbt", "--resume")
+    assert code == 0 and "Best trial:" in out
+    assert {t: Path(t, "result.json").read_text() for t in trial_dirs(experiment)} == results_before
