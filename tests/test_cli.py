@@ -62,8 +62,10 @@ def test_pbt_smoke_run_writes_results_and_tensorboard(pbt_run, capsys):
 
 
 def test_summary_names_best_trial_and_baselines(ray_session, tmp_path, capsys):
+    # --cpus-per-trial 2: one trial at a time, so the second seed always reuses the first actor.
     code, out, _ = run_cli(capsys, "dt", "--budget", "smoke", "--search", "none", "--seeds", "2",
-                           "--storage", str(tmp_path), "--name", "seeds", "--set", "iterations=2")
+                           "--cpus-per-trial", "2", "--storage", str(tmp_path), "--name", "seeds",
+                           "--set", "iterations=2")
     assert code == 0
     assert "Best trial: DecisionTransformerTrainable_" in out
     assert "vs popularity: 0.0000" in out  # popularity is the zero of the normalized score

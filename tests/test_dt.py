@@ -46,8 +46,10 @@ def test_reset_config_applies_pbt_mutations_in_place():
     assert {mod.p for mod in trainable.model.modules() if isinstance(mod, torch.nn.Dropout)} == {0.25}
     result = trainable.train()
     assert result[m.HPARAM_PREFIX + "lr"] == 5e-4 and result[m.HPARAM_PREFIX + "dropout"] == 0.25
-    # An architecture change is not a mutation: Tune must build a new actor.
-    assert trainable.reset_config({**SMOKE, "width": 64}) is False
+    # Any other change is a reused actor starting another trial: it rebuilds from scratch.
+    assert trainable.reset_config({**SMOKE, "width": 64, "seed": 3}) is True
+    assert trainable.model.item_emb.weight.shape[1] == 64 and trainable.step_count == 0
+    assert trainable.train()[m.TRAIN_LOSS] == make(width=64, seed=3).train()[m.TRAIN_LOSS]
     trainable.stop()
 
 

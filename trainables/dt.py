@@ -432,7 +432,10 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         new = from_dict(DTConfig, new_config, "dt")
         fixed = [f.name for f in dataclasses.fields(DTConfig) if f.name not in MUTABLE_FIELDS]
         if any(getattr(new, name) != getattr(self.cfg, name) for name in fixed):
-            return False  # not a PBT mutation: Tune builds a fresh actor
+            # Not a PBT mutation but a reused actor starting another trial (another seed, say):
+            # Tune fails the trial if this returns False, so become that trial from scratch.
+            self.setup(new_config)
+            return True
         self.cfg = new
         self._apply_mutable(new)
         return True
