@@ -42,6 +42,9 @@ class Plan:
 
 def trainable(plan: Plan):
     cls = resolve(plan.space.TRAINABLE)
+    if hasattr(plan.space, "place"):  # a learner bundle plus one bundle per env runner
+        _, resources = plan.space.place(plan.base_config, plan.cpus_per_trial, plan.gpus_per_trial)
+        return tune.with_resources(cls, resources)
     return tune.with_resources(cls, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
 
 

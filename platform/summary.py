@@ -37,10 +37,11 @@ def render(results, plan, metric: str, mode: str) -> str:
                 name = key[len(m.BASELINE_PREFIX):-len(metric) - 1]
                 lines.append(f"  vs {name}: {best.metrics[key]:.4f}")
         for key in sorted(k for k in best.metrics if k.startswith("eval/")):
-            lines.append(f"  {key}: {best.metrics[key]:.4f}")
+            value = best.metrics[key]
+            lines.append(f"  {key}: {value:.4f}" if math.isfinite(value) else f"  {key}: not reached")
         lines.append(f"  config (differs from defaults): {_changed(best.config, plan.space.CONFIG)}")
         if plan.seeds > 1 or plan.search == "none" and len(finished) > 1:
-            lines += _seed_lines(finished, metric)
+            lines += _seed_lines(finished, metric, getattr(plan.space, "SEED_METRICS", ()))
     for r in errors:
         lines.append(f"FAILED trial {r.path.rsplit('/', 1)[-1]}: {type(r.error).__name__}; "
                      f"see {r.path}/error.txt")
@@ -49,16 +50,30 @@ def render(results, plan, metric: str, mode: str) -> str:
     return "\n".join(lines)
 
 
-def _seed_lines(results, metric: str) -> list[str]:
-    groups: dict[str, list[float]] = {}
+def _seed_lines(results, metric: str, extra: tuple = ()) -> list[str]:
+    """Mean, std and 95% interval over the seeds of each config, for the score and `extra` metrics.
+
+    An extra metric that is NaN for some seeds (steps to solve, for a seed that never solved) is
+    summarized over the seeds that have it, and the count says how many that is.
+    """
+    groups: dict[str, list] = {}
     for r in results:
         key = repr(sorted((k, repr(v)) for k, v in r.config.items() if k != "seed"))
-        groups.setdefault(key, []).append(float(r.metrics[metric]))
+        groups.setdefault(key, []).append(r.metrics)
     out = []
-    for values in groups.values():
-        mean, std, low, high = confidence_interval(values)
-        out.append(f"  over {len(values)} seeds: {metric} mean {mean:.4f}, std {std:.4f}, "
-                   f"95% CI [{low:.4f}, {high:.4f}]")
+    for runs in groups.values():
+        for name in (metric, *extra):
+            values = [float(r[name]) for r in runs if name in r and math.isfinite(float(r[name]))]
+            if name != metric:
+                prefix = f"  {name}: reached by {len(values)}/{len(runs)} seeds"
+                if not values:
+                    out.append(prefix)
+                    continue
+                prefix += ","
+            else:
+                prefix = f"  over {len(runs)} seeds: {name}"
+            mean, std, low, high = confidence_interval(values)
+            out.append(f"{prefix} mean {mean:.4g}, std {std:.4g}, 95% CI [{low:.4g}, {high:.4g}]")
     return out
 
 

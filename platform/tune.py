@@ -62,6 +62,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     assignments = [parse_assignment(space.CONFIG, text, args.model) for text in args.set]
     config = apply_assignments(budget.overrides, assignments)
     space.check(config)  # the config parses and the data loads, before any trial starts
+    if hasattr(space, "place"):  # RLlib baselines: env runners sized to the trial's CPUs
+        config, _ = space.place(config, args.cpus_per_trial, args.gpus_per_trial)
     storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
     if "://" not in storage:
         _refuse_work_tree(Path(storage))

@@ -9,6 +9,10 @@ A search-space module declares:
   optuna_space      define-by-run (trial) -> {key: value}; random search samples it too
   BUDGETS           {"smoke": Budget, "full": Budget}
   check(config)     driver-side preflight (config parses, data loads); raises ConfigError
+and optionally:
+  SEED_METRICS      metrics the --seeds summary reports beside the score (e.g. steps to solve)
+  place(config, cpus, gpus) -> (config, PlacementGroupFactory)
+                    how a trial's CPUs are split (RLlib baselines: a learner and env runners)
 """
 
 import dataclasses
@@ -18,6 +22,10 @@ from types import ModuleType
 # name -> module. An explicit list (no registration by import side effect), imported on demand.
 MODELS = {
     "dt": "search_spaces.dt",
+    "dqn": "search_spaces.dqn",
+    "qtable": "search_spaces.qtable",
+    "ppo": "search_spaces.ppo",
+    "rllib-dqn": "search_spaces.rllib_dqn",
 }
 
 

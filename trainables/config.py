@@ -97,6 +97,11 @@ def _parse_text(key: str, kind: Any, raw: str) -> Any:
             return float(raw)
         except ValueError:
             raise ConfigError(f"config key {key!r} is a number, got {raw!r}") from None
+    if kind is list:
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(f"config key {key!r} is a list: write JSON, e.g. --set '{key}=[3, 3, 8, 8]'") from None
     if kind is dict:
         try:
             parsed = json.loads(raw)
@@ -121,6 +126,8 @@ def _check_type(key: str, kind: Any, value: Any) -> Any:
         return value
     if kind is dict and isinstance(value, dict):
         return dict(value)
+    if kind is list and isinstance(value, (list, tuple)):
+        return [v.item() if hasattr(v, "item") else v for v in value]
     if hasattr(value, "item") and kind in (int, float, bool):  # numpy scalar
         return _check_type(key, kind, value.item())
     raise ConfigError(f"config key {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")

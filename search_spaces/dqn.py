@@ -1,0 +1,78 @@
+"""Search space for our DQN (trainables/dqn.py): schedules, replay and target-network settings."""
+
+import math
+
+from ray import tune
+
+from search_spaces import Budget
+from trainables import metrics as m
+from trainables.dqn import MUTABLE_FIELDS, DQNConfig, check  # noqa: F401  (check is the preflight)
+
+TRAINABLE = "trainables.dqn:DQNTrainable"
+CONFIG = DQNConfig
+METRIC, MODE = m.SCORE, m.MODE
+DESCRIPTION = "DQN on vectorized envs (CartPole-v1 by default): replay/PER, double, n-step, schedules"
+# The seeds summary reports these beside the score.
+SEED_METRICS = (m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS)
+
+pbt_mutations = {
+    "lr": tune.loguniform(3e-4, 5e-3),
+    "gamma": tune.choice([0.97, 0.98, 0.99, 0.995]),
+    "replay_ratio": tune.choice([0.0625, 0.125, 0.25]),
+    "target_every": tune.choice([50, 100, 250, 500]),
+    "epsilon_horizon": tune.choice([2_500, 5_000, 10_000, 20_000]),
+}
+assert set(pbt_mutations) <= set(MUTABLE_FIELDS)
+
+
+def epsilon_decay_per_episode(decay: float, floor: float, start: float = 1.0) -> dict:
+    """The research's `eps = max(floor, eps * decay)` after every episode, as config values.
+
+    An exp schedule from start to start * decay^H over H = log(floor / start) / log(decay) episodes
+    (rounded) gives start * decay^e after e episodes, then holds the floor (within one decay step).
+    """
+    horizon = max(1, round(math.log(floor / start) / math.log(decay)))
+    return {"epsilon": {"kind": "exp", "start": start, "end": start * decay**horizon}, "epsilon_unit": "episodes",
+            "epsilon_horizon": horizon}
+
+
+def optuna_space(trial) -> dict:
+    """Epsilon schedule (shape, floor, horizon, or the research's per-episode decay), learning rate and
+    its schedule, replay, target network and architecture."""
+    style = trial.suggest_categorical("epsilon.style", ["linear", "exp", "cosine", "decay_per_episode"])
+    floor = trial.suggest_float("epsilon.end", 0.01, 0.1, log=True)
+    if style == "decay_per_episode":
+        exploration = epsilon_decay_per_episode(trial.suggest_categorical("epsilon.decay", [0.98, 0.99, 0.995]),
+                                                floor)
+    else:
+        exploration = {"epsilon": {"kind": style, "start": 1.0, "end": floor}, "epsilon_unit": "steps",
+                       "epsilon_horizon": trial.suggest_int("epsilon_horizon", 2_000, 20_000, log=True)}
+    lr_kind = trial.suggest_categorical("lr_schedule.kind", ["constant", "linear", "cosine"])
+    lr_schedule = {"kind": lr_kind, "start": 1.0}
+    if lr_kind != "constant":
+        lr_schedule["end"] = trial.suggest_float("lr_schedule.end", 0.05, 1.0, log=True)
+    target = trial.suggest_categorical("target", ["hard", "polyak"])
+    return {
+        **exploration,
+        "lr": trial.suggest_float("lr", 2e-4, 5e-3, log=True),
+        "lr_schedule": lr_schedule,
+        "gamma": trial.suggest_categorical("gamma", [0.97, 0.98, 0.99, 0.995]),
+        "n_step": trial.suggest_int("n_step", 1, 5),
+        "batch_size": 2 ** trial.suggest_int("log2_batch_size", 6, 9),
+        "replay_ratio": trial.suggest_categorical("replay_ratio", [0.0625, 0.125, 0.25, 0.5]),
+        "prioritized": trial.suggest_categorical("prioritized", [False, True]),
+        "double_dqn": trial.suggest_categorical("double_dqn", [False, True]),
+        "target_tau": 1.0 if target == "hard" else trial.suggest_float("target_tau", 0.005, 0.1, log=True),
+        "target_every": trial.suggest_categorical("target_every", [50, 100, 250, 500]) if target == "hard" else 1,
+        "hidden": trial.suggest_categorical("hidden", [64, 128, 256]),
+    }
+
+
+BUDGETS = {
+    # Seconds per trial: tests and CI.
+    "smoke": Budget(samples=2, overrides={"iterations": 2, "steps_per_iteration": 400, "learning_starts": 200,
+                                          "buffer_size": 2_000, "batch_size": 32, "eval_episodes": 3},
+                    perturbation_interval=1),
+    # The default command: a population of 4, 60k env steps each.
+    "full": Budget(samples=4, overrides={}, perturbation_interval=10, grace_period=10),
+}
