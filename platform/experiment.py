@@ -48,7 +48,7 @@ def trainable(plan: Plan):
     return tune.with_resources(cls, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
 
 
-def run_config(plan: Plan) -> tune.RunConfig:
+def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
     every = plan.base_config.get("checkpoint_every", 1)
     # PBT clones the latest checkpoint of a top trial some iterations after recording it; with a
     # small num_to_keep Tune has deleted it by then. Keep every checkpoint of the last few rounds.
@@ -56,14 +56,18 @@ def run_config(plan: Plan) -> tune.RunConfig:
     return tune.RunConfig(
         name=plan.name,
         storage_path=plan.storage,
-        callbacks=[TensorBoardCallback()],
+        callbacks=[TensorBoardCallback(), *(callbacks or [])],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=keep, checkpoint_frequency=every,
                                                 checkpoint_at_end=True),
+        # A trial that raises is retried from its last checkpoint up to 3 times, then reported;
+        # the others go on. A preempted node (a spot reclaim, drained with the preemption reason)
+        # does not count: Tune only counts it when RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE=1, which
+        # tunelab never sets (tests/test_fault.py checks).
         failure_config=tune.FailureConfig(max_failures=3),
     )
 
 
-def build_tuner(plan: Plan) -> tune.Tuner:
+def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
     space, base = plan.space, plan.base_config
     seeds = {"seed": tune.grid_search(list(range(base.get("seed", 0), base.get("seed", 0) + plan.seeds)))}
     if plan.search == "none":
@@ -76,9 +80,17 @@ def build_tuner(plan: Plan) -> tune.Tuner:
             perturbation_interval=plan.budget.perturbation_interval,
             hyperparam_mutations=mutations,
             quantile_fraction=0.25,
+            custom_explore_fn=ClipToDomains(mutations),
+            # Synchronous: every trial reaches the perturbation point before any is cloned. With
+            # asynchronous PBT a donor trial runs on while the trial that clones it waits (for a
+            # node that died, say), and Tune deletes the cloned checkpoint under num_to_keep: the
+            # restore then fails for good (tests/test_fault.py hit it). With synch a donor is at
+            # most one interval ahead, and run_config keeps three intervals of checkpoints.
+            synch=True,
         )
         # The initial population is drawn from the same domains PBT perturbs within.
-        param_space = {**base, **mutations, **(seeds if plan.seeds > 1 else {})}
+        initial = {k: tune.choice(v) if isinstance(v, list) else v for k, v in mutations.items()}
+        param_space = {**base, **initial, **(seeds if plan.seeds > 1 else {})}
         tune_config = tune.TuneConfig(metric=space.METRIC, mode=space.MODE, scheduler=scheduler,
                                       num_samples=plan.samples, reuse_actors=True)
     else:
@@ -104,7 +116,23 @@ def build_tuner(plan: Plan) -> tune.Tuner:
         tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=plan.samples,
                                       reuse_actors=False)
     return tune.Tuner(trainable(plan), param_space=param_space, tune_config=tune_config,
-                      run_config=run_config(plan))
+                      run_config=run_config(plan, callbacks))
+
+
+class ClipToDomains:
+    """PBT multiplies a continuous value by 0.8 or 1.2 with no regard for its domain: after a few
+    rounds a dropout of 0.3 becomes 0.52 and a step size leaves (0, 1]. This keeps every perturbed
+    value inside the bounds of the domain it was sampled from. A class, so it pickles."""
+
+    def __init__(self, mutations: dict):
+        self.bounds = {k: (v.lower, v.upper) for k, v in mutations.items()
+                       if hasattr(v, "lower") and hasattr(v, "upper")}
+
+    def __call__(self, config: dict) -> dict:
+        for key, (low, high) in self.bounds.items():
+            if key in config:
+                config[key] = type(config[key])(min(max(config[key], low), high))
+        return config
 
 
 class ConfigOnlyOptunaSearch(OptunaSearch):
@@ -141,5 +169,8 @@ class _define_by_run:
 
 
 def restore_tuner(plan: Plan) -> tune.Tuner:
+    """Continues an experiment: finished trials stay finished, the others resume from their last
+    checkpoint (errored ones too: a crash of the driver or a node is not the model's fault).
+    The callbacks are the ones the experiment was started with (Tune keeps them in tuner.pkl)."""
     path = str(plan.local_dir) if plan.local_dir is not None else f"{plan.storage.rstrip('/')}/{plan.name}"
     return tune.Tuner.restore(path, trainable=trainable(plan), resume_errored=True)

@@ -6,6 +6,7 @@ default), never inside the git work tree.
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -16,6 +17,11 @@ from platform.experiment import SEARCHES, Plan, build_tuner, restore_tuner
 from trainables.config import ConfigError, apply_assignments, parse_assignment
 
 log = logging.getLogger("tunelab")
+ROOT = Path(__file__).resolve().parent.parent
+# What a cluster's workers get of the working tree (Ray's runtime_env working_dir): the code, not
+# the history, caches or local results.
+WORKING_DIR_EXCLUDES = [".git", "**/__pycache__", "*.egg-info", ".venv", ".gl", "*.whl", ".ruff_cache",
+                        ".pytest_cache", "ray_results"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (typed and validated); repeatable")
     p.add_argument("--name", help="experiment name (default: MODEL-SEARCH-TIMESTAMP)")
-    p.add_argument("--storage", default="~/ray_results", help="results root: a directory or s3:// / gs:// URI")
+    p.add_argument("--storage", default=os.environ.get("TUNELAB_STORAGE", "~/ray_results"),
+                   help="results root: a directory or s3:// / gs:// URI (default: $TUNELAB_STORAGE or ~/ray_results)")
     p.add_argument("--address", help="Ray cluster to join (auto, ray://...); default: start a local Ray")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU, e.g. 0.25")
@@ -98,13 +105,24 @@ def _refuse_work_tree(storage: Path) -> None:
                           "`git reset`/`git clean` can delete runs; use a path outside it (default ~/ray_results)")
 
 
+def runtime_env() -> dict:
+    """Ships the working tree to every node, so workers import trainables, envs and search_spaces
+    as they are here, with no install on the cluster."""
+    return {"working_dir": str(ROOT), "excludes": WORKING_DIR_EXCLUDES}
+
+
 def start_ray(address: str | None, cpus_per_trial: float) -> bool:
     """Starts (or joins) Ray unless this process already did; returns whether we started it."""
     import ray
 
     started = not ray.is_initialized()
     if started and address:
-        ray.init(address=address)
+        try:
+            ray.init(address=address, runtime_env=runtime_env())
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise ConfigError(f"--address {address}: cannot join a Ray cluster there ({str(err).splitlines()[0]}); "
+                              "start one with `ray up clusters/gpu.yaml` or `ray start --head`, or leave out "
+                              "--address for a local Ray") from None
     elif started:
         ray.init(address="local", include_dashboard=False)
     if ray.cluster_resources().get("CPU", 0) < cpus_per_trial:
@@ -115,7 +133,8 @@ def start_ray(address: str | None, cpus_per_trial: float) -> bool:
     return started
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None, callbacks: list | None = None) -> int:
+    """The command; `callbacks` are extra Tune callbacks (tests use them to kill nodes mid-run)."""
     args = parser().parse_args(argv)
     if args.list or args.model is None:
         print(list_models())
@@ -139,8 +158,8 @@ def run(argv: list[str] | None = None) -> int:
         if plan.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) == 0:
             log.warning("--gpus-per-trial %s but the cluster has no GPU: trials run on CPU", plan.gpus_per_trial)
             plan = _without_gpus(plan)
-        tuner = restore_tuner(plan) if args.resume else build_tuner(plan)
-        results = tuner.fit()
+        tuner = restore_tuner(plan) if args.resume else build_tuner(plan, callbacks)
+        results = resume_lost_trials(plan, tuner.fit())
         print(render(results, plan, plan.space.METRIC, plan.space.MODE))
         return 1 if results.num_errors and results.num_errors == len(results) else 0
     except ConfigError as err:
@@ -149,6 +168,26 @@ def run(argv: list[str] | None = None) -> int:
     finally:
         if started:
             ray.shutdown()
+
+
+def resume_lost_trials(plan: Plan, results, rounds: int = 2):
+    """Resumes trials whose actor died with its node (a spot reclaim, a lost worker), up to `rounds`.
+
+    Tune retries a running trial whose node dies, but a trial that was being started or restored
+    there (PBT does that at every exploit) is marked ERROR at once, whatever max_failures says.
+    Such a trial did nothing wrong: it continues from its last checkpoint. A model error raised
+    inside a trial is a RayTaskError, not an actor death, and stays failed after its retries.
+    """
+    from ray.exceptions import RayActorError
+
+    for _ in range(rounds):
+        lost = [r for r in results if isinstance(r.error, RayActorError)]
+        if not lost:
+            break
+        print(f"{len(lost)} trial(s) lost with their node, not by a model error: resuming them from their "
+              "last checkpoints", file=sys.stderr)
+        results = restore_tuner(plan).fit()
+    return results
 
 
 def _without_gpus(plan: Plan) -> Plan:

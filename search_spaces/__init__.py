@@ -5,7 +5,9 @@ A search-space module declares:
   CONFIG            the trainable's frozen config dataclass (defaults live there, once)
   METRIC, MODE      what PBT, ASHA and Optuna optimize
   DESCRIPTION       one line for `--list`
-  pbt_mutations     {key: tune domain}: PBT samples the population from these and perturbs them
+  pbt_mutations     {key: tune domain or list}: PBT samples the population from these and perturbs
+                    them. Discrete values must be lists (PBT shifts to a neighbour): PBT multiplies
+                    the value of any Domain, tune.choice included, by 0.8 or 1.2.
   optuna_space      define-by-run (trial) -> {key: value}; random search samples it too
   BUDGETS           {"smoke": Budget, "full": Budget}
   check(config)     driver-side preflight (config parses, data loads); raises ConfigError

@@ -17,10 +17,10 @@ SEED_METRICS = (m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS)
 
 pbt_mutations = {
     "lr": tune.loguniform(3e-4, 5e-3),
-    "gamma": tune.choice([0.97, 0.98, 0.99, 0.995]),
-    "replay_ratio": tune.choice([0.0625, 0.125, 0.25]),
-    "target_every": tune.choice([50, 100, 250, 500]),
-    "epsilon_horizon": tune.choice([2_500, 5_000, 10_000, 20_000]),
+    "gamma": [0.97, 0.98, 0.99, 0.995],
+    "replay_ratio": [0.0625, 0.125, 0.25],
+    "target_every": [50, 100, 250, 500],
+    "epsilon_horizon": [2_500, 5_000, 10_000, 20_000],
 }
 assert set(pbt_mutations) <= set(MUTABLE_FIELDS)
 

@@ -50,7 +50,7 @@ BUDGETS = {
     # Seconds per trial: tests and CI.
     "smoke": Budget(
         samples=2,
-        overrides={"synthetic_users": 300, "synthetic_items": 60, "iterations": 3, "steps_per_iteration": 5,
+        overrides={"synthetic_users": 300, "synthetic_items": 80, "iterations": 3, "steps_per_iteration": 5,
                    "batch_size": 16, "width": 32, "context_length": 10},
         perturbation_interval=1,
     ),

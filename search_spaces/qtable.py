@@ -14,8 +14,8 @@ SEED_METRICS = (m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS)
 
 pbt_mutations = {
     "lr": tune.uniform(0.02, 0.5),
-    "gamma": tune.choice([0.95, 0.98, 0.99, 0.995]),
-    "epsilon_horizon": tune.choice([250, 500, 1000, 2000]),
+    "gamma": [0.95, 0.98, 0.99, 0.995],
+    "epsilon_horizon": [250, 500, 1000, 2000],
 }
 assert set(pbt_mutations) <= set(MUTABLE_FIELDS)
 

@@ -16,7 +16,7 @@ SEED_METRICS = (m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS)
 
 pbt_mutations = {
     "lr": tune.loguniform(1e-4, 3e-3),
-    "target_update_every": tune.choice([250, 500, 1000]),
+    "target_update_every": [250, 500, 1000],
 }
 
 

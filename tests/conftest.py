@@ -25,11 +25,18 @@ def _isolated_cache(tmp_path_factory):
     os.environ["TUNELAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
-@pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray for the whole session (Ray 2.60 has no local_mode)."""
+def start_local_ray():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole session (Ray 2.60 has no local_mode). The multi-node tests
+    (test_fault.py) stop it for their own clusters and start it again when they are done."""
+    ray = start_local_ray()
     yield ray
     ray.shutdown()

@@ -13,7 +13,7 @@ class PPOSettings(RLlibSettings):
     train_batch_size: int = 2000
     """Env steps per iteration (one PPO update round)."""
     minibatch_size: int = 128
-    """SGD minibatch."""
+    """SGD minibatch; at most train_batch_size (a larger value, e.g. from a search, is cut to it)."""
     num_epochs: int = 6
     """Passes over each train batch."""
     clip_param: float = 0.2
@@ -32,9 +32,6 @@ class PPOSettings(RLlibSettings):
         for name in ("train_batch_size", "minibatch_size", "num_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.minibatch_size > self.train_batch_size:
-            raise ValueError(f"minibatch_size ({self.minibatch_size}) must be <= train_batch_size "
-                             f"({self.train_batch_size})")
         object.__setattr__(self, "entropy_schedule", schedules.validate(self.entropy_schedule, "entropy_schedule"))
 
 
@@ -49,7 +46,7 @@ class PPOTrainable(RLlibTrainable):
             lr=piecewise(s.lr_schedule, s.lr, horizon),
             gamma=s.gamma,
             train_batch_size_per_learner=s.train_batch_size,
-            minibatch_size=s.minibatch_size,
+            minibatch_size=min(s.minibatch_size, s.train_batch_size),
             num_epochs=s.num_epochs,
             clip_param=s.clip_param,
             lambda_=s.gae_lambda,

@@ -1,0 +1,253 @@
+"""Fault tolerance on a local multi-node Ray (ray.cluster_utils.Cluster): a node lost in the middle
+of a PBT run, a spot preemption, a driver crash and resume, a model that raises.
+
+Nodes are killed from a Tune callback, which runs in the driver's main thread (a background
+thread cannot add or remove nodes). Callbacks are pickled with the experiment, so they find the
+Cluster in CLUSTERS by key instead of holding it.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from ray import tune
+from ray.cluster_utils import Cluster
+from ray.core.generated import autoscaler_pb2
+
+import search_spaces
+from platform import tune as cli
+from platform.tune import WORKING_DIR_EXCLUDES, start_ray
+from tests.conftest import start_local_ray
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTERS: dict[str, Cluster] = {}
+# What the kill callback saw. Module state, not the callback's: Tune pickles callbacks with the
+# experiment, and a resumed run works on an unpickled copy.
+EVENTS: dict = {}
+
+
+@pytest.fixture
+def cluster():
+    """A head with 1 CPU and two 1-CPU worker nodes; the session's local Ray is paused meanwhile."""
+    had_ray = ray.is_initialized()
+    ray.shutdown()
+    # Fast health checks: a node killed without warning (as a spot reclaim does) is noticed in ~1 s.
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "include_dashboard": False,
+        "_system_config": {"health_check_period_ms": 200, "health_check_failure_threshold": 5}})
+    for _ in range(2):
+        c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    CLUSTERS["test"] = c
+    EVENTS.clear()
+    EVENTS.update(killed=False, lost={}, rows_before={}, first_after={}, failures={})
+    yield c
+    ray.shutdown()
+    c.shutdown()
+    CLUSTERS.pop("test", None)
+    if had_ray:
+        start_local_ray()
+
+
+class KillNode(tune.Callback):
+    """At `at_iteration` of some trial running on a worker node, removes that node (drained as a
+    spot preemption first if `preempt`) and adds a fresh one, as the autoscaler would. Records in
+    EVENTS: the trials on the node and their last checkpoint's iteration (`lost`), the results every
+    trial had reported (`rows_before`), the lost trials' first result after the kill
+    (`first_after`) and num_failures of each trial Tune recovered (`failures`)."""
+
+    def __init__(self, at_iteration: int, preempt: bool):
+        self.at_iteration, self.preempt = at_iteration, preempt
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        EVENTS["failures"][trial.trial_id] = trial.run_metadata.num_failures
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if EVENTS["killed"]:
+            if trial.trial_id in EVENTS["lost"] and trial.trial_id not in EVENTS["first_after"]:
+                EVENTS["first_after"][trial.trial_id] = result
+            return
+        if result["training_iteration"] < self.at_iteration:
+            return
+        cluster = CLUSTERS["test"]
+        nodes = {node.node_id: node for node in cluster.worker_nodes}
+        where = {t.trial_id: node_of(t) for t in trials if t.status == "RUNNING" and t.last_result}
+        victim = where.get(trial.trial_id)
+        if victim not in nodes:
+            return  # this trial runs on the head: wait for one on a worker
+        by_id = {t.trial_id: t for t in trials}
+        EVENTS["lost"] = {tid: checkpoint_iteration(by_id[tid]) for tid, node in where.items() if node == victim}
+        EVENTS["rows_before"] = {t.trial_id: len(read_results(t.path)) for t in trials if t.path}
+        if self.preempt:
+            # A spot reclaim: the autoscaler drains the node with the preemption reason and the
+            # reclaim time as deadline; the VM then vanishes. Ray marks the death as preempted
+            # when a node draining for preemption dies after its deadline.
+            deadline_ms = int(time.time() * 1000) + 300
+            accepted, why = ray._raylet.GcsClient(address=cluster.address).drain_node(
+                victim, autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"), "spot reclaim",
+                deadline_ms)
+            assert accepted, why
+            time.sleep(0.5)
+        # Killed outright, like a reclaimed VM: a graceful raylet exit would report its own reason.
+        cluster.remove_node(nodes[victim], allow_graceful=False)
+        cluster.add_node(num_cpus=1)
+        EVENTS["killed"] = True
+
+
+def node_of(trial) -> str | None:
+    """The node of the live actor with the pid of the trial's last result, from the GCS actor
+    table (the state API needs a dashboard)."""
+    pid = trial.last_result.get("pid")
+    for info in ray._private.state.actors().values():
+        if info.get("Pid") == pid and info.get("State") == "ALIVE":
+            return info["Address"]["NodeID"]
+    return None
+
+
+def checkpoint_iteration(trial) -> int:
+    """training_iteration of the trial's latest persisted checkpoint (its own or one PBT cloned)."""
+    latest = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+    return latest.metrics["training_iteration"] if latest else 0
+
+
+def read_results(trial_path: str) -> list[dict]:
+    path = Path(trial_path) / "result.json"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_with_node_loss(cluster, tmp_path, capsys, preempt: bool) -> tuple[Path, str]:
+    code = cli.run(["dqn", "--budget", "smoke", "--samples", "3", "--set", "iterations=6",
+                    "--address", cluster.address, "--storage", str(tmp_path), "--name", "ft"],
+                   callbacks=[KillNode(at_iteration=3, preempt=preempt)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert EVENTS["killed"] and EVENTS["lost"], "no trial ran on a worker node"
+    return tmp_path / "ft", out
+
+
+def check_recovery(experiment: Path, out: str):
+    assert "FAILED trial" not in out, out
+    trials = sorted(p for p in experiment.iterdir() if (p / "result.json").exists())
+    assert len(trials) == 3
+    for path in trials:
+        rows = read_results(str(path))
+        assert rows[-1]["training_iteration"] == 6, (path.name, out[-3000:])  # every trial finished
+        assert sorted(path.glob("checkpoint_*")), path.name
+    by_id = {read_results(str(p))[0]["trial_id"]: p for p in trials}
+    for trial_id, rows_before in EVENTS["rows_before"].items():
+        assert len(read_results(str(by_id[trial_id]))) >= rows_before  # nothing reported was lost
+    for trial_id, checkpoint_iteration in EVENTS["lost"].items():
+        first = EVENTS["first_after"][trial_id]
+        assert checkpoint_iteration >= 1
+        # Restarted from its own last checkpoint, not from scratch.
+        assert first["iterations_since_restore"] == 1
+        assert first["training_iteration"] == checkpoint_iteration + 1
+
+
+def test_node_loss_mid_pbt_restores_lost_trials_from_their_checkpoints(cluster, tmp_path, capsys):
+    experiment, out = run_with_node_loss(cluster, tmp_path, capsys, preempt=False)
+    check_recovery(experiment, out)
+    # An ordinary node death counts against max_failures.
+    assert all(EVENTS["failures"][trial_id] == 1 for trial_id in EVENTS["lost"]), EVENTS["failures"]
+
+
+def test_spot_preemption_does_not_count_as_a_failure(cluster, tmp_path, capsys):
+    assert os.environ.get("RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE", "0") == "0"
+    experiment, out = run_with_node_loss(cluster, tmp_path, capsys, preempt=True)
+    check_recovery(experiment, out)
+    assert EVENTS["failures"] and all(n == 0 for n in EVENTS["failures"].values()), EVENTS["failures"]
+
+
+def test_workers_import_the_shipped_working_tree(cluster):
+    start_ray(cluster.address, 1.0)
+
+    @ray.remote(num_cpus=0)
+    def where() -> tuple[str, str]:
+        import platform as stdlib_platform
+        import trainables
+
+        return trainables.__file__, stdlib_platform.system()
+
+    path, system = ray.get(where.remote())
+    assert "working_dir_files" in path or "_ray_pkg_" in path, path  # not the install, the shipped copy
+    assert system  # the standard `platform` still works on workers
+    assert ".git" in WORKING_DIR_EXCLUDES
+
+
+def finished(experiment: Path, iterations: int) -> dict[str, int]:
+    """trial dir -> number of result rows, for trials whose last result is their final iteration."""
+    out = {}
+    for path in experiment.glob("*/result.json"):
+        rows = read_results(str(path.parent))
+        if rows and rows[-1]["training_iteration"] == iterations:
+            out[path.parent.name] = len(rows)
+    return out
+
+
+def terminated(experiment: Path) -> dict[str, int]:
+    """trial dir -> number of result rows, for the trials Tune's experiment state records as finished."""
+    states = sorted(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text())
+    except json.JSONDecodeError:  # being written
+        return {}
+    out = {}
+    for trial_json, _ in data["trial_data"]:
+        trial = json.loads(trial_json)
+        if trial["status"] == "TERMINATED":
+            out[trial["relative_logdir"]] = len(read_results(str(experiment / trial["relative_logdir"])))
+    return out
+
+
+def test_driver_crash_then_resume_finishes_without_rerunning(tmp_path):
+    had_ray = ray.is_initialized()
+    ray.shutdown()  # the driver below starts its own local Ray on both CPUs
+    try:
+        argv = [sys.executable, "-m", "platform.tune", "dqn", "--budget", "smoke", "--search", "none", "--seeds", "4",
+                "--set", "iterations=10", "--storage", str(tmp_path), "--name", "crash"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        driver = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        experiment = tmp_path / "crash"
+        deadline = time.time() + 240
+        while not (experiment.exists() and terminated(experiment)) and time.time() < deadline:
+            if driver.poll() is not None:
+                pytest.fail("the driver ended before it could be killed")
+            time.sleep(0.2)
+        before = terminated(experiment)  # what Tune had recorded as finished when the driver died
+        assert 1 <= len(before) < 4, before
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-experiment
+        driver.wait()
+        resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                 timeout=300)
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        after = terminated(experiment)
+        assert len(after) == 4 and len(finished(experiment, 10)) == 4
+        for trial, rows in before.items():
+            assert after[trial] == rows  # finished before the crash: not run again
+    finally:
+        if had_ray:
+            start_local_ray()
+
+
+def test_a_trial_that_raises_is_reported_and_the_others_finish(ray_session, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(search_spaces.MODELS, "buggy", "tests.faulty")
+    code = cli.run(["buggy", "--budget", "smoke", "--search", "none", "--seeds", "3", "--set", "iterations=3",
+                    "--storage", str(tmp_path), "--name", "bug"])
+    out = capsys.readouterr().out
+    assert code == 0  # not every trial failed
+    failed = [line for line in out.splitlines() if line.startswith("FAILED trial")]
+    assert len(failed) == 1 and "seed=1" in failed[0] or "RuntimeError" in failed[0], out
+    error_file = Path(failed[0].rsplit("see ", 1)[1])
+    assert error_file.exists() and "a bug in the model" in error_file.read_text()
+    assert len(finished(tmp_path / "bug", 3)) == 2
