@@ -40,7 +40,7 @@ def optuna_space(trial) -> dict:
 
 BUDGETS = {
     "smoke": Budget(samples=2, overrides={"iterations": 2, "steps_per_iteration": 200, "learning_starts": 100,
-                                          "buffer_size": 2_000, "envs_per_env_runner": 1, "eval_episodes": 3},
+                                          "buffer_size": 2_000, "eval_episodes": 3},
                     perturbation_interval=1),
     "full": Budget(samples=4, overrides={}, perturbation_interval=10, grace_period=10),
 }

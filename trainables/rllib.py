@@ -127,7 +127,11 @@ class RLlibTrainable(ray.tune.Trainable):
                               "start it through python -m platform.tune, which sizes it to the trial's CPUs")
         runtime.seed_everything(s.seed)
         torch.set_num_threads(1)
-        self.algo = self.algorithm_config(s).build_algo()
+        config = self.algorithm_config(s)
+        gpus = self.trial_resources.required_resources.get("GPU", 0) if self.trial_resources else 0
+        if gpus and torch.cuda.is_available():  # the learner runs in this process, on Ray's GPU share
+            config = config.learners(num_gpus_per_learner=gpus)
+        self.algo = config.build_algo()
         self.clock = rl.SolveClock(rl.solve_threshold(s.env, s.solve_return))
         self.last_eval: dict = {}
         self.baselines = rl.random_baseline(s.env, s.eval_episodes)
