@@ -79,6 +79,7 @@ class KillNode(tune.Callback):
         nodes = {node.node_id: node for node in cluster.worker_nodes}
         where = {t.trial_id: node_of(t) for t in trials if t.status == "RUNNING" and t.last_result}
         victim = where.get(trial.trial_id)
+        EVENTS.setdefault("seen", []).append((trial.trial_id, result["training_iteration"], victim, list(nodes)))
         if victim not in nodes:
             return  # this trial runs on the head: wait for one on a worker
         by_id = {t.trial_id: t for t in trials}
@@ -124,13 +125,20 @@ def read_results(trial_path: str) -> list[dict]:
 
 
 def run_with_node_loss(cluster, tmp_path, capsys, preempt: bool) -> tuple[Path, str]:
-    code = cli.run(["dqn", "--budget", "smoke", "--samples", "3", "--set", "iterations=6",
-                    "--address", cluster.address, "--storage", str(tmp_path), "--name", "ft"],
-                   callbacks=[KillNode(at_iteration=3, preempt=preempt)])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert EVENTS["killed"] and EVENTS["lost"], "no trial ran on a worker node"
-    return tmp_path / "ft", out
+    """The dqn PBT run with a node killed at iteration 3. Which node a trial lands on is Ray's choice:
+    if no trial happened to run on a worker node when the kill was due, the run is repeated (the
+    precondition failed, not the code under test), at most twice."""
+    for attempt in range(3):
+        EVENTS.update(killed=False, lost={}, rows_before={}, first_after={}, failures={}, seen=[])
+        name = f"ft{attempt}"
+        code = cli.run(["dqn", "--budget", "smoke", "--samples", "3", "--set", "iterations=6",
+                        "--address", cluster.address, "--storage", str(tmp_path), "--name", name],
+                       callbacks=[KillNode(at_iteration=3, preempt=preempt)])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        if EVENTS["killed"] and EVENTS["lost"]:
+            return tmp_path / name, out
+    pytest.fail(f"no trial ran on a worker node in 3 runs: {EVENTS['seen']}")
 
 
 def check_recovery(experiment: Path, out: str):
@@ -163,7 +171,9 @@ def test_spot_preemption_does_not_count_as_a_failure(cluster, tmp_path, capsys):
     assert os.environ.get("RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE", "0") == "0"
     experiment, out = run_with_node_loss(cluster, tmp_path, capsys, preempt=True)
     check_recovery(experiment, out)
-    assert EVENTS["failures"] and all(n == 0 for n in EVENTS["failures"].values()), EVENTS["failures"]
+    # The trials on the reclaimed node recovered without using up a failure. (A trial that was
+    # being placed elsewhere at that moment may see another kind of error.)
+    assert all(EVENTS["failures"][trial_id] == 0 for trial_id in EVENTS["lost"]), EVENTS["failures"]
 
 
 def test_workers_import_the_shipped_working_tree(cluster):
@@ -232,7 +242,7 @@ def test_driver_crash_then_resume_finishes_without_rerunning(tmp_path):
                                  timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         after = terminated(experiment)
-        assert len(after) == 4 and len(finished(experiment, 10)) == 4
+        assert len(after) == 4 and len(finished(experiment, 10)) == 4, resumed.stdout[-3000:]
         for trial, rows in before.items():
             assert after[trial] == rows  # finished before the crash: not run again
     finally:
