@@ -1,6 +1,10 @@
 """Fault tolerance on a local multi-node Ray (ray.cluster_utils.Cluster): a node lost in the middle
 of a PBT run, a spot preemption, a driver crash and resume, a model that raises.
 
+The file is named to run first: its clusters start before this process has run any other Ray.
+After the whole suite had used the in-process local Ray, the node of a trial's actor could not be
+told reliably from the GCS table (two fresh-clone CI runs), while it always could in a fresh process.
+
 Nodes are killed from a Tune callback, which runs in the driver's main thread (a background
 thread cannot add or remove nodes). Callbacks are pickled with the experiment, so they find the
 Cluster in CLUSTERS by key instead of holding it.
@@ -204,7 +208,8 @@ def finished(experiment: Path, iterations: int) -> dict[str, int]:
 
 def terminated(experiment: Path) -> dict[str, int]:
     """trial dir -> number of result rows, for the trials Tune's experiment state records as finished."""
-    states = sorted(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    # The newest run's file: names carry the run's start time (a resumed run rewrites the old one too).
+    states = sorted(experiment.glob("experiment_state-*.json"))
     if not states:
         return {}
     try:
