@@ -62,7 +62,7 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
         # A trial that raises is retried from its last checkpoint up to 3 times, then reported;
         # the others go on. A preempted node (a spot reclaim, drained with the preemption reason)
         # does not count: Tune only counts it when RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE=1, which
-        # tunelab never sets (tests/test_fault.py checks).
+        # tunelab never sets (tests/test_0_multinode.py checks).
         failure_config=tune.FailureConfig(max_failures=3),
     )
 
@@ -84,7 +84,7 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
             # Synchronous: every trial reaches the perturbation point before any is cloned. With
             # asynchronous PBT a donor trial runs on while the trial that clones it waits (for a
             # node that died, say), and Tune deletes the cloned checkpoint under num_to_keep: the
-            # restore then fails for good (tests/test_fault.py hit it). With synch a donor is at
+            # restore then fails for good (tests/test_0_multinode.py hit it). With synch a donor is at
             # most one interval ahead, and run_config keeps three intervals of checkpoints.
             synch=True,
         )
