@@ -307,14 +307,10 @@ class DQNTrainable(ray.tune.Trainable):
             **{m.HPARAM_PREFIX + name: getattr(cfg, name) for name in MUTABLE_FIELDS},
             **self.baselines,
         }
-        last = self.iteration + 1 >= cfg.iterations
-        if (self.iteration + 1) % cfg.eval_every == 0 or last or not self.last_eval:
-            tick = time.perf_counter()
-            greedy = rl.greedy_returns(self.greedy, cfg.env, cfg.eval_episodes)
-            self.last_eval = {**rl.evaluation_metrics(greedy), m.EVAL_SECONDS: time.perf_counter() - tick,
-                              **self.clock.record(float(greedy.mean()), rollout.env_steps)}
+        if rl.evaluation_due(cfg, self.iteration, self.last_eval):
+            self.last_eval = rl.greedy_evaluation(self.greedy, cfg, self.clock, rollout.env_steps)
         result.update(self.last_eval)
-        result["done"] = last or (cfg.stop_on_solve and result[m.SOLVED] > 0)
+        result["done"] = rl.iteration_done(cfg, self.iteration, result)
         return result
 
     # ------------------------------------------------------------------ checkpoints and PBT

@@ -201,6 +201,23 @@ def evaluation_metrics(returns: np.ndarray) -> dict:
             m.EVAL_RETURN_STD: float(returns.std()), m.EVAL_EPISODES: len(returns)}
 
 
+def evaluation_due(cfg, iteration: int, last_eval: dict) -> bool:
+    """Every `cfg.eval_every` iterations, at the last one, and at the first (so a score exists)."""
+    return (iteration + 1) % cfg.eval_every == 0 or iteration + 1 >= cfg.iterations or not last_eval
+
+
+def greedy_evaluation(policy: Callable[[np.ndarray], np.ndarray], cfg, clock: "SolveClock", env_steps: int) -> dict:
+    """The evaluation metrics every RL model reports, the solve clock updated."""
+    tick = time.perf_counter()
+    returns = greedy_returns(policy, cfg.env, cfg.eval_episodes)
+    return {**evaluation_metrics(returns), m.EVAL_SECONDS: time.perf_counter() - tick,
+            **clock.record(float(returns.mean()), env_steps)}
+
+
+def iteration_done(cfg, iteration: int, result: dict) -> bool:
+    return iteration + 1 >= cfg.iterations or bool(cfg.stop_on_solve and result[m.SOLVED] > 0)
+
+
 def random_baseline(env_id: str, episodes: int) -> dict:
     returns = random_policy_returns(env_id, episodes)
     return {m.baseline_metric(m.BASELINE_RANDOM, m.SCORE): float(returns.mean())}

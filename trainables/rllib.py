@@ -167,16 +167,12 @@ class RLlibTrainable(ray.tune.Trainable):
             **{m.HPARAM_PREFIX + k: v for k, v in to_dict(s).items() if isinstance(v, (int, float))},
             **self.baselines,
         }
-        last = self.iteration + 1 >= s.iterations
-        if (self.iteration + 1) % s.eval_every == 0 or last or not self.last_eval:
-            tick = time.perf_counter()
+        if rl.evaluation_due(s, self.iteration, self.last_eval):
             self.algo.env_runner_group.sync_weights(from_worker_or_learner_group=self.algo.learner_group,
                                                     inference_only=True)
-            returns = rl.greedy_returns(self.greedy, s.env, s.eval_episodes)
-            self.last_eval = {**rl.evaluation_metrics(returns), m.EVAL_SECONDS: time.perf_counter() - tick,
-                              **self.clock.record(float(returns.mean()), env_steps)}
+            self.last_eval = rl.greedy_evaluation(self.greedy, s, self.clock, env_steps)
         out.update(self.last_eval)
-        out["done"] = last or (s.stop_on_solve and out[m.SOLVED] > 0)
+        out["done"] = rl.iteration_done(s, self.iteration, out)
         return out
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
