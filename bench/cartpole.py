@@ -25,8 +25,16 @@ sys.path.insert(0, str(ROOT))
 
 # RLlib's own PPOConfig defaults (lr 5e-5, 4000-step batches, 30 epochs, 256x256 net, ...): what
 # "RLlib PPO takes 70-140 s" refers to. tunelab's ppo model defaults are tuned for CartPole instead.
-RLLIB_PPO_DEFAULTS = {"lr": 5e-5, "train_batch_size": 4000, "minibatch_size": 128, "num_epochs": 30,
-                      "clip_param": 0.3, "gae_lambda": 1.0, "vf_loss_coeff": 1.0, "hidden": 256}
+RLLIB_PPO_DEFAULTS = {
+    "lr": 5e-5,
+    "steps_per_iteration": 4000,
+    "batch_size": 128,
+    "num_epochs": 30,
+    "clip_param": 0.3,
+    "gae_lambda": 1.0,
+    "vf_loss_coeff": 1.0,
+    "hidden": 256,
+}
 
 
 def run_one(model: str, seed: int, cap: float) -> dict:
@@ -53,8 +61,12 @@ def run_one(model: str, seed: int, cap: float) -> dict:
             from trainables.rllib_dqn import RLlibDQNTrainable as cls
         # Sampling in the trial's process, with each model's own envs per runner (ppo: 4 vectorized,
         # rllib-dqn: 1, see trainables/rllib_dqn.py).
-        config = {"seed": seed, "num_env_runners": 0, "iterations": 10_000,
-                  **(RLLIB_PPO_DEFAULTS if model == "ppo-rllib-defaults" else {})}
+        config = {
+            "seed": seed,
+            "num_env_runners": 0,
+            "iterations": 10_000,
+            **(RLLIB_PPO_DEFAULTS if model == "ppo-rllib-defaults" else {}),
+        }
     start = time.perf_counter()
     trainable = cls(config=config)
     build = time.perf_counter() - start
@@ -66,9 +78,16 @@ def run_one(model: str, seed: int, cap: float) -> dict:
             break
     wall = time.perf_counter() - start
     trainable.stop()
-    return {"model": model, "seed": seed, "solved": solved, "wall_s": wall, "build_s": build,
-            "env_steps": result.get(m.TRAIN_ENV_STEPS, 0), "score": result.get(m.SCORE),
-            "peak_rss_mb": rl.peak_rss_mb()}
+    return {
+        "model": model,
+        "seed": seed,
+        "solved": solved,
+        "wall_s": wall,
+        "build_s": build,
+        "env_steps": result.get(m.TRAIN_ENV_STEPS, 0),
+        "score": result.get(m.SCORE),
+        "peak_rss_mb": rl.peak_rss_mb(),
+    }
 
 
 def update_time_profile(env_steps: int) -> dict:
@@ -81,9 +100,13 @@ def update_time_profile(env_steps: int) -> dict:
     trainable.stop()
     per_update = [r[m.TRAIN_MS_PER_UPDATE] for r in rows if r[m.TRAIN_MS_PER_UPDATE] == r[m.TRAIN_MS_PER_UPDATE]]
     tenth = max(1, len(per_update) // 10)
-    return {"early_ms": statistics.median(per_update[:tenth]), "late_ms": statistics.median(per_update[-tenth:]),
-            "updates": rows[-1][m.TRAIN_UPDATES], "env_steps": rows[-1][m.TRAIN_ENV_STEPS],
-            "peak_rss_mb": rows[-1][m.TRAIN_PEAK_RSS_MB]}
+    return {
+        "early_ms": statistics.median(per_update[:tenth]),
+        "late_ms": statistics.median(per_update[-tenth:]),
+        "updates": rows[-1][m.TRAIN_UPDATES],
+        "env_steps": rows[-1][m.TRAIN_ENV_STEPS],
+        "peak_rss_mb": rows[-1][m.TRAIN_PEAK_RSS_MB],
+    }
 
 
 def vectorization(num_envs: int = 8, steps: int = 3000) -> dict:
@@ -130,34 +153,44 @@ def main() -> None:
         return
 
     vec = child("vectorization")
-    print(f"CartPole-v1, 8 envs, random actions: numpy-vectorized {vec['vector_entry_point']:,.0f} env steps/s, "
-          f"SyncVectorEnv {vec['sync']:,.0f} ({vec['vector_entry_point'] / vec['sync']:.2f}x)")
+    print(
+        f"CartPole-v1, 8 envs, random actions: numpy-vectorized {vec['vector_entry_point']:,.0f} env steps/s, "
+        f"SyncVectorEnv {vec['sync']:,.0f} ({vec['vector_entry_point'] / vec['sync']:.2f}x)"
+    )
     medians = {}
     for model in args.models.split(","):
         cap = args.cap_dqn if model == "dqn" else args.cap_rllib
         runs = [child("run", model, str(seed), str(cap)) for seed in range(args.seeds)]
         for r in runs:
-            print(f"  {model:9s} seed {r['seed']}: {'solved' if r['solved'] else 'CAP HIT'} at {r['wall_s']:.1f} s "
-                  f"(build {r['build_s']:.1f} s), {r['env_steps']:,} env steps, last score {r['score']:.1f}, "
-                  f"peak {r['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"  {model:9s} seed {r['seed']}: {'solved' if r['solved'] else 'CAP HIT'} at {r['wall_s']:.1f} s "
+                f"(build {r['build_s']:.1f} s), {r['env_steps']:,} env steps, last score {r['score']:.1f}, "
+                f"peak {r['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
         # A capped run counts with its cap: the median is then a lower bound, and says so.
         wall = statistics.median(r["wall_s"] for r in runs)
         steps = statistics.median(r["env_steps"] for r in runs)
         solved = sum(r["solved"] for r in runs)
         medians[model] = wall
-        print(f"{model:9s} median over {len(runs)} seeds: {wall:.1f} s, {steps:,.0f} env steps; "
-              f"solved {solved}/{len(runs)}"
-              f"{'' if solved == len(runs) else ' (capped runs count at the cap: a lower bound)'}; "
-              f"peak memory max {max(r['peak_rss_mb'] for r in runs):.0f} MB", flush=True)
+        print(
+            f"{model:9s} median over {len(runs)} seeds: {wall:.1f} s, {steps:,.0f} env steps; "
+            f"solved {solved}/{len(runs)}"
+            f"{'' if solved == len(runs) else ' (capped runs count at the cap: a lower bound)'}; "
+            f"peak memory max {max(r['peak_rss_mb'] for r in runs):.0f} MB",
+            flush=True,
+        )
     baselines = [medians[k] for k in ("ppo", "rllib-dqn") if k in medians]
     if "dqn" in medians and baselines:
         print(f"faster RLlib baseline / dqn: {min(baselines) / medians['dqn']:.2f}x (target >= 5x)")
     if "dqn" in medians and "ppo-rllib-defaults" in medians:
         print(f"RLlib PPO with RLlib's defaults / dqn: {medians['ppo-rllib-defaults'] / medians['dqn']:.2f}x")
     prof = child("profile", str(args.profile_steps))
-    print(f"dqn time per update: {prof['early_ms']:.3f} ms in the first tenth, {prof['late_ms']:.3f} ms in the last "
-          f"tenth of {prof['env_steps']:,} env steps / {prof['updates']:,} updates (buffer wraps twice); "
-          f"peak memory {prof['peak_rss_mb']:.0f} MB")
+    print(
+        f"dqn time per update: {prof['early_ms']:.3f} ms in the first tenth, {prof['late_ms']:.3f} ms in the last "
+        f"tenth of {prof['env_steps']:,} env steps / {prof['updates']:,} updates (buffer wraps twice); "
+        f"peak memory {prof['peak_rss_mb']:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

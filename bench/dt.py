@@ -71,8 +71,12 @@ def tune_trial(config: dict, threads: int) -> dict:
             tuner = tune.Tuner(
                 tune.with_resources(DecisionTransformerTrainable, {"cpu": threads}),
                 param_space=config,
-                run_config=tune.RunConfig(storage_path=storage, name="bench", verbose=0,
-                                          checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1)),
+                run_config=tune.RunConfig(
+                    storage_path=storage,
+                    name="bench",
+                    verbose=0,
+                    checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1),
+                ),
             )
             result = tuner.fit()[0]
             frame = result.metrics_dataframe
@@ -94,22 +98,29 @@ def main() -> None:
     cfg = DTConfig()
     n_items = cfg.synthetic_items
     iterations = 4
-    config = {"iterations": iterations, "steps_per_iteration": max(1, args.steps // iterations),
-              "torch_threads": args.threads}
+    config = {
+        "iterations": iterations,
+        "steps_per_iteration": max(1, args.steps // iterations),
+        "torch_threads": args.threads,
+    }
     peak = matmul_flops(args.threads)
     plain = plain_loop(cfg, n_items, args.steps, args.threads)
     trial = tune_trial(config, args.threads)
     flops = flops_per_sequence(cfg, n_items)
-    print(f"model: {cfg.layers} layers, width {cfg.width}, K={cfg.context_length}, tokens {cfg.tokens}, "
-          f"{n_items} items, batch {cfg.batch_size}; {flops / 1e6:.1f} MFLOP per sequence (fwd+bwd)")
+    print(
+        f"model: {cfg.layers} layers, width {cfg.width}, K={cfg.context_length}, tokens {cfg.tokens}, "
+        f"{n_items} items, batch {cfg.batch_size}; {flops / 1e6:.1f} MFLOP per sequence (fwd+bwd)"
+    )
     print(f"matmul peak ({args.threads} thread): {peak / 1e9:.1f} GFLOP/s")
     print(f"plain loop:            {plain:8.1f} sequences/s")
     print(f"tune trial, train loop: {trial['loop']:8.1f} sequences/s")
     print(f"tune trial, wall:      {trial['wall']:8.1f} sequences/s (Tune's per-iteration time less evaluation)")
     overhead = 1.0 - trial["wall"] / plain
     print(f"platform overhead: {100 * overhead:.1f}% (target <= 5%)")
-    print(f"matmul share: {100 * flops * trial['loop'] / peak:.1f}% of measured peak in the trial, "
-          f"{100 * flops * plain / peak:.1f}% in the plain loop (target >= 30%)")
+    print(
+        f"matmul share: {100 * flops * trial['loop'] / peak:.1f}% of measured peak in the trial, "
+        f"{100 * flops * plain / peak:.1f}% in the plain loop (target >= 30%)"
+    )
 
 
 if __name__ == "__main__":

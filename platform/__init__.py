@@ -16,6 +16,4 @@ _spec = _importlib_util.spec_from_file_location("_stdlib_platform", _STDLIB_PATH
 _stdlib_platform = _importlib_util.module_from_spec(_spec)
 _spec.loader.exec_module(_stdlib_platform)
 
-globals().update(
-    {name: value for name, value in vars(_stdlib_platform).items() if not name.startswith("__")}
-)
+globals().update({name: value for name, value in vars(_stdlib_platform).items() if not name.startswith("__")})

@@ -15,8 +15,11 @@ class TensorBoardCallback(TBXLoggerCallback):
 
     def log_trial_end(self, trial, failed: bool = False):
         if trial in self._trial_writer and self._trial_result.get(trial):
-            scalars = {k: v for k, v in flatten_dict(self._trial_result[trial], delimiter="/").items()
-                       if isinstance(v, (int, float))}
+            scalars = {
+                k: v
+                for k, v in flatten_dict(self._trial_result[trial], delimiter="/").items()
+                if isinstance(v, (int, float))
+            }
             self._try_log_hparams(trial, scalars)
         if trial in self._trial_writer:
             self._trial_writer[trial].close()

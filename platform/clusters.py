@@ -34,13 +34,16 @@ def problems(path: str | Path) -> list[str]:
             continue
         node = spec.get("node_config", {})
         if provider == "aws" and node.get("InstanceMarketOptions", {}).get("MarketType") != "spot":
-            out.append(f"{name}: worker type {node_type} is not on spot: "
-                       "set InstanceMarketOptions: {MarketType: spot}")
+            out.append(
+                f"{name}: worker type {node_type} is not on spot: set InstanceMarketOptions: {{MarketType: spot}}"
+            )
         if provider == "gcp":
             scheduling = node.get("scheduling")
             if not isinstance(scheduling, dict):
-                out.append(f"{name}: worker type {node_type}: scheduling must be an object "
-                           f"(provisioningModel: SPOT), got {scheduling!r}")
+                out.append(
+                    f"{name}: worker type {node_type}: scheduling must be an object "
+                    f"(provisioningModel: SPOT), got {scheduling!r}"
+                )
             elif scheduling.get("provisioningModel") != "SPOT" and not scheduling.get("preemptible"):
                 out.append(f"{name}: worker type {node_type} is not on spot: set scheduling.provisioningModel: SPOT")
             if "resources" not in spec:
@@ -52,8 +55,10 @@ def problems(path: str | Path) -> list[str]:
     for image in images:
         tag = image.rpartition(":")[2]
         if not tag.startswith(ray.__version__ + "-") and tag != ray.__version__:
-            out.append(f"{name}: image {image} is not Ray {ray.__version__} (installed here); "
-                       f"use rayproject/ray:{ray.__version__}-py311-gpu")
+            out.append(
+                f"{name}: image {image} is not Ray {ray.__version__} (installed here); "
+                f"use rayproject/ray:{ray.__version__}-py311-gpu"
+            )
     mounts = config.get("file_mounts", {})
     if mounts.get(PROJECT_DIR) != ".":
         out.append(f"{name}: file_mounts must sync the working tree: {PROJECT_DIR}: .")
@@ -61,8 +66,10 @@ def problems(path: str | Path) -> list[str]:
     if not re.search(rf"pip install .*-e \"?{re.escape(PROJECT_DIR)}", setup):
         out.append(f"{name}: setup_commands must install the project: pip install -e {PROJECT_DIR}")
     if not any(REMOTE_STORAGE.search(option) for option in docker.get("run_options", [])):
-        out.append(f"{name}: results must not stay on the nodes: set TUNELAB_STORAGE=s3://... or gs://... "
-                   "in docker.run_options")
+        out.append(
+            f"{name}: results must not stay on the nodes: set TUNELAB_STORAGE=s3://... or gs://... "
+            "in docker.run_options"
+        )
     excluded = " ".join(config.get("rsync_exclude", []))
     for needed in (".git", "ray_results"):
         if needed not in excluded:

@@ -3,7 +3,7 @@
 import dataclasses
 import logging
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import optuna
 from ray import tune
@@ -11,7 +11,7 @@ from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 from ray.tune.search.optuna import OptunaSearch
 
 from platform.callbacks import TensorBoardCallback
-from search_spaces import Budget, resolve
+from search_spaces import Budget, ModelSpec, resolve
 
 SEARCHES = ("pbt", "optuna", "random", "none")
 OPTUNA_DB = "optuna.db"
@@ -19,46 +19,72 @@ log = logging.getLogger("tunelab")
 
 
 @dataclasses.dataclass(frozen=True)
+class Storage:
+    """Where experiments live: an absolute local directory, or a URI (s3://, gs://, file://)."""
+
+    root: str
+
+    @staticmethod
+    def parse(text: str) -> "Storage":
+        return Storage(text if "://" in text else str(Path(text).expanduser().resolve()))
+
+    @property
+    def is_uri(self) -> bool:
+        return "://" in self.root
+
+    def experiment(self, name: str) -> str:
+        """The experiment's location as Tune names it; local_experiment: its directory (None on a URI)."""
+        return f"{self.root.rstrip('/')}/{name}"
+
+    def local_experiment(self, name: str) -> Path | None:
+        return None if self.is_uri else Path(self.root) / name
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
     """Everything the CLI decided, in one place."""
 
     model: str
-    space: ModuleType
+    spec: ModelSpec
     search: str
     budget: Budget
     samples: int
     seeds: int
-    base_config: dict  # budget overrides + --set values (validated)
+    config: Any  # the validated config dataclass: budget overrides + --set values on the defaults
+    base_config: dict  # the explicit values of `config` (budget overrides, --set, placement): what trials get
     pinned: tuple  # keys the user fixed with --set: searches leave them alone
     name: str
-    storage: str  # local directory or s3:// / gs:// URI
+    storage: Storage
     cpus_per_trial: float
     gpus_per_trial: float
+    resources: Any  # what each trial asks Ray for: {"cpu", "gpu"} or the spec's placement group
 
     @property
     def local_dir(self) -> Path | None:
-        return None if "://" in self.storage else Path(self.storage) / self.name
+        return self.storage.local_experiment(self.name)
+
+
+def resources(spec: ModelSpec, config: Any, cpus: float, gpus: float) -> tuple[dict, Any]:
+    """(config values the placement pins, the trial's resource request)."""
+    if spec.place is None:
+        return {}, {"cpu": cpus, "gpu": gpus}
+    return spec.place(config, cpus, gpus)  # e.g. a learner bundle plus one bundle per env runner
 
 
 def trainable(plan: Plan):
-    cls = resolve(plan.space.TRAINABLE)
-    if hasattr(plan.space, "place"):  # a learner bundle plus one bundle per env runner
-        _, resources = plan.space.place(plan.base_config, plan.cpus_per_trial, plan.gpus_per_trial)
-        return tune.with_resources(cls, resources)
-    return tune.with_resources(cls, {"cpu": plan.cpus_per_trial, "gpu": plan.gpus_per_trial})
+    return tune.with_resources(resolve(plan.spec.trainable), plan.resources)
 
 
 def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
-    every = plan.base_config.get("checkpoint_every", 1)
+    every = plan.config.checkpoint_every
     # PBT clones the latest checkpoint of a top trial some iterations after recording it; with a
     # small num_to_keep Tune has deleted it by then. Keep every checkpoint of the last few rounds.
     keep = max(4, 3 * plan.budget.perturbation_interval) if plan.search == "pbt" else 2
     return tune.RunConfig(
         name=plan.name,
-        storage_path=plan.storage,
+        storage_path=plan.storage.root,
         callbacks=[TensorBoardCallback(), *(callbacks or [])],
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=keep, checkpoint_frequency=every,
-                                                checkpoint_at_end=True),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=keep, checkpoint_frequency=every, checkpoint_at_end=True),
         # A trial that raises is retried from its last checkpoint up to 3 times, then reported;
         # the others go on. A preempted node (a spot reclaim, drained with the preemption reason)
         # does not count: Tune only counts it when RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE=1, which
@@ -68,13 +94,13 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
 
 
 def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
-    space, base = plan.space, plan.base_config
-    seeds = {"seed": tune.grid_search(list(range(base.get("seed", 0), base.get("seed", 0) + plan.seeds)))}
+    spec, base = plan.spec, plan.base_config
+    seeds = {"seed": tune.grid_search(list(range(plan.config.seed, plan.config.seed + plan.seeds)))}
     if plan.search == "none":
         param_space = {**base, **(seeds if plan.seeds > 1 else {})}
         tune_config = tune.TuneConfig(num_samples=1, reuse_actors=True)
     elif plan.search == "pbt":
-        mutations = {k: v for k, v in space.pbt_mutations.items() if k not in plan.pinned}
+        mutations = {k: v for k, v in spec.pbt_mutations.items() if k not in plan.pinned}
         scheduler = PopulationBasedTraining(
             time_attr="training_iteration",
             perturbation_interval=plan.budget.perturbation_interval,
@@ -84,39 +110,53 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
             # Synchronous: every trial reaches the perturbation point before any is cloned. With
             # asynchronous PBT a donor trial runs on while the trial that clones it waits (for a
             # node that died, say), and Tune deletes the cloned checkpoint under num_to_keep: the
-            # restore then fails for good (tests/test_0_multinode.py hit it). With synch a donor is at
-            # most one interval ahead, and run_config keeps three intervals of checkpoints.
+            # restore then fails for good. With synch a donor is at most one interval ahead, and
+            # run_config keeps three intervals of checkpoints.
             synch=True,
         )
         # The initial population is drawn from the same domains PBT perturbs within.
         initial = {k: tune.choice(v) if isinstance(v, list) else v for k, v in mutations.items()}
         param_space = {**base, **initial, **(seeds if plan.seeds > 1 else {})}
-        tune_config = tune.TuneConfig(metric=space.METRIC, mode=space.MODE, scheduler=scheduler,
-                                      num_samples=plan.samples, reuse_actors=True)
+        tune_config = tune.TuneConfig(
+            metric=spec.metric, mode=spec.mode, scheduler=scheduler, num_samples=plan.samples, reuse_actors=True
+        )
     else:
-        sampler = (optuna.samplers.TPESampler(seed=base.get("seed", 0)) if plan.search == "optuna"
-                   else optuna.samplers.RandomSampler(seed=base.get("seed", 0)))
+        sampler = (
+            optuna.samplers.TPESampler(seed=plan.config.seed)
+            if plan.search == "optuna"
+            else optuna.samplers.RandomSampler(seed=plan.config.seed)
+        )
         storage = None
         if plan.local_dir is not None:
             plan.local_dir.mkdir(parents=True, exist_ok=True)
             storage = optuna.storages.RDBStorage(f"sqlite:///{plan.local_dir / OPTUNA_DB}")
         searcher = ConfigOnlyOptunaSearch(
-            keys=[f.name for f in dataclasses.fields(space.CONFIG)],
-            space=_define_by_run(space.optuna_space, base, plan.pinned),
+            keys=[f.name for f in dataclasses.fields(spec.config)],
+            space=DefineByRunSpace(spec.optuna_space, base, plan.pinned),
             # With a define-by-run space TuneConfig's metric and mode never reach the searcher.
-            metric=space.METRIC, mode=space.MODE, sampler=sampler,
-            study_name=plan.name, storage=storage,
+            metric=spec.metric,
+            mode=spec.mode,
+            sampler=sampler,
+            study_name=plan.name,
+            storage=storage,
         )
         scheduler = None
         if plan.search == "optuna":
-            scheduler = ASHAScheduler(metric=space.METRIC, mode=space.MODE, time_attr="training_iteration",
-                                      max_t=base["iterations"], grace_period=plan.budget.grace_period,
-                                      reduction_factor=2)
+            scheduler = ASHAScheduler(
+                metric=spec.metric,
+                mode=spec.mode,
+                time_attr="training_iteration",
+                max_t=plan.config.iterations,
+                grace_period=plan.budget.grace_period,
+                reduction_factor=2,
+            )
         param_space = {}
-        tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=plan.samples,
-                                      reuse_actors=False)
-    return tune.Tuner(trainable(plan), param_space=param_space, tune_config=tune_config,
-                      run_config=run_config(plan, callbacks))
+        tune_config = tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=plan.samples, reuse_actors=False
+        )
+    return tune.Tuner(
+        trainable(plan), param_space=param_space, tune_config=tune_config, run_config=run_config(plan, callbacks)
+    )
 
 
 class ClipToDomains:
@@ -125,8 +165,9 @@ class ClipToDomains:
     value inside the bounds of the domain it was sampled from. A class, so it pickles."""
 
     def __init__(self, mutations: dict):
-        self.bounds = {k: (v.lower, v.upper) for k, v in mutations.items()
-                       if hasattr(v, "lower") and hasattr(v, "upper")}
+        self.bounds = {
+            k: (v.lower, v.upper) for k, v in mutations.items() if hasattr(v, "lower") and hasattr(v, "upper")
+        }
 
     def __call__(self, config: dict) -> dict:
         for key, (low, high) in self.bounds.items():
@@ -154,7 +195,7 @@ class ConfigOnlyOptunaSearch(OptunaSearch):
         return {k: v for k, v in config.items() if k in self._config_keys}
 
 
-class _define_by_run:
+class DefineByRunSpace:
     """Optuna's define-by-run space plus the fixed config; keys pinned with --set win.
 
     A class rather than a closure so the searcher stays picklable for Tune's experiment state.
@@ -172,5 +213,4 @@ def restore_tuner(plan: Plan) -> tune.Tuner:
     """Continues an experiment: finished trials stay finished, the others resume from their last
     checkpoint (errored ones too: a crash of the driver or a node is not the model's fault).
     The callbacks are the ones the experiment was started with (Tune keeps them in tuner.pkl)."""
-    path = str(plan.local_dir) if plan.local_dir is not None else f"{plan.storage.rstrip('/')}/{plan.name}"
-    return tune.Tuner.restore(path, trainable=trainable(plan), resume_errored=True)
+    return tune.Tuner.restore(plan.storage.experiment(plan.name), trainable=trainable(plan), resume_errored=True)

@@ -21,7 +21,8 @@ def confidence_interval(values: list[float], level: float = 0.95) -> tuple[float
     return mean, std, mean - half, mean + half
 
 
-def render(results, plan, metric: str, mode: str) -> str:
+def render(results, plan) -> str:
+    metric, mode = plan.spec.metric, plan.spec.mode
     lines = ["", f"== tunelab: {plan.model}, {plan.search} search, {len(results)} trials =="]
     errors = [r for r in results if r.error is not None]
     finished = [r for r in results if r.error is None and r.metrics and metric in r.metrics]
@@ -34,17 +35,16 @@ def render(results, plan, metric: str, mode: str) -> str:
         lines.append(f"  {metric}: {best.metrics[metric]:.4f}")
         for key in sorted(best.metrics):
             if key.startswith(m.BASELINE_PREFIX) and key.endswith("/" + metric):
-                name = key[len(m.BASELINE_PREFIX):-len(metric) - 1]
+                name = key[len(m.BASELINE_PREFIX) : -len(metric) - 1]
                 lines.append(f"  vs {name}: {best.metrics[key]:.4f}")
         for key in sorted(k for k in best.metrics if k.startswith("eval/")):
             value = best.metrics[key]
             lines.append(f"  {key}: {value:.4f}" if math.isfinite(value) else f"  {key}: not reached")
-        lines.append(f"  config (differs from defaults): {_changed(best.config, plan.space.CONFIG)}")
+        lines.append(f"  config (differs from defaults): {_changed(best.config, plan.spec.config)}")
         if plan.seeds > 1 or plan.search == "none" and len(finished) > 1:
-            lines += _seed_lines(finished, metric, getattr(plan.space, "SEED_METRICS", ()))
+            lines += _seed_lines(finished, metric, plan.spec.seed_metrics)
     for r in errors:
-        lines.append(f"FAILED trial {r.path.rsplit('/', 1)[-1]}: {type(r.error).__name__}; "
-                     f"see {r.path}/error.txt")
+        lines.append(f"FAILED trial {r.path.rsplit('/', 1)[-1]}: {type(r.error).__name__}; see {r.path}/error.txt")
     lines.append(f"Results: {results.experiment_path}")
     lines.append(f"TensorBoard: tensorboard --logdir {results.experiment_path}")
     return "\n".join(lines)
@@ -78,8 +78,10 @@ def _seed_lines(results, metric: str, extra: tuple = ()) -> list[str]:
 
 
 def _changed(config: dict, config_cls) -> str:
-    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-                for f in dataclasses.fields(config_cls)}
+    defaults = {
+        f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        for f in dataclasses.fields(config_cls)
+    }
     changed = {k: v for k, v in config.items() if defaults.get(k) != v}
     return ", ".join(f"{k}={_short(v)}" for k, v in sorted(changed.items())) or "(defaults)"
 

@@ -5,6 +5,7 @@ default), never inside the git work tree.
 """
 
 import argparse
+import dataclasses
 import logging
 import os
 import subprocess
@@ -13,30 +14,48 @@ import time
 from pathlib import Path
 
 import search_spaces
-from platform.experiment import SEARCHES, Plan, build_tuner, restore_tuner
+from platform.experiment import SEARCHES, Plan, Storage, build_tuner, resources, restore_tuner
 from trainables.config import ConfigError, apply_assignments, parse_assignment
 
 log = logging.getLogger("tunelab")
 ROOT = Path(__file__).resolve().parent.parent
 # What a cluster's workers get of the working tree (Ray's runtime_env working_dir): the code, not
 # the history, caches or local results.
-WORKING_DIR_EXCLUDES = [".git", "**/__pycache__", "*.egg-info", ".venv", ".gl", "*.whl", ".ruff_cache",
-                        ".pytest_cache", "ray_results"]
+WORKING_DIR_EXCLUDES = [
+    ".git",
+    "**/__pycache__",
+    "*.egg-info",
+    ".venv",
+    ".gl",
+    "*.whl",
+    ".ruff_cache",
+    ".pytest_cache",
+    "ray_results",
+]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m platform.tune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m platform.tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("model", nargs="?", help="model to tune; see --list")
     p.add_argument("--search", choices=SEARCHES, default="pbt", help="search algorithm (default: pbt)")
     p.add_argument("--samples", type=int, help="trials / PBT population (default: the budget's)")
     p.add_argument("--budget", choices=("smoke", "full"), default="full", help="smoke: seconds, for tests")
     p.add_argument("--seeds", type=int, default=1, help="repeat each config over N seeds")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (typed and validated); repeatable")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (typed and validated); repeatable",
+    )
     p.add_argument("--name", help="experiment name (default: MODEL-SEARCH-TIMESTAMP)")
-    p.add_argument("--storage", default=os.environ.get("TUNELAB_STORAGE", "~/ray_results"),
-                   help="results root: a directory or s3:// / gs:// URI (default: $TUNELAB_STORAGE or ~/ray_results)")
+    p.add_argument(
+        "--storage",
+        default=os.environ.get("TUNELAB_STORAGE", "~/ray_results"),
+        help="results root: a directory or s3:// / gs:// URI (default: $TUNELAB_STORAGE or ~/ray_results)",
+    )
     p.add_argument("--address", help="Ray cluster to join (auto, ray://...); default: start a local Ray")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU, e.g. 0.25")
@@ -48,15 +67,15 @@ def parser() -> argparse.ArgumentParser:
 def list_models() -> str:
     lines = ["models:"]
     for name in search_spaces.MODELS:
-        lines.append(f"  {name:10s} {search_spaces.load(name).DESCRIPTION}")
+        lines.append(f"  {name:10s} {search_spaces.get(name).description}")
     lines.append("usage: python -m platform.tune MODEL [--search pbt|optuna|random|none] [--set key=value ...]")
     return "\n".join(lines)
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Validates every option and the model's config before Ray starts; raises ConfigError."""
-    space = search_spaces.load(args.model)
-    budget = space.BUDGETS[args.budget]
+    spec = search_spaces.get(args.model)
+    budget = spec.budgets[args.budget]
     for flag, value, low in [("--samples", args.samples, 1), ("--seeds", args.seeds, 1)]:
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}")
@@ -66,27 +85,41 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
     if args.seeds > 1 and args.search in ("optuna", "random"):
         raise ConfigError(f"--seeds repeats one config; use it with --search none or pbt, not {args.search}")
-    assignments = [parse_assignment(space.CONFIG, text, args.model) for text in args.set]
-    config = apply_assignments(budget.overrides, assignments)
-    space.check(config)  # the config parses and the data loads, before any trial starts
-    if hasattr(space, "place"):  # RLlib baselines: env runners sized to the trial's CPUs
-        config, _ = space.place(config, args.cpus_per_trial, args.gpus_per_trial)
-    storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
-    if "://" not in storage:
-        _refuse_work_tree(Path(storage))
+    assignments = [parse_assignment(spec.config, text, args.model) for text in args.set]
+    values = apply_assignments(budget.overrides, assignments)
+    config = spec.check(values)  # the config parses and the data loads, before any trial starts
+    pinned_by_placement, trial_resources = resources(spec, config, args.cpus_per_trial, args.gpus_per_trial)
+    values = {**values, **pinned_by_placement}
+    storage = Storage.parse(args.storage)
+    if not storage.is_uri:
+        _refuse_work_tree(Path(storage.root))
     name = args.name or f"{args.model}-{args.search}-{time.strftime('%Y%m%d-%H%M%S')}"
     if "/" in name or name.startswith("."):
         raise ConfigError(f"--name {name!r} must be a plain directory name")
-    plan = Plan(model=args.model, space=space, search=args.search, budget=budget,
-                samples=args.samples or budget.samples, seeds=args.seeds, base_config=config,
-                pinned=tuple(key.partition(".")[0] for key, _ in assignments), name=name, storage=storage,
-                cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+    plan = Plan(
+        model=args.model,
+        spec=spec,
+        search=args.search,
+        budget=budget,
+        samples=args.samples or budget.samples,
+        seeds=args.seeds,
+        config=config,
+        base_config=values,
+        pinned=tuple(key.partition(".")[0] for key, _ in assignments),
+        name=name,
+        storage=storage,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        resources=trial_resources,
+    )
     exists = plan.local_dir is not None and plan.local_dir.exists()
     if args.resume and plan.local_dir is not None and not exists:
-        raise ConfigError(f"--resume: no experiment {name!r} under {storage}; check --name and --storage")
+        raise ConfigError(f"--resume: no experiment {name!r} under {storage.root}; check --name and --storage")
     if exists and not args.resume:
-        raise ConfigError(f"experiment {name!r} already exists at {plan.local_dir}; pass --resume to continue it "
-                          "or a new --name (nothing was changed)")
+        raise ConfigError(
+            f"experiment {name!r} already exists at {plan.local_dir}; pass --resume to continue it "
+            "or a new --name (nothing was changed)"
+        )
     return plan
 
 
@@ -96,13 +129,16 @@ def _refuse_work_tree(storage: Path) -> None:
     while not probe.exists():
         probe = probe.parent
     try:
-        top = subprocess.run(["git", "-C", str(probe), "rev-parse", "--show-toplevel"],
-                             capture_output=True, text=True, timeout=10)
+        top = subprocess.run(
+            ["git", "-C", str(probe), "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return
     if top.returncode == 0 and top.stdout.strip():
-        raise ConfigError(f"--storage {storage} is inside the git work tree {top.stdout.strip()}, where "
-                          "`git reset`/`git clean` can delete runs; use a path outside it (default ~/ray_results)")
+        raise ConfigError(
+            f"--storage {storage} is inside the git work tree {top.stdout.strip()}, where "
+            "`git reset`/`git clean` can delete runs; use a path outside it (default ~/ray_results)"
+        )
 
 
 def runtime_env() -> dict:
@@ -120,16 +156,19 @@ def start_ray(address: str | None, cpus_per_trial: float) -> bool:
         try:
             ray.init(address=address, runtime_env=runtime_env())
         except (ConnectionError, RuntimeError, ValueError) as err:
-            raise ConfigError(f"--address {address}: cannot join a Ray cluster there ({str(err).splitlines()[0]}); "
-                              "start one with `ray up clusters/gpu.yaml` or `ray start --head`, or leave out "
-                              "--address for a local Ray") from None
+            raise ConfigError(
+                f"--address {address}: cannot join a Ray cluster there ({str(err).splitlines()[0]}); "
+                "start one with `ray up clusters/gpu.yaml` or `ray start --head`, or leave out "
+                "--address for a local Ray"
+            ) from None
     elif started:
         ray.init(address="local", include_dashboard=False)
     if ray.cluster_resources().get("CPU", 0) < cpus_per_trial:
         if started:
             ray.shutdown()
-        raise ConfigError(f"--cpus-per-trial {cpus_per_trial} exceeds the cluster's "
-                          f"{ray.cluster_resources().get('CPU', 0):g} CPUs")
+        raise ConfigError(
+            f"--cpus-per-trial {cpus_per_trial} exceeds the cluster's {ray.cluster_resources().get('CPU', 0):g} CPUs"
+        )
     return started
 
 
@@ -160,7 +199,7 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> int:
             plan = _without_gpus(plan)
         tuner = restore_tuner(plan) if args.resume else build_tuner(plan, callbacks)
         results = resume_lost_trials(plan, tuner.fit())
-        print(render(results, plan, plan.space.METRIC, plan.space.MODE))
+        print(render(results, plan))
         return 1 if results.num_errors and results.num_errors == len(results) else 0
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -184,16 +223,18 @@ def resume_lost_trials(plan: Plan, results, rounds: int = 2):
         lost = [r for r in results if isinstance(r.error, RayActorError)]
         if not lost:
             break
-        print(f"{len(lost)} trial(s) lost with their node, not by a model error: resuming them from their "
-              "last checkpoints", file=sys.stderr)
+        print(
+            f"{len(lost)} trial(s) lost with their node, not by a model error: resuming them from their "
+            "last checkpoints",
+            file=sys.stderr,
+        )
         results = restore_tuner(plan).fit()
     return results
 
 
 def _without_gpus(plan: Plan) -> Plan:
-    import dataclasses
-
-    return dataclasses.replace(plan, gpus_per_trial=0.0)
+    _, trial_resources = resources(plan.spec, plan.config, plan.cpus_per_trial, 0.0)
+    return dataclasses.replace(plan, gpus_per_trial=0.0, resources=trial_resources)
 
 
 if __name__ == "__main__":

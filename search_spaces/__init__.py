@@ -1,33 +1,21 @@
-"""The models tunelab knows: one search-space module per model, imported only when asked for.
-
-A search-space module declares:
-  TRAINABLE         "module:Class" of its ray.tune.Trainable (imported lazily)
-  CONFIG            the trainable's frozen config dataclass (defaults live there, once)
-  METRIC, MODE      what PBT, ASHA and Optuna optimize
-  DESCRIPTION       one line for `--list`
-  pbt_mutations     {key: tune domain or list}: PBT samples the population from these and perturbs
-                    them. Discrete values must be lists (PBT shifts to a neighbour): PBT multiplies
-                    the value of any Domain, tune.choice included, by 0.8 or 1.2.
-  optuna_space      define-by-run (trial) -> {key: value}; random search samples it too
-  BUDGETS           {"smoke": Budget, "full": Budget}
-  check(config)     driver-side preflight (config parses, data loads); raises ConfigError
-and optionally:
-  SEED_METRICS      metrics the --seeds summary reports beside the score (e.g. steps to solve)
-  place(config, cpus, gpus) -> (config, PlacementGroupFactory)
-                    how a trial's CPUs are split (RLlib baselines: a learner and env runners)
-"""
+"""The models tunelab knows: one frozen `ModelSpec` per model, in the search-space module of the
+same name, imported only when asked for. The driver reads a spec's fields, nothing else."""
 
 import dataclasses
 import importlib
-from types import ModuleType
+from collections.abc import Callable
+from typing import Any
 
-# name -> module. An explicit list (no registration by import side effect), imported on demand.
+from trainables import metrics as m
+
+# name -> "module:attribute" of its ModelSpec. An explicit list (no registration by import side
+# effect), imported on demand so `--list` and one model's run never import every model.
 MODELS = {
-    "dt": "search_spaces.dt",
-    "dqn": "search_spaces.dqn",
-    "qtable": "search_spaces.qtable",
-    "ppo": "search_spaces.ppo",
-    "rllib-dqn": "search_spaces.rllib_dqn",
+    "dt": "search_spaces.dt:SPEC",
+    "dqn": "search_spaces.dqn:SPEC",
+    "qtable": "search_spaces.qtable:SPEC",
+    "ppo": "search_spaces.ppo:SPEC",
+    "rllib-dqn": "search_spaces.rllib_dqn:SPEC",
 }
 
 
@@ -43,10 +31,43 @@ class Budget:
     """ASHA: iterations before a trial may be stopped."""
 
 
-def load(name: str) -> ModuleType:
-    return importlib.import_module(MODELS[name])
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything the driver needs to know of one model."""
+
+    trainable: str
+    """"module:Class" of its ray.tune.Trainable, imported when the experiment is built."""
+    config: type
+    """The trainable's frozen config dataclass (defaults and docstrings live there, once)."""
+    check: Callable[[dict], Any]
+    """Driver-side preflight: config dict -> the validated config (the data loads, the env exists).
+    Raises ConfigError. The trial builds its config from the same dict with the same rules."""
+    description: str
+    """One line for `--list`."""
+    pbt_mutations: dict
+    """{key: tune domain or list}: PBT samples the population from these and perturbs them. Discrete
+    values must be lists (PBT shifts to a neighbour): PBT multiplies the value of any Domain, tune.choice
+    included, by 0.8 or 1.2. Each key must be mutable in place by the trainable's reset_config."""
+    optuna_space: Callable[[Any], dict]
+    """Define-by-run (optuna trial) -> {key: value}; random search samples it too."""
+    budgets: dict[str, Budget]
+    """{"smoke": seconds per trial, for tests and CI; "full": the default command}."""
+    metric: str = m.SCORE
+    """What PBT, ASHA, Optuna and "best trial" optimize: a validation figure."""
+    mode: str = m.MODE
+    seed_metrics: tuple[str, ...] = ()
+    """Metrics the --seeds summary reports beside the score (e.g. steps to solve)."""
+    place: Callable[[Any, float, float], tuple[dict, Any]] | None = None
+    """(validated config, cpus, gpus) -> (config values to pin, the trial's resources): how a trial's
+    CPUs are split into bundles (RLlib baselines: a learner and env runners). None: one bundle."""
 
 
-def resolve(entry_point: str) -> type:
-    module, _, attr = entry_point.partition(":")
-    return getattr(importlib.import_module(module), attr)
+def resolve(entry_point: str) -> Any:
+    """The object named by a "module:attribute" entry point, importing its module."""
+    module, _, attribute = entry_point.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def get(name: str) -> ModelSpec:
+    """The spec of model `name` (a key of MODELS)."""
+    return resolve(MODELS[name])

@@ -4,25 +4,18 @@ import math
 
 from ray import tune
 
-from search_spaces import Budget
+from search_spaces import Budget, ModelSpec
+from trainables import dqn
 from trainables import metrics as m
-from trainables.dqn import MUTABLE_FIELDS, DQNConfig, check  # noqa: F401  (check is the preflight)
 
-TRAINABLE = "trainables.dqn:DQNTrainable"
-CONFIG = DQNConfig
-METRIC, MODE = m.SCORE, m.MODE
-DESCRIPTION = "DQN on vectorized envs (CartPole-v1 by default): replay/PER, double, n-step, schedules"
-# The seeds summary reports these beside the score.
-SEED_METRICS = (m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS)
-
-pbt_mutations = {
+PBT_MUTATIONS = {
     "lr": tune.loguniform(3e-4, 5e-3),
     "gamma": [0.97, 0.98, 0.99, 0.995],
     "replay_ratio": [0.0625, 0.125, 0.25],
     "target_every": [50, 100, 250, 500],
     "epsilon_horizon": [2_500, 5_000, 10_000, 20_000],
 }
-assert set(pbt_mutations) <= set(MUTABLE_FIELDS)
+assert set(PBT_MUTATIONS) <= set(dqn.MUTABLE_FIELDS)
 
 
 def epsilon_decay_per_episode(decay: float, floor: float, start: float = 1.0) -> dict:
@@ -32,8 +25,11 @@ def epsilon_decay_per_episode(decay: float, floor: float, start: float = 1.0) ->
     (rounded) gives start * decay^e after e episodes, then holds the floor (within one decay step).
     """
     horizon = max(1, round(math.log(floor / start) / math.log(decay)))
-    return {"epsilon": {"kind": "exp", "start": start, "end": start * decay**horizon}, "epsilon_unit": "episodes",
-            "epsilon_horizon": horizon}
+    return {
+        "epsilon": {"kind": "exp", "start": start, "end": start * decay**horizon},
+        "epsilon_unit": "episodes",
+        "epsilon_horizon": horizon,
+    }
 
 
 def optuna_space(trial) -> dict:
@@ -42,11 +38,13 @@ def optuna_space(trial) -> dict:
     style = trial.suggest_categorical("epsilon.style", ["linear", "exp", "cosine", "decay_per_episode"])
     floor = trial.suggest_float("epsilon.end", 0.01, 0.1, log=True)
     if style == "decay_per_episode":
-        exploration = epsilon_decay_per_episode(trial.suggest_categorical("epsilon.decay", [0.98, 0.99, 0.995]),
-                                                floor)
+        exploration = epsilon_decay_per_episode(trial.suggest_categorical("epsilon.decay", [0.98, 0.99, 0.995]), floor)
     else:
-        exploration = {"epsilon": {"kind": style, "start": 1.0, "end": floor}, "epsilon_unit": "steps",
-                       "epsilon_horizon": trial.suggest_int("epsilon_horizon", 2_000, 20_000, log=True)}
+        exploration = {
+            "epsilon": {"kind": style, "start": 1.0, "end": floor},
+            "epsilon_unit": "steps",
+            "epsilon_horizon": trial.suggest_int("epsilon_horizon", 2_000, 20_000, log=True),
+        }
     lr_kind = trial.suggest_categorical("lr_schedule.kind", ["constant", "linear", "cosine"])
     lr_schedule = {"kind": lr_kind, "start": 1.0}
     if lr_kind != "constant":
@@ -68,11 +66,29 @@ def optuna_space(trial) -> dict:
     }
 
 
-BUDGETS = {
-    # Seconds per trial: tests and CI.
-    "smoke": Budget(samples=2, overrides={"iterations": 2, "steps_per_iteration": 400, "learning_starts": 200,
-                                          "buffer_size": 2_000, "batch_size": 32, "eval_episodes": 3},
-                    perturbation_interval=1),
-    # The default command: a population of 4, 60k env steps each.
-    "full": Budget(samples=4, overrides={}, perturbation_interval=10, grace_period=10),
-}
+SPEC = ModelSpec(
+    trainable="trainables.dqn:DQNTrainable",
+    config=dqn.DQNConfig,
+    check=dqn.parse,
+    description="DQN on vectorized envs (CartPole-v1 by default): replay/PER, double, n-step, schedules",
+    pbt_mutations=PBT_MUTATIONS,
+    optuna_space=optuna_space,
+    budgets={
+        # Seconds per trial: tests and CI.
+        "smoke": Budget(
+            samples=2,
+            overrides={
+                "iterations": 2,
+                "steps_per_iteration": 400,
+                "learning_starts": 200,
+                "buffer_size": 2_000,
+                "batch_size": 32,
+                "eval_episodes": 3,
+            },
+            perturbation_interval=1,
+        ),
+        # The default command: a population of 4, 60k env steps each.
+        "full": Budget(samples=4, overrides={}, perturbation_interval=10, grace_period=10),
+    },
+    seed_metrics=(m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS),
+)

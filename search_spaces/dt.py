@@ -2,24 +2,18 @@
 
 from ray import tune
 
-from search_spaces import Budget
-from trainables import metrics as m
-from trainables.dt import MUTABLE_FIELDS, DTConfig, check  # noqa: F401  (check is the preflight)
-
-TRAINABLE = "trainables.dt:DecisionTransformerTrainable"
-CONFIG = DTConfig
-METRIC, MODE = m.SCORE, m.MODE
-DESCRIPTION = "Decision Transformer recommending from rating histories (synthetic data by default)"
+from search_spaces import Budget, ModelSpec
+from trainables import dt
 
 # PBT perturbs these while training; each must be applicable in place (trainables.dt.MUTABLE_FIELDS).
-pbt_mutations = {
+PBT_MUTATIONS = {
     "lr": tune.loguniform(2e-4, 3e-3),
     "weight_decay": tune.loguniform(1e-4, 0.1),
     "dropout": tune.uniform(0.0, 0.3),
     "target_return_scale": tune.uniform(0.7, 1.0),
     "popularity_correction": tune.uniform(0.5, 1.5),
 }
-assert set(pbt_mutations) <= set(MUTABLE_FIELDS)
+assert set(PBT_MUTATIONS) <= set(dt.MUTABLE_FIELDS)
 
 
 def optuna_space(trial) -> dict:
@@ -46,15 +40,31 @@ def optuna_space(trial) -> dict:
     }
 
 
-BUDGETS = {
-    # Seconds per trial: tests and CI.
-    "smoke": Budget(
-        samples=2,
-        overrides={"synthetic_users": 300, "synthetic_items": 80, "iterations": 3, "steps_per_iteration": 5,
-                   "batch_size": 16, "width": 32, "context_length": 10},
-        perturbation_interval=1,
-    ),
-    # The default command: a population of 4 on 2 cores within 15 minutes.
-    "full": Budget(samples=4, overrides={"iterations": 12, "steps_per_iteration": 200}, perturbation_interval=3,
-                   grace_period=3),
-}
+SPEC = ModelSpec(
+    trainable="trainables.dt:DecisionTransformerTrainable",
+    config=dt.DTConfig,
+    check=dt.check,
+    description="Decision Transformer recommending from rating histories (synthetic data by default)",
+    pbt_mutations=PBT_MUTATIONS,
+    optuna_space=optuna_space,
+    budgets={
+        # Seconds per trial: tests and CI.
+        "smoke": Budget(
+            samples=2,
+            overrides={
+                "synthetic_users": 300,
+                "synthetic_items": 80,
+                "iterations": 3,
+                "steps_per_iteration": 5,
+                "batch_size": 16,
+                "width": 32,
+                "context_length": 10,
+            },
+            perturbation_interval=1,
+        ),
+        # The default command: a population of 4 on 2 cores within 15 minutes.
+        "full": Budget(
+            samples=4, overrides={"iterations": 12, "steps_per_iteration": 200}, perturbation_interval=3, grace_period=3
+        ),
+    },
+)

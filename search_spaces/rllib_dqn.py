@@ -2,26 +2,15 @@
 
 from ray import tune
 
-from search_spaces import Budget
+from search_spaces import Budget, ModelSpec
 from trainables import metrics as m
-from trainables.rllib import check as check_settings
-from trainables.rllib import place  # noqa: F401  (env runners sized to the trial's CPUs)
-from trainables.rllib_dqn import RLlibDQNSettings
+from trainables import rllib_dqn
+from trainables.rllib_algorithm import place
 
-TRAINABLE = "trainables.rllib_dqn:RLlibDQNTrainable"
-CONFIG = RLlibDQNSettings
-METRIC, MODE = m.SCORE, m.MODE
-DESCRIPTION = "RLlib DQN baseline (new API stack): prioritized episode replay, dueling, double, n-step"
-SEED_METRICS = (m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS)
-
-pbt_mutations = {
+PBT_MUTATIONS = {
     "lr": tune.loguniform(1e-4, 3e-3),
-    "target_update_every": [250, 500, 1000],
+    "target_every": [250, 500, 1000],
 }
-
-
-def check(config: dict) -> RLlibDQNSettings:
-    return check_settings(RLlibDQNSettings, config, "rllib-dqn", discrete_only=True)
 
 
 def optuna_space(trial) -> dict:
@@ -29,8 +18,8 @@ def optuna_space(trial) -> dict:
     return {
         "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
         "n_step": trial.suggest_int("n_step", 1, 5),
-        "train_batch_size": 2 ** trial.suggest_int("log2_train_batch_size", 5, 8),
-        "target_update_every": trial.suggest_categorical("target_update_every", [250, 500, 1000]),
+        "batch_size": 2 ** trial.suggest_int("log2_batch_size", 5, 8),
+        "target_every": trial.suggest_categorical("target_every", [250, 500, 1000]),
         "epsilon": {"kind": kind, "start": 1.0, "end": trial.suggest_float("epsilon.end", 0.01, 0.1, log=True)},
         "epsilon_horizon": trial.suggest_int("epsilon_horizon", 2_000, 20_000, log=True),
         "dueling": trial.suggest_categorical("dueling", [False, True]),
@@ -38,9 +27,27 @@ def optuna_space(trial) -> dict:
     }
 
 
-BUDGETS = {
-    "smoke": Budget(samples=2, overrides={"iterations": 2, "steps_per_iteration": 200, "learning_starts": 100,
-                                          "buffer_size": 2_000, "eval_episodes": 3},
-                    perturbation_interval=1),
-    "full": Budget(samples=4, overrides={}, perturbation_interval=10, grace_period=10),
-}
+SPEC = ModelSpec(
+    trainable="trainables.rllib_dqn:RLlibDQNTrainable",
+    config=rllib_dqn.RLlibDQNConfig,
+    check=rllib_dqn.parse,
+    description="RLlib DQN baseline (new API stack): prioritized episode replay, dueling, double, n-step",
+    pbt_mutations=PBT_MUTATIONS,
+    optuna_space=optuna_space,
+    budgets={
+        "smoke": Budget(
+            samples=2,
+            overrides={
+                "iterations": 2,
+                "steps_per_iteration": 200,
+                "learning_starts": 100,
+                "buffer_size": 2_000,
+                "eval_episodes": 3,
+            },
+            perturbation_interval=1,
+        ),
+        "full": Budget(samples=4, overrides={}, perturbation_interval=10, grace_period=10),
+    },
+    seed_metrics=(m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS),
+    place=place,
+)

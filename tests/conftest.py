@@ -4,6 +4,7 @@ pytest (and everything it imports) has already imported the standard `platform`;
 re-exports its names, so swapping the module keeps `platform.system()` working for everyone.
 """
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -40,3 +41,30 @@ def ray_session():
     ray = start_local_ray()
     yield ray
     ray.shutdown()
+
+
+def run_cli(capsys, *argv, callbacks=None) -> tuple[int, str, str]:
+    """`python -m platform.tune ARGV` in this process: (exit code, stdout, stderr)."""
+    from platform import tune
+
+    code = tune.run(list(argv), callbacks=callbacks)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_results(trial_dir: str | Path) -> list[dict]:
+    """The rows of a trial's result.json (one per reported iteration); [] before the first."""
+    path = Path(trial_dir) / "result.json"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def trial_dirs(experiment: Path) -> list[Path]:
+    """The experiment's trial directories that have a result file, sorted by name."""
+    return sorted(p for p in Path(experiment).iterdir() if p.is_dir() and (p / "result.json").exists())
+
+
+def trial_results(experiment: Path) -> list[list[dict]]:
+    """Every trial's result rows, in trial_dirs order."""
+    return [read_results(path) for path in trial_dirs(experiment)]

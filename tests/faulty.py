@@ -1,11 +1,14 @@
 """A model with a real bug, for the fault-tolerance tests: the trial with seed 1 raises at its
-second iteration, every time. Everything else is qtable's search space."""
+second iteration, every time. Everything else is qtable's."""
 
-from search_spaces.qtable import BUDGETS, CONFIG, METRIC, MODE, check, optuna_space, pbt_mutations  # noqa: F401
+import dataclasses
+
+from search_spaces.qtable import SPEC as QTABLE
 from trainables.qtable import QTableTrainable
 
-TRAINABLE = "tests.faulty:BuggyQTable"
-DESCRIPTION = "qtable whose seed-1 trial raises (tests only)"
+SPEC = dataclasses.replace(
+    QTABLE, trainable="tests.faulty:BuggyQTable", description="qtable whose seed-1 trial raises (tests only)"
+)
 
 
 class BuggyQTable(QTableTrainable):

@@ -26,10 +26,9 @@ from ray.core.generated import autoscaler_pb2
 
 import search_spaces
 from platform import tune as cli
-from platform.tune import WORKING_DIR_EXCLUDES, start_ray
-from tests.conftest import start_local_ray
+from platform.tune import start_ray
+from tests.conftest import ROOT, read_results, start_local_ray
 
-ROOT = Path(__file__).resolve().parent.parent
 CLUSTERS: dict[str, Cluster] = {}
 # What the kill callback saw. Module state, not the callback's: Tune pickles callbacks with the
 # experiment, and a resumed run works on an unpickled copy.
@@ -42,9 +41,14 @@ def cluster():
     had_ray = ray.is_initialized()
     ray.shutdown()
     # Fast health checks: a node killed without warning (as a spot reclaim does) is noticed in ~1 s.
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False,
-        "_system_config": {"health_check_period_ms": 200, "health_check_failure_threshold": 5}})
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "include_dashboard": False,
+            "_system_config": {"health_check_period_ms": 200, "health_check_failure_threshold": 5},
+        },
+    )
     for _ in range(2):
         c.add_node(num_cpus=1)
     c.wait_for_nodes()
@@ -95,8 +99,11 @@ class KillNode(tune.Callback):
             # when a node draining for preemption dies after its deadline.
             deadline_ms = int(time.time() * 1000) + 300
             accepted, why = ray._raylet.GcsClient(address=cluster.address).drain_node(
-                victim, autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"), "spot reclaim",
-                deadline_ms)
+                victim,
+                autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION"),
+                "spot reclaim",
+                deadline_ms,
+            )
             assert accepted, why
             time.sleep(0.5)
         # Killed outright, like a reclaimed VM: a graceful raylet exit would report its own reason.
@@ -121,13 +128,6 @@ def checkpoint_iteration(trial) -> int:
     return latest.metrics["training_iteration"] if latest else 0
 
 
-def read_results(trial_path: str) -> list[dict]:
-    path = Path(trial_path) / "result.json"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def run_with_node_loss(cluster, tmp_path, capsys, preempt: bool) -> tuple[Path, str]:
     """The dqn PBT run with a node killed at iteration 3. Which node a trial lands on is Ray's choice:
     if no trial happened to run on a worker node when the kill was due, the run is repeated (the
@@ -135,9 +135,24 @@ def run_with_node_loss(cluster, tmp_path, capsys, preempt: bool) -> tuple[Path, 
     for attempt in range(3):
         EVENTS.update(killed=False, lost={}, rows_before={}, first_after={}, failures={}, seen=[])
         name = f"ft{attempt}"
-        code = cli.run(["dqn", "--budget", "smoke", "--samples", "3", "--set", "iterations=6",
-                        "--address", cluster.address, "--storage", str(tmp_path), "--name", name],
-                       callbacks=[KillNode(at_iteration=3, preempt=preempt)])
+        code = cli.run(
+            [
+                "dqn",
+                "--budget",
+                "smoke",
+                "--samples",
+                "3",
+                "--set",
+                "iterations=6",
+                "--address",
+                cluster.address,
+                "--storage",
+                str(tmp_path),
+                "--name",
+                name,
+            ],
+            callbacks=[KillNode(at_iteration=3, preempt=preempt)],
+        )
         out = capsys.readouterr().out
         assert code == 0, out
         if EVENTS["killed"] and EVENTS["lost"]:
@@ -184,16 +199,19 @@ def test_workers_import_the_shipped_working_tree(cluster):
     start_ray(cluster.address, 1.0)
 
     @ray.remote(num_cpus=0)
-    def where() -> tuple[str, str]:
+    def where() -> tuple[str, str, list[str]]:
         import platform as stdlib_platform
         import trainables
 
-        return trainables.__file__, stdlib_platform.system()
+        shipped = Path(trainables.__file__).resolve().parent.parent
+        return trainables.__file__, stdlib_platform.system(), sorted(p.name for p in shipped.iterdir())
 
-    path, system = ray.get(where.remote())
+    path, system, shipped = ray.get(where.remote())
     assert "working_dir_files" in path or "_ray_pkg_" in path, path  # not the install, the shipped copy
     assert system  # the standard `platform` still works on workers
-    assert ".git" in WORKING_DIR_EXCLUDES
+    assert {"trainables", "search_spaces", "platform"} <= set(shipped), shipped
+    # Code, not history or caches (Ray 2.60 leaves .git out by itself and honours .gitignore too).
+    assert not {".git", ".pytest_cache", ".ruff_cache"} & set(shipped), shipped
 
 
 def finished(experiment: Path, iterations: int) -> dict[str, int]:
@@ -228,11 +246,28 @@ def test_driver_crash_then_resume_finishes_without_rerunning(tmp_path):
     had_ray = ray.is_initialized()
     ray.shutdown()  # the driver below starts its own local Ray on both CPUs
     try:
-        argv = [sys.executable, "-m", "platform.tune", "dqn", "--budget", "smoke", "--search", "none", "--seeds", "4",
-                "--set", "iterations=10", "--storage", str(tmp_path), "--name", "crash"]
+        argv = [
+            sys.executable,
+            "-m",
+            "platform.tune",
+            "dqn",
+            "--budget",
+            "smoke",
+            "--search",
+            "none",
+            "--seeds",
+            "4",
+            "--set",
+            "iterations=10",
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "crash",
+        ]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        driver = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
+        driver = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         experiment = tmp_path / "crash"
         deadline = time.time() + 240
         while not (experiment.exists() and terminated(experiment)) and time.time() < deadline:
@@ -243,8 +278,7 @@ def test_driver_crash_then_resume_finishes_without_rerunning(tmp_path):
         assert 1 <= len(before) < 4, before
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-experiment
         driver.wait()
-        resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
-                                 timeout=300)
+        resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         after = terminated(experiment)
         assert len(after) == 4 and len(finished(experiment, 10)) == 4, resumed.stdout[-3000:]
@@ -256,13 +290,29 @@ def test_driver_crash_then_resume_finishes_without_rerunning(tmp_path):
 
 
 def test_a_trial_that_raises_is_reported_and_the_others_finish(ray_session, tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(search_spaces.MODELS, "buggy", "tests.faulty")
-    code = cli.run(["buggy", "--budget", "smoke", "--search", "none", "--seeds", "3", "--set", "iterations=3",
-                    "--storage", str(tmp_path), "--name", "bug"])
+    monkeypatch.setitem(search_spaces.MODELS, "buggy", "tests.faulty:SPEC")
+    code = cli.run(
+        [
+            "buggy",
+            "--budget",
+            "smoke",
+            "--search",
+            "none",
+            "--seeds",
+            "3",
+            "--set",
+            "iterations=3",
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "bug",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0  # not every trial failed
     failed = [line for line in out.splitlines() if line.startswith("FAILED trial")]
-    assert len(failed) == 1 and "seed=1" in failed[0] or "RuntimeError" in failed[0], out
+    assert len(failed) == 1, out  # the seed-1 trial, and only it
+    assert "RuntimeError" in failed[0], failed[0]
     error_file = Path(failed[0].rsplit("see ", 1)[1])
-    assert error_file.exists() and "a bug in the model" in error_file.read_text()
+    assert error_file.exists() and "seed 1 breaks at iteration 2" in error_file.read_text()
     assert len(finished(tmp_path / "bug", 3)) == 2

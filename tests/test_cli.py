@@ -13,15 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from platform import tune as cli
 from platform.experiment import OPTUNA_DB
+from tests.conftest import ROOT, run_cli, trial_dirs
 from trainables import metrics as m
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(capsys, *argv):
-    code = cli.run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def event_tags(trial_dir: str) -> tuple[set, set]:
@@ -33,10 +26,6 @@ def event_tags(trial_dir: str) -> tuple[set, set]:
         with contextlib.suppress(KeyError):  # a PBT-restarted trial's earlier file has no HParams
             plugins |= set(events.PluginTagToContent("hparams"))
     return scalars, plugins
-
-
-def trial_dirs(experiment: Path) -> list[str]:
-    return sorted(str(p) for p in experiment.iterdir() if p.is_dir() and (p / "result.json").exists())
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +52,24 @@ def test_pbt_smoke_run_writes_results_and_tensorboard(pbt_run, capsys):
 
 def test_summary_names_best_trial_and_baselines(ray_session, tmp_path, capsys):
     # --cpus-per-trial 2: one trial at a time, so the second seed always reuses the first actor.
-    code, out, _ = run_cli(capsys, "dt", "--budget", "smoke", "--search", "none", "--seeds", "2",
-                           "--cpus-per-trial", "2", "--storage", str(tmp_path), "--name", "seeds",
-                           "--set", "iterations=2")
+    code, out, _ = run_cli(
+        capsys,
+        "dt",
+        "--budget",
+        "smoke",
+        "--search",
+        "none",
+        "--seeds",
+        "2",
+        "--cpus-per-trial",
+        "2",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "seeds",
+        "--set",
+        "iterations=2",
+    )
     assert code == 0
     assert "Best trial: DecisionTransformerTrainable_" in out
     assert "vs popularity: 0.0000" in out  # popularity is the zero of the normalized score
@@ -75,8 +79,20 @@ def test_summary_names_best_trial_and_baselines(ray_session, tmp_path, capsys):
 
 
 def test_optuna_search_stores_its_study(ray_session, tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "dt", "--budget", "smoke", "--search", "optuna", "--samples", "3",
-                           "--storage", str(tmp_path), "--name", "opt")
+    code, out, _ = run_cli(
+        capsys,
+        "dt",
+        "--budget",
+        "smoke",
+        "--search",
+        "optuna",
+        "--samples",
+        "3",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "opt",
+    )
     assert code == 0 and "Best trial:" in out
     study = optuna.load_study(study_name="opt", storage=f"sqlite:///{tmp_path / 'opt' / OPTUNA_DB}")
     assert len(study.trials) == 3
@@ -86,8 +102,22 @@ def test_optuna_search_stores_its_study(ray_session, tmp_path, capsys):
 
 
 def test_random_search(ray_session, tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "dt", "--budget", "smoke", "--search", "random", "--samples", "2",
-                           "--storage", str(tmp_path), "--name", "rnd", "--set", "iterations=2")
+    code, out, _ = run_cli(
+        capsys,
+        "dt",
+        "--budget",
+        "smoke",
+        "--search",
+        "random",
+        "--samples",
+        "2",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "rnd",
+        "--set",
+        "iterations=2",
+    )
     assert code == 0 and "Best trial:" in out
     configs = [Path(t, "params.json").read_text() for t in trial_dirs(tmp_path / "rnd")]
     assert len(configs) == 2 and configs[0] != configs[1]  # two different samples
@@ -131,11 +161,13 @@ def test_failed_runs_leave_earlier_results_untouched(pbt_run, tmp_path, capsys):
 
 
 def test_model_listing_and_unknown_model():
-    listing = subprocess.run([sys.executable, "-m", "platform.tune"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=120)
+    listing = subprocess.run(
+        [sys.executable, "-m", "platform.tune"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert listing.returncode == 0 and "dt " in listing.stdout
-    unknown = subprocess.run([sys.executable, "-m", "platform.tune", "nope"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=120)
+    unknown = subprocess.run(
+        [sys.executable, "-m", "platform.tune", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert unknown.returncode == 2 and "unknown model 'nope'" in unknown.stderr and "dt " in unknown.stderr
 
 

@@ -2,25 +2,11 @@
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
-from platform import tune as cli
+from tests.conftest import run_cli, trial_results
 from trainables import metrics as m
-
-
-def run_cli(capsys, *argv):
-    code = cli.run(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def trial_results(experiment: Path) -> list[list[dict]]:
-    runs = []
-    for path in sorted(experiment.glob("*/result.json")):
-        runs.append([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
-    return runs
 
 
 def test_dqn_pbt_smoke_reports_every_metric(ray_session, tmp_path, capsys):
@@ -30,16 +16,38 @@ def test_dqn_pbt_smoke_reports_every_metric(ray_session, tmp_path, capsys):
     assert len(runs) == 2
     for rows in runs:
         last = rows[-1]
-        for key in (m.SCORE, m.TRAIN_ENV_STEPS, m.TRAIN_EPISODES, m.TRAIN_UPDATES, m.TRAIN_EPSILON, m.TRAIN_LOSS,
-                    m.TRAIN_LR, m.baseline_metric(m.BASELINE_RANDOM, m.SCORE), "hparams/lr", "hparams/gamma"):
+        for key in (
+            m.SCORE,
+            m.TRAIN_ENV_STEPS,
+            m.TRAIN_EPISODES,
+            m.TRAIN_UPDATES,
+            m.TRAIN_EPSILON,
+            m.TRAIN_LOSS,
+            m.TRAIN_LR,
+            m.baseline_metric(m.BASELINE_RANDOM, m.SCORE),
+            "hparams/lr",
+            "hparams/gamma",
+        ):
             assert key in last, key
         assert last[m.TRAIN_ENV_STEPS] >= 800 and last[m.TRAIN_UPDATES] > 0
     assert "vs random:" in out and "Best trial: DQNTrainable_" in out
 
 
 def test_qtable_seeds_summary_reports_solve_statistics(ray_session, tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "qtable", "--budget", "smoke", "--search", "none", "--seeds", "2",
-                           "--storage", str(tmp_path), "--name", "qt")
+    code, out, _ = run_cli(
+        capsys,
+        "qtable",
+        "--budget",
+        "smoke",
+        "--search",
+        "none",
+        "--seeds",
+        "2",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "qt",
+    )
     assert code == 0, out
     assert "over 2 seeds: score mean" in out
     assert f"{m.SOLVE_ENV_STEPS}: reached by 0/2 seeds" in out  # 2000 steps cannot solve CartPole
@@ -48,8 +56,22 @@ def test_qtable_seeds_summary_reports_solve_statistics(ray_session, tmp_path, ca
 
 def test_qtable_solve_statistics_when_the_threshold_is_reached(ray_session, tmp_path, capsys):
     # A threshold of 5 is reached at the first evaluation, so steps and seconds have values.
-    code, out, _ = run_cli(capsys, "qtable", "--budget", "smoke", "--search", "none", "--seeds", "2",
-                           "--set", "solve_return=5", "--storage", str(tmp_path), "--name", "qt5")
+    code, out, _ = run_cli(
+        capsys,
+        "qtable",
+        "--budget",
+        "smoke",
+        "--search",
+        "none",
+        "--seeds",
+        "2",
+        "--set",
+        "solve_return=5",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "qt5",
+    )
     assert code == 0, out
     steps = re.search(rf"{m.SOLVE_ENV_STEPS}: reached by 2/2 seeds, mean (\d+)", out)
     assert steps and 1000 <= int(steps.group(1)) < 1008, out  # the first evaluation, 8 envs at a time
@@ -58,8 +80,20 @@ def test_qtable_solve_statistics_when_the_threshold_is_reached(ray_session, tmp_
 
 @pytest.mark.parametrize("model", ["ppo", "rllib-dqn"])
 def test_rllib_baseline_runs_through_the_cli(model, ray_session, tmp_path, capsys):
-    code, out, _ = run_cli(capsys, model, "--budget", "smoke", "--search", "none", "--seeds", "2",
-                           "--storage", str(tmp_path), "--name", model)
+    code, out, _ = run_cli(
+        capsys,
+        model,
+        "--budget",
+        "smoke",
+        "--search",
+        "none",
+        "--seeds",
+        "2",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        model,
+    )
     assert code == 0, out
     runs = trial_results(tmp_path / model)
     assert len(runs) == 2
@@ -73,21 +107,36 @@ def test_rllib_baseline_runs_through_the_cli(model, ray_session, tmp_path, capsy
 def test_ppo_env_runners_are_sized_to_the_trial_cpus(ray_session, tmp_path, capsys):
     # Two CPUs per trial on a 2-CPU Ray: one for the learner, one env runner; RLlib's default
     # (2 runners + learner) would wait forever for a third CPU.
-    code, out, _ = run_cli(capsys, "ppo", "--budget", "smoke", "--search", "none", "--cpus-per-trial", "2",
-                           "--storage", str(tmp_path), "--name", "ppo2")
+    code, out, _ = run_cli(
+        capsys,
+        "ppo",
+        "--budget",
+        "smoke",
+        "--search",
+        "none",
+        "--cpus-per-trial",
+        "2",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "ppo2",
+    )
     assert code == 0, out
     params = json.loads(next((tmp_path / "ppo2").glob("*/params.json")).read_text())
     assert params["num_env_runners"] == 1
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["dqn", "--set", "env=NoSuchEnv-v0"], "'NoSuchEnv-v0' is not a registered gymnasium environment"),
-    (["dqn", "--set", "env=Pendulum-v1"], "dqn needs discrete actions"),
-    (["dqn", "--set", "buffer_size=-5"], "buffer_size must be >= 1, got -5"),
-    (["rllib-dqn", "--set", "env=MountainCarContinuous-v0"], "rllib-dqn needs discrete actions"),
-    (["ppo", "--set", "env=NoSuchEnv-v0"], "'NoSuchEnv-v0' is not a registered gymnasium environment"),
-    (["qtable", "--set", "buckets=[3,3]"], "buckets has 2 entries"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["dqn", "--set", "env=NoSuchEnv-v0"], "'NoSuchEnv-v0' is not a registered gymnasium environment"),
+        (["dqn", "--set", "env=Pendulum-v1"], "dqn needs discrete actions"),
+        (["dqn", "--set", "buffer_size=-5"], "buffer_size must be >= 1, got -5"),
+        (["rllib-dqn", "--set", "env=MountainCarContinuous-v0"], "rllib-dqn needs discrete actions"),
+        (["ppo", "--set", "env=NoSuchEnv-v0"], "'NoSuchEnv-v0' is not a registered gymnasium environment"),
+        (["qtable", "--set", "buckets=[3,3]"], "buckets has 2 entries"),
+    ],
+)
 def test_bad_rl_input_is_one_line(argv, message, tmp_path, capsys):
     code, out, err = run_cli(capsys, *argv, "--storage", str(tmp_path))
     assert code == 2

@@ -7,8 +7,8 @@ import ray
 import yaml
 
 from platform import clusters
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 YAMLS = sorted((ROOT / "clusters").glob("*.yaml"))
 
 
@@ -63,15 +63,18 @@ def unknown_field(config):
     config["max_wrokers"] = 3
 
 
-@pytest.mark.parametrize("name,change,message", [
-    ("gpu.yaml", on_demand, "is not on spot"),
-    ("gpu.yaml", old_ray, f"is not Ray {ray.__version__}"),
-    ("gcp-gpu.yaml", list_scheduling, "scheduling must be an object"),
-    ("gpu.yaml", local_storage, "results must not stay on the nodes"),
-    ("cpu.yaml", no_install, "setup_commands must install the project"),
-    ("gpu.yaml", syncs_runs, "rsync_exclude must leave out .git"),
-    ("gpu.yaml", unknown_field, "Ray's validator rejects it"),
-])
+@pytest.mark.parametrize(
+    "name,change,message",
+    [
+        ("gpu.yaml", on_demand, "is not on spot"),
+        ("gpu.yaml", old_ray, f"is not Ray {ray.__version__}"),
+        ("gcp-gpu.yaml", list_scheduling, "scheduling must be an object"),
+        ("gpu.yaml", local_storage, "results must not stay on the nodes"),
+        ("cpu.yaml", no_install, "setup_commands must install the project"),
+        ("gpu.yaml", syncs_runs, "rsync_exclude must leave out .git"),
+        ("gpu.yaml", unknown_field, "Ray's validator rejects it"),
+    ],
+)
 def test_each_check_catches_its_problem(tmp_path, name, change, message):
     found = clusters.problems(mutated(tmp_path, name, change))
     assert any(message in line for line in found), found

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from search_spaces import dt as space
+from search_spaces.dt import SPEC
 from trainables import metrics as m
 from trainables import ratings, recsys
 from trainables.config import ConfigError
 from trainables.dt import DecisionTransformerTrainable
 
-SMOKE = space.BUDGETS["smoke"].overrides
+SMOKE = SPEC.budgets["smoke"].overrides
 
 
 def make(**overrides):
@@ -98,8 +98,11 @@ def test_real_data_reports_full_ranking_metrics(tmp_path):
     # A ratings file in the research's own format, written from synthetic histories.
     data = ratings.synthetic(ratings.SyntheticSpec(n_users=120, n_items=60, min_len=16, max_len=24, seed=1))
     path = tmp_path / "ratings.tsv"
-    path.write_text("".join(f"u{u}\ti{i}\t{int(r)}\t{t}\n"
-                            for u, i, r, t in zip(data.users, data.items, data.ratings, data.timesteps)))
+    path.write_text(
+        "".join(
+            f"u{u}\ti{i}\t{int(r)}\t{t}\n" for u, i, r, t in zip(data.users, data.items, data.ratings, data.timesteps)
+        )
+    )
     result = make(data=str(path)).train()
     for key in (m.EVAL_HIT_RATE, m.EVAL_NDCG, m.EVAL_RATED_SHARE):
         assert 0.0 <= result[key] <= 1.0

@@ -5,8 +5,7 @@ import sys
 from pathlib import Path
 
 import platform
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT
 
 
 def test_platform_is_ours_and_reexports_the_standard_module():

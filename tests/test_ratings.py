@@ -72,7 +72,9 @@ def test_short_users_are_named_or_dropped(tmp_path):
     with pytest.raises(DataError, match=r"1 of 4 users have fewer than 10 interactions .* user 'tiny' with 2"):
         recsys.split_users(data, 0.3, holdout=2, min_context=8, seed=0, drop_short=False)
     split = recsys.split_users(data, 0.3, holdout=2, min_context=8, seed=0, drop_short=True)
-    assert split.context.count + (split.train.count - split.context.count) == 3
+    kept = {data.user_ids[u] for u in split.train.users}
+    assert kept == {"long0", "long1", "long2"}  # the short user is left out, the others all kept
+    assert split.context.count == 1 and split.train.count == 3  # one evaluation user, its context in train
 
 
 def test_synthetic_is_cached_deterministic_and_has_ground_truth(tmp_path):

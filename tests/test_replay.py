@@ -10,9 +10,14 @@ from trainables.replay import NStep, PrioritizedReplayBuffer, ReplayBuffer, SumT
 
 def transitions(k: int, start: int = 0, obs_dim: int = 2) -> dict:
     ids = np.arange(start, start + k, dtype=np.float32)
-    return {"obs": np.repeat(ids[:, None], obs_dim, 1), "action": np.arange(start, start + k) % 2,
-            "reward": ids, "next_obs": np.repeat(ids[:, None] + 1, obs_dim, 1),
-            "terminal": np.zeros(k, np.float32), "discount": np.full(k, 0.99, np.float32)}
+    return {
+        "obs": np.repeat(ids[:, None], obs_dim, 1),
+        "action": np.arange(start, start + k) % 2,
+        "reward": ids,
+        "next_obs": np.repeat(ids[:, None] + 1, obs_dim, 1),
+        "terminal": np.zeros(k, np.float32),
+        "discount": np.full(k, 0.99, np.float32),
+    }
 
 
 def test_ring_wraps_and_keeps_the_newest():

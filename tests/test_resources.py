@@ -1,7 +1,6 @@
 """Resource requests and device choice: GPU shares packing trials onto one GPU, CPU-only fallback,
 env runners as bundles, and results on a storage URI (the code path s3:// and gs:// take)."""
 
-import argparse
 import json
 
 import pytest
@@ -38,12 +37,17 @@ def test_rllib_trials_ask_for_a_learner_bundle_and_one_bundle_per_env_runner(tmp
     assert bundles == [{"CPU": 1, "GPU": 0.5}, {"CPU": 1}, {"CPU": 1}]
 
 
-def test_device_follows_what_ray_gave_the_trial():
-    assert runtime.choose_device("cpu") == torch.device("cpu")
-    assert runtime.choose_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no GPU is visible to this trial"):
-            runtime.choose_device("cuda")
+def test_device_follows_what_ray_gave_the_trial(monkeypatch):
+    # On a GPU node (simulated here: CUDA reported visible), a trial given no GPU share stays on the
+    # CPU, since Ray does not hide the node's GPUs from it; a trial given a share takes the GPU.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert runtime.choose_device("auto", trial_gpus=0.0) == torch.device("cpu")
+    assert runtime.choose_device("auto", trial_gpus=0.25) == torch.device("cuda")
+    assert runtime.choose_device("auto", trial_gpus=None) == torch.device("cuda")  # outside Tune
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="no GPU is visible to this trial"):
+        runtime.choose_device("cuda", trial_gpus=0.0)
+    assert runtime.choose_device("cpu", trial_gpus=1.0) == torch.device("cpu")
     with pytest.raises(ValueError, match="device must be auto, cpu or cuda"):
         runtime.choose_device("tpu")
 
@@ -61,13 +65,30 @@ def test_four_quarter_gpu_trials_share_one_gpu(tmp_path, capsys):
     machine without CUDA the trials see no device and train on CPU: the scheduling is what is tested."""
     had_ray = ray.is_initialized()
     ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 5, "num_gpus": 1,
-                                                           "include_dashboard": False})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 5, "num_gpus": 1, "include_dashboard": False})
     try:
         ray.init(address=cluster.address)
         running = MaxRunning()
-        code = cli.run(["qtable", "--budget", "smoke", "--search", "none", "--seeds", "5", "--set", "iterations=30",
-                        "--gpus-per-trial", "0.25", "--storage", str(tmp_path), "--name", "gpu"], callbacks=[running])
+        code = cli.run(
+            [
+                "qtable",
+                "--budget",
+                "smoke",
+                "--search",
+                "none",
+                "--seeds",
+                "5",
+                "--set",
+                "iterations=30",
+                "--gpus-per-trial",
+                "0.25",
+                "--storage",
+                str(tmp_path),
+                "--name",
+                "gpu",
+            ],
+            callbacks=[running],
+        )
         assert code == 0, capsys.readouterr().out
         assert running.most == 4  # the GPU, not the CPUs, limits it
         params = [json.loads(p.read_text()) for p in (tmp_path / "gpu").glob("*/params.json")]
@@ -81,8 +102,21 @@ def test_four_quarter_gpu_trials_share_one_gpu(tmp_path, capsys):
 
 def test_gpu_request_on_a_cpu_only_cluster_warns_and_runs(ray_session, tmp_path, capsys, caplog):
     assert ray.cluster_resources().get("GPU", 0) == 0
-    code = cli.run(["qtable", "--budget", "smoke", "--search", "none", "--gpus-per-trial", "0.25",
-                    "--storage", str(tmp_path), "--name", "nogpu"])
+    code = cli.run(
+        [
+            "qtable",
+            "--budget",
+            "smoke",
+            "--search",
+            "none",
+            "--gpus-per-trial",
+            "0.25",
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "nogpu",
+        ]
+    )
     assert code == 0
     assert "the cluster has no GPU: trials run on CPU" in caplog.text
 
@@ -94,8 +128,9 @@ def test_results_on_a_storage_uri_and_resume_there(ray_session, tmp_path, capsys
     assert code == 0
     assert f"Results: {uri}/remote" in out or f"Results: {tmp_path}/bucket/remote" in out, out
     assert list((tmp_path / "bucket" / "remote").glob("*/result.json"))
-    code = cli.run(["qtable", "--budget", "smoke", "--search", "none", "--storage", uri, "--name", "remote",
-                    "--resume"])
+    code = cli.run(
+        ["qtable", "--budget", "smoke", "--search", "none", "--storage", uri, "--name", "remote", "--resume"]
+    )
     assert code == 0
 
 
@@ -103,4 +138,6 @@ def test_storage_defaults_to_tunelab_storage(monkeypatch):
     monkeypatch.setenv("TUNELAB_STORAGE", "s3://bucket/runs")
     args = cli.parser().parse_args(["dqn"])
     assert args.storage == "s3://bucket/runs"
-    assert isinstance(args, argparse.Namespace)
+    plan = cli.make_plan(args)
+    assert plan.storage.is_uri and plan.storage.experiment(plan.name) == f"s3://bucket/runs/{plan.name}"
+    assert plan.local_dir is None

@@ -10,17 +10,24 @@ from trainables import metrics as m
 from trainables import rl
 from trainables.config import ConfigError
 from trainables.dqn import DQNTrainable
-from trainables.dqn import check as dqn_check
+from trainables.dqn import parse as dqn_check
 from trainables.qtable import QTableTrainable
-from trainables.qtable import check as qtable_check
+from trainables.qtable import parse as qtable_check
 
-SMALL = {"iterations": 3, "steps_per_iteration": 400, "learning_starts": 200, "buffer_size": 2000,
-         "batch_size": 32, "eval_episodes": 3}
+SMALL = {
+    "iterations": 3,
+    "steps_per_iteration": 400,
+    "learning_starts": 200,
+    "buffer_size": 2000,
+    "batch_size": 32,
+    "eval_episodes": 3,
+}
 
 
 def test_linear_epsilon_follows_env_steps_exactly():
-    trainable = DQNTrainable(config={**SMALL, "epsilon": {"kind": "linear", "start": 1.0, "end": 0.1},
-                                     "epsilon_horizon": 1000})
+    trainable = DQNTrainable(
+        config={**SMALL, "epsilon": {"kind": "linear", "start": 1.0, "end": 0.1}, "epsilon_horizon": 1000}
+    )
     result = trainable.train()
     steps = result[m.TRAIN_ENV_STEPS]
     assert steps >= 400
@@ -43,9 +50,13 @@ def test_epsilon_decay_per_episode_is_the_researchs_rule():
     trainable.stop()
 
 
-@pytest.mark.parametrize("cls,config", [(DQNTrainable, {**SMALL, "prioritized": True, "n_step": 3}),
-                                        (QTableTrainable, {"iterations": 3, "steps_per_iteration": 500,
-                                                           "eval_episodes": 3})])
+@pytest.mark.parametrize(
+    "cls,config",
+    [
+        (DQNTrainable, {**SMALL, "prioritized": True, "n_step": 3}),
+        (QTableTrainable, {"iterations": 3, "steps_per_iteration": 500, "eval_episodes": 3}),
+    ],
+)
 def test_restored_trial_continues_bit_for_bit(cls, config, tmp_path):
     trainable = cls(config=config)
     trainable.train()
@@ -80,15 +91,18 @@ def test_any_box_discrete_env_works():
     trainable.stop()
 
 
-@pytest.mark.parametrize("check,config,message", [
-    (dqn_check, {"env": "NoSuchEnv-v0"}, "'NoSuchEnv-v0' is not a registered gymnasium environment"),
-    (dqn_check, {"env": "Pendulum-v1"}, "dqn needs discrete actions, but Pendulum-v1 has Box"),
-    (dqn_check, {"buffer_size": -5}, "buffer_size must be >= 1, got -5"),
-    (dqn_check, {"env": "Acrobot-v1", "shape_angle": 1.0}, "Acrobot-v1 is not CartPole"),
-    (dqn_check, {"epsilon": {"kind": "exp", "start": 1.0}}, "epsilon of kind 'exp' needs 'end'"),
-    (qtable_check, {"buckets": [2, 2]}, "buckets has 2 entries but CartPole-v1 observations have 4"),
-    (qtable_check, {"env": "MountainCar-v0", "buckets": [4, 4]}, None),
-])
+@pytest.mark.parametrize(
+    "check,config,message",
+    [
+        (dqn_check, {"env": "NoSuchEnv-v0"}, "'NoSuchEnv-v0' is not a registered gymnasium environment"),
+        (dqn_check, {"env": "Pendulum-v1"}, "dqn needs discrete actions, but Pendulum-v1 has Box"),
+        (dqn_check, {"buffer_size": -5}, "buffer_size must be >= 1, got -5"),
+        (dqn_check, {"env": "Acrobot-v1", "shape_angle": 1.0}, "Acrobot-v1 is not CartPole"),
+        (dqn_check, {"epsilon": {"kind": "exp", "start": 1.0}}, "epsilon of kind 'exp' needs 'end'"),
+        (qtable_check, {"buckets": [2, 2]}, "buckets has 2 entries but CartPole-v1 observations have 4"),
+        (qtable_check, {"env": "MountainCar-v0", "buckets": [4, 4]}, None),
+    ],
+)
 def test_bad_config_is_one_clear_error(check, config, message):
     if message is None:
         check(config)  # a bounded env needs no clip ranges

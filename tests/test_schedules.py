@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from search_spaces.dqn import epsilon_decay_per_episode
 from trainables import schedules
 
 
@@ -22,12 +23,13 @@ def test_values(spec, progress, expected):
     assert schedules.value(schedules.validate(spec), progress) == pytest.approx(expected)
 
 
-def test_exp_decay_matches_multiplying_each_step():
+def test_exp_decay_matches_multiplying_each_episode():
     # The research's "epsilon *= .995 per episode" is an exp schedule over the same episodes.
-    spec = schedules.validate(schedules.exp_decay_schedule(1.0, 0.995, 400))
+    values = epsilon_decay_per_episode(0.995, floor=0.05)
+    spec, horizon = schedules.validate(values["epsilon"]), values["epsilon_horizon"]
     eps = 1.0
-    for episode in range(400):
-        assert schedules.value(spec, episode / 400) == pytest.approx(eps, rel=1e-9)
+    for episode in range(horizon + 1):
+        assert schedules.value(spec, episode / horizon) == pytest.approx(eps, rel=1e-9)
         eps *= 0.995
 
 

@@ -19,18 +19,19 @@ def initial(mutations: dict, rng: random.Random) -> dict:
 
 @pytest.mark.parametrize("model", sorted(search_spaces.MODELS))
 def test_pbt_perturbations_stay_valid(model):
-    space = search_spaces.load(model)
-    mutations = space.pbt_mutations
-    assert all(isinstance(v, list) or (isinstance(v, Domain) and hasattr(v, "lower")) for v in mutations.values()), \
+    spec = search_spaces.get(model)
+    mutations = spec.pbt_mutations
+    assert all(isinstance(v, list) or (isinstance(v, Domain) and hasattr(v, "lower")) for v in mutations.values()), (
         "discrete PBT values must be lists: PBT multiplies a tune.choice value by 0.8 or 1.2"
+    )
     rng = random.Random(0)
     random.seed(0)
     clip = ClipToDomains(mutations)
     for _ in range(5):
-        config = {**space.BUDGETS["smoke"].overrides, **initial(mutations, rng)}
+        config = {**spec.budgets["smoke"].overrides, **initial(mutations, rng)}
         for _ in range(40):  # 40 exploit/explore rounds in a row
             config, _ = _explore(config, mutations, 0.25, (1.2, 0.8), clip)
-            from_dict(space.CONFIG, config, model)  # raises ConfigError if PBT left the valid range
+            from_dict(spec.config, config, model)  # raises ConfigError if PBT left the valid range
             for key, domain in mutations.items():
                 if isinstance(domain, list):
                     assert config[key] in domain
@@ -41,10 +42,10 @@ def test_pbt_perturbations_stay_valid(model):
 @pytest.mark.parametrize("budget", ["smoke", "full"])
 @pytest.mark.parametrize("model", sorted(search_spaces.MODELS))
 def test_optuna_samples_are_valid_configs(model, budget):
-    space = search_spaces.load(model)
+    spec = search_spaces.get(model)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(30):
         trial = study.ask()
-        config = {**space.BUDGETS[budget].overrides, **space.optuna_space(trial)}
-        from_dict(space.CONFIG, config, model)
+        config = {**spec.budgets[budget].overrides, **spec.optuna_space(trial)}
+        from_dict(spec.config, config, model)
         study.tell(trial, 0.0)

@@ -5,7 +5,10 @@ a one-line error before any trial starts.
 """
 
 import dataclasses
+import difflib
 import json
+import math
+import re
 import typing
 from typing import Any, TypeVar
 
@@ -21,15 +24,20 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def unknown_key(key: str, cls: type, model: str) -> str:
+    """The message for a key `cls` does not have, with the closest valid key when there is one."""
+    keys = sorted(field_types(cls))
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown config key {key!r} for model {model!r}{hint}; valid keys: {', '.join(keys)}"
+
+
 def from_dict(cls: type[T], values: dict, model: str) -> T:
     """Builds `cls` from `values`; an unknown key or a badly typed value raises ConfigError."""
     types = field_types(cls)
     unknown = sorted(set(values) - set(types))
     if unknown:
-        raise ConfigError(
-            f"unknown config key {unknown[0]!r} for model {model!r}; "
-            f"valid keys: {', '.join(sorted(types))}"
-        )
+        raise ConfigError(unknown_key(unknown[0], cls, model))
     kwargs = {key: _check_type(key, types[key], value) for key, value in values.items()}
     try:
         return cls(**kwargs)
@@ -49,10 +57,7 @@ def parse_assignment(cls: type, text: str, model: str) -> tuple[str, Any]:
     root, _, sub = key.partition(".")
     types = field_types(cls)
     if root not in types:
-        raise ConfigError(
-            f"--set {text!r}: unknown config key {root!r} for model {model!r}; "
-            f"valid keys: {', '.join(sorted(types))}"
-        )
+        raise ConfigError(f"--set {text!r}: {unknown_key(root, cls, model)}")
     if sub:
         if types[root] is not dict:
             raise ConfigError(f"--set {text!r}: {root!r} is not a dict field, write --set {root}=VALUE")
@@ -70,6 +75,25 @@ def apply_assignments(values: dict, assignments: list[tuple[str, Any]]) -> dict:
         else:
             out[root] = value
     return out
+
+
+def check_range(config: Any, interval: str, names: str) -> None:
+    """Each field of `config` named in `names` (space-separated) must lie in `interval`, written as in
+    mathematics: "[1, inf)", "(0, 1]", "[0, 1)". Raises ValueError naming the first field outside it."""
+    match = re.fullmatch(r"([\[(])\s*(-?[\w.]+)\s*,\s*(-?[\w.]+)\s*([\])])", interval)
+    if not match:
+        raise ValueError(f"interval {interval!r} is not written like [1, inf) or (0, 1]")
+    left, low, high, right = match.group(1), float(match.group(2)), float(match.group(3)), match.group(4)
+    if math.isinf(high):
+        text = f">= {low:g}" if left == "[" else f"> {low:g}"
+    else:
+        text = f"in {interval}"
+    for name in names.split():
+        value = getattr(config, name)
+        above = value >= low if left == "[" else value > low
+        below = value <= high if right == "]" else value < high
+        if not (above and below):
+            raise ValueError(f"{name} must be {text}, got {value}")
 
 
 def _parse_scalar(raw: str) -> Any:
@@ -107,7 +131,7 @@ def _parse_text(key: str, kind: Any, raw: str) -> Any:
             parsed = json.loads(raw)
         except json.JSONDecodeError:
             raise ConfigError(
-                f"config key {key!r} is a dict: write JSON, e.g. --set '{key}={{\"kind\": \"cosine\", ...}}'"
+                f'config key {key!r} is a dict: write JSON, e.g. --set \'{key}={{"kind": "cosine", ...}}\''
                 f", or one entry with --set {key}.start=0.5"
             ) from None
         return parsed

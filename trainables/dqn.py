@@ -20,19 +20,12 @@ from torch.nn import functional as F
 
 from trainables import metrics as m
 from trainables import rl, runtime, schedules
-from trainables.config import ConfigError, from_dict, to_dict
+from trainables.config import ConfigError, check_range, from_dict, to_dict
 from trainables.replay import NStep, PrioritizedReplayBuffer, ReplayBuffer
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNConfig:
-    # --- environment
-    env: str = "CartPole-v1"
-    """Any gymnasium env with a flat Box observation and Discrete actions."""
-    num_envs: int = 8
-    """Environments stepped together."""
-    vectorization: str = "auto"
-    """auto (the env's numpy-vectorized version when it has one, else sync), numpy or sync."""
+class DQNConfig(rl.RLConfig):
     # --- reward shaping (CartPole only; training reward only, evaluation always uses the env's reward)
     shape_angle: float = 0.0
     """Penalty per step x |pole angle| / angle limit."""
@@ -46,20 +39,14 @@ class DQNConfig:
     layers: int = 2
     """Hidden layers."""
     # --- learning
-    gamma: float = 0.98
-    """Discount."""
     n_step: int = 3
     """Steps summed into each return before bootstrapping."""
     double_dqn: bool = True
     """Pick the next action with the online network, value it with the target network."""
-    lr: float = 2.5e-3
-    """Adam learning rate; lr_schedule multiplies it over training progress."""
-    lr_schedule: dict = dataclasses.field(default_factory=lambda: {"kind": "constant", "start": 1.0})
-    """Learning-rate multiplier over training progress (trainables/schedules.py)."""
     batch_size: int = 256
     """Transitions per gradient update."""
     replay_ratio: float = 0.125
-    """Gradient updates per env step (an update costs about 1 ms here, an env step about 15 us)."""
+    """Gradient updates per env step."""
     learning_starts: int = 1000
     """Env steps collected before the first update."""
     huber_delta: float = 1.0
@@ -88,64 +75,54 @@ class DQNConfig:
     """Importance-sampling exponent over training progress (annealed to 1)."""
     per_eps: float = 1e-3
     """Added to |TD error| so no transition has priority 0."""
-    # --- budget and evaluation
-    steps_per_iteration: int = 1_000
-    """Env steps per Tune iteration, across all envs."""
-    iterations: int = 60
-    """Iterations until the trial is done; schedules run over iterations x steps_per_iteration."""
-    eval_every: int = 1
-    """Evaluate every this many iterations (the last evaluation is reported in between)."""
-    eval_episodes: int = 20
-    """Greedy episodes per evaluation; their mean return is the score."""
-    solve_return: float = float("nan")
-    """Mean greedy return that counts as solved; NaN: the env's reward_threshold (475 for CartPole-v1)."""
-    stop_on_solve: bool = False
-    """End the trial at the first solving evaluation."""
-    checkpoint_every: int = 1
-    """Save a checkpoint every this many iterations."""
     checkpoint_buffer: bool = True
     """Include the replay buffer in checkpoints, so a restored trial continues exactly."""
     # --- runtime
-    seed: int = 0
-    """Seeds the networks, exploration and the training envs."""
     device: str = "auto"
     """auto (the trial's GPU if Ray gave it one), cpu or cuda. A net this small is fastest on CPU."""
     torch_threads: int = 0
     """Intra-op threads; 0 = the CPUs Ray gave the trial."""
+    gamma: float = 0.98
+    lr: float = 2.5e-3
 
     def __post_init__(self):
-        for name, low in [("num_envs", 1), ("hidden", 1), ("layers", 1), ("n_step", 1), ("batch_size", 1),
-                          ("learning_starts", 0), ("target_every", 1), ("epsilon_horizon", 1),
-                          ("buffer_size", 1), ("steps_per_iteration", 1), ("iterations", 1), ("eval_every", 1),
-                          ("eval_episodes", 1), ("checkpoint_every", 1)]:
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
-        if not 0.0 < self.target_tau <= 1.0:
-            raise ValueError(f"target_tau must be in (0, 1], got {self.target_tau}")
-        for name in ("lr", "replay_ratio", "huber_delta", "max_grad_norm", "per_eps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        super().__post_init__()
+        check_range(self, "[1, inf)", "hidden layers n_step batch_size target_every epsilon_horizon buffer_size")
+        check_range(self, "[0, inf)", "learning_starts")
+        check_range(self, "(0, 1]", "target_tau")
+        check_range(self, "(0, inf)", "replay_ratio huber_delta max_grad_norm per_eps")
         if self.epsilon_unit not in ("steps", "episodes"):
             raise ValueError(f"epsilon_unit must be steps or episodes, got {self.epsilon_unit!r}")
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size ({self.batch_size}) must be <= buffer_size ({self.buffer_size})")
-        for name in ("lr_schedule", "epsilon", "per_beta"):
+        for name in ("epsilon", "per_beta"):
             object.__setattr__(self, name, schedules.validate(getattr(self, name), name))
 
 
 # PBT changes these in place (reset_config); anything else starts the trial afresh.
-MUTABLE_FIELDS = ("lr", "gamma", "batch_size", "replay_ratio", "target_every", "target_tau",
-                  "epsilon_horizon", "max_grad_norm", "huber_delta", "per_alpha")
+MUTABLE_FIELDS = (
+    "lr",
+    "gamma",
+    "batch_size",
+    "replay_ratio",
+    "target_every",
+    "target_tau",
+    "epsilon_horizon",
+    "max_grad_norm",
+    "huber_delta",
+    "per_alpha",
+)
+# A checkpoint loads only into a trial with the same env and network.
+ARCHITECTURE_FIELDS = ("env", "hidden", "layers")
 
 
-def check(config: dict) -> DQNConfig:
-    """Driver-side preflight: the config parses and the env fits (Box observation, Discrete actions)."""
+def parse(config: dict) -> DQNConfig:
+    """The config, validated: the driver's preflight and the trial's setup both call this.
+    The env must have a flat Box observation and Discrete actions, and vectorize as asked."""
     cfg = from_dict(DQNConfig, config, "dqn")
     rl.check_discrete_env(cfg.env, "dqn")
+    rl.vectorize_mode(cfg.env, cfg.vectorization)
     shaping(cfg)
-    rl.make_vector_env(cfg.env, 1, cfg.vectorization).close()
     return cfg
 
 
@@ -153,8 +130,10 @@ def shaping(cfg: DQNConfig) -> np.ndarray:
     """Per-|observation| penalty weights (obs_dim,), from the shaping options; zeros when off."""
     weights = [cfg.shape_position / 2.4, cfg.shape_velocity, cfg.shape_angle / (12 * 2 * math.pi / 360), 0.0]
     if any(weights) and not cfg.env.startswith("CartPole"):
-        raise ConfigError(f"reward shaping (shape_angle, shape_velocity, shape_position) is defined on "
-                          f"CartPole's observation; {cfg.env} is not CartPole: leave them at 0")
+        raise ConfigError(
+            f"reward shaping (shape_angle, shape_velocity, shape_position) is defined on "
+            f"CartPole's observation; {cfg.env} is not CartPole: leave them at 0"
+        )
     return np.asarray(weights, np.float32) if any(weights) else np.zeros(0, np.float32)
 
 
@@ -173,43 +152,45 @@ class QNetwork(nn.Module):
 
 class DQNTrainable(ray.tune.Trainable):
     def setup(self, config: dict):
-        cfg = self.cfg = from_dict(DQNConfig, config, "dqn")
-        obs_space, act_space = rl.check_discrete_env(cfg.env, "dqn")
+        cfg = self.cfg = parse(config)
+        obs_space, act_space = rl.spaces(cfg.env)
         self.shaping = shaping(cfg)
-        cpus = self.trial_resources.required_resources.get("CPU") if self.trial_resources else None
+        cpus, gpus = runtime.trial_share(self)
         runtime.set_torch_threads(cfg.torch_threads, cpus)
-        self.device = runtime.choose_device(cfg.device)
+        self.device = runtime.choose_device(cfg.device, gpus)
         self.rng = runtime.seed_everything(cfg.seed)
         self.obs_dim, self.n_actions = obs_space.shape[0], int(act_space.n)
         self.online = QNetwork(self.obs_dim, self.n_actions, cfg.hidden, cfg.layers).to(self.device)
         self.target = QNetwork(self.obs_dim, self.n_actions, cfg.hidden, cfg.layers).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
-        # fused: one kernel for the whole step; 20% faster per update on a net this small (bench/cartpole.py).
+        # fused: one kernel for the whole optimizer step, which dominates an update of a net this small.
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr, fused=True)
-        self.buffer = (PrioritizedReplayBuffer(cfg.buffer_size, self.obs_dim, self.rng, cfg.per_alpha, cfg.per_eps)
-                       if cfg.prioritized else ReplayBuffer(cfg.buffer_size, self.obs_dim, self.rng))
+        self.buffer = (
+            PrioritizedReplayBuffer(cfg.buffer_size, self.obs_dim, self.rng, cfg.per_alpha, cfg.per_eps)
+            if cfg.prioritized
+            else ReplayBuffer(cfg.buffer_size, self.obs_dim, self.rng)
+        )
         self.nstep = NStep(cfg.n_step, cfg.gamma)
         self.rollout = rl.Rollout(cfg.env, cfg.num_envs, cfg.vectorization, seed=int(self.rng.integers(2**31)))
         self.updates = 0
         self.update_credit = 0.0
-        self.last_eval: dict = {}
-        self.clock = rl.SolveClock(rl.solve_threshold(cfg.env, cfg.solve_return))
-        self.baselines = rl.random_baseline(cfg.env, cfg.eval_episodes)
+        self.evaluation = rl.Evaluation(cfg)
 
     # ------------------------------------------------------------------ schedules
 
-    def total_env_steps(self) -> int:
-        return self.cfg.iterations * self.cfg.steps_per_iteration
+    def progress(self) -> float:
+        """Fraction of training done: what lr_schedule and per_beta are evaluated on."""
+        return self.rollout.env_steps / self.cfg.total_env_steps
 
     def epsilon(self) -> float:
         return rl.exploration(self.cfg.epsilon, self.cfg.epsilon_unit, self.cfg.epsilon_horizon, self.rollout)
 
     def learning_rate(self) -> float:
-        return self.cfg.lr * schedules.value(self.cfg.lr_schedule, self.rollout.env_steps / self.total_env_steps())
+        return self.cfg.lr * schedules.value(self.cfg.lr_schedule, self.progress())
 
     def beta(self) -> float:
-        return schedules.value(self.cfg.per_beta, self.rollout.env_steps / self.total_env_steps())
+        return schedules.value(self.cfg.per_beta, self.progress())
 
     # ------------------------------------------------------------------ acting and learning
 
@@ -249,8 +230,9 @@ class DQNTrainable(ray.tune.Trainable):
             else:
                 next_value = next_q.max(1).values
             target = reward + discount * (1.0 - terminal) * next_value
-        loss = (torch.as_tensor(weights, device=dev)
-                * F.huber_loss(q, target, reduction="none", delta=cfg.huber_delta)).mean()
+        loss = (
+            torch.as_tensor(weights, device=dev) * F.huber_loss(q, target, reduction="none", delta=cfg.huber_delta)
+        ).mean()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         self.optimizer.zero_grad(set_to_none=True)
@@ -291,58 +273,47 @@ class DQNTrainable(ray.tune.Trainable):
                 update_seconds += time.perf_counter() - tick
         train_seconds = time.perf_counter() - start
         updates = self.updates - updates_before
-        returns = rollout.pop_returns()
         result = {
-            m.TRAIN_ENV_STEPS: rollout.env_steps,
-            m.TRAIN_EPISODES: rollout.episodes,
+            **rollout.metrics(),
             m.TRAIN_UPDATES: self.updates,
             m.TRAIN_EPSILON: self.epsilon(),
             m.TRAIN_LR: self.learning_rate(),
             m.TRAIN_LOSS: torch.stack(losses).mean().item() if losses else float("nan"),
-            m.TRAIN_EPISODE_RETURN: float(np.mean(returns)) if returns else float("nan"),
             m.TRAIN_MS_PER_UPDATE: 1000 * update_seconds / updates if updates else float("nan"),
             m.TRAIN_ENV_STEPS_PER_S: cfg.steps_per_iteration / train_seconds,
             m.TRAIN_PEAK_RSS_MB: rl.peak_rss_mb(),
             **({m.TRAIN_PER_BETA: self.beta()} if cfg.prioritized else {}),
             **{m.HPARAM_PREFIX + name: getattr(cfg, name) for name in MUTABLE_FIELDS},
-            **self.baselines,
         }
-        if rl.evaluation_due(cfg, self.iteration, self.last_eval):
-            self.last_eval = rl.greedy_evaluation(self.greedy, cfg, self.clock, rollout.env_steps)
-        result.update(self.last_eval)
-        result["done"] = rl.iteration_done(cfg, self.iteration, result)
-        return result
+        return self.evaluation.complete(result, self.greedy, self.iteration, rollout.env_steps)
 
     # ------------------------------------------------------------------ checkpoints and PBT
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
-        torch.save({
-            "config": to_dict(self.cfg),
-            "online": self.online.state_dict(),
-            "target": self.target.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "counters": {"updates": self.updates, "update_credit": self.update_credit},
-            "clock": self.clock.state_dict(),
-            "last_eval": self.last_eval,
-            "rng": runtime.rng_state(self.rng),
-            "buffer": self.buffer.state_dict() if self.cfg.checkpoint_buffer else None,
-            "rollout": self.rollout.state_dict(),
-            "nstep": list(self.nstep.window),
-        }, Path(checkpoint_dir) / "state.pt")
+        torch.save(
+            {
+                "config": to_dict(self.cfg),
+                "online": self.online.state_dict(),
+                "target": self.target.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "counters": {"updates": self.updates, "update_credit": self.update_credit},
+                "evaluation": self.evaluation.state_dict(),
+                "rng": runtime.rng_state(self.rng),
+                "buffer": self.buffer.state_dict() if self.cfg.checkpoint_buffer else None,
+                "rollout": self.rollout.state_dict(),
+                "nstep": list(self.nstep.window),
+            },
+            Path(checkpoint_dir) / "state.pt",
+        )
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         state = torch.load(Path(checkpoint_dir) / "state.pt", map_location=self.device, weights_only=False)
-        saved = state["config"]
-        for name in ("env", "hidden", "layers"):
-            if saved[name] != getattr(self.cfg, name):
-                raise ConfigError(f"checkpoint in {checkpoint_dir} has {name}={saved[name]!r}, this trial "
-                                  f"{getattr(self.cfg, name)!r}; they must match")
+        runtime.check_checkpoint(state["config"], self.cfg, ARCHITECTURE_FIELDS, checkpoint_dir)
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates, self.update_credit = state["counters"]["updates"], state["counters"]["update_credit"]
-        self.clock.load_state_dict(state["clock"])
-        self.last_eval = state["last_eval"]
+        self.evaluation.load_state_dict(state["evaluation"])
         fresh_seed = int(self.rng.integers(2**31))  # drawn before the restore, so it does not shift the RNG
         runtime.restore_rng_state(state["rng"], self.rng)
         if state["buffer"] is not None and len(state["buffer"]["data"]["action"]) <= self.cfg.buffer_size:
@@ -351,18 +322,12 @@ class DQNTrainable(ray.tune.Trainable):
         self.nstep.window = list(state["nstep"]) if resumed else []
 
     def reset_config(self, new_config: dict) -> bool:
-        new = from_dict(DQNConfig, new_config, "dqn")
-        fixed = [f.name for f in dataclasses.fields(DQNConfig) if f.name not in MUTABLE_FIELDS]
-        if any(getattr(new, name) != getattr(self.cfg, name) for name in fixed):
-            # A reused actor starting another trial (another seed, say): become it from scratch.
-            self.cleanup()
-            self.setup(new_config)
-            return True
-        self.cfg = new
-        self.nstep.gamma = new.gamma
+        return runtime.reset_config(self, new_config, parse, MUTABLE_FIELDS, self._apply_mutable)
+
+    def _apply_mutable(self, cfg: DQNConfig) -> None:
+        self.nstep.gamma = cfg.gamma
         if isinstance(self.buffer, PrioritizedReplayBuffer):
-            self.buffer.alpha = new.per_alpha
-        return True
+            self.buffer.alpha = cfg.per_alpha
 
     def cleanup(self) -> None:
         self.rollout.close()

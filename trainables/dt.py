@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from trainables import metrics as m
 from trainables import ratings, recsys, runtime, schedules
-from trainables.config import ConfigError, from_dict, to_dict
+from trainables.config import ConfigError, check_range, from_dict, to_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,29 +109,23 @@ class DTConfig:
             raise ValueError(f"state must be running or constant, got {self.state!r}")
         if self.data_format not in ("auto", "tsv", "goodreads", "movielens"):
             raise ValueError(f"data_format must be auto, tsv, goodreads or movielens, got {self.data_format!r}")
-        for name, low in [("context_length", 2), ("layers", 1), ("heads", 1), ("width", 8),
-                          ("batch_size", 1), ("steps_per_iteration", 1), ("iterations", 1),
-                          ("holdout", 1), ("num_recommendations", 1), ("return_horizon", 1),
-                          ("checkpoint_every", 1), ("synthetic_users", 10), ("synthetic_items", 20),
-                          ("max_timestep", 1)]:
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        check_range(self, "[2, inf)", "context_length")
+        positive = "layers heads batch_size steps_per_iteration iterations holdout num_recommendations return_horizon"
+        check_range(self, "[1, inf)", positive + " checkpoint_every max_timestep")
+        check_range(self, "[8, inf)", "width")
+        check_range(self, "[10, inf)", "synthetic_users")
+        check_range(self, "[20, inf)", "synthetic_items")
         if self.data == "synthetic" and self.synthetic_items < 2 * (self.context_length + self.holdout):
-            raise ValueError(f"synthetic_items ({self.synthetic_items}) must be >= 2 x (context_length + holdout)"
-                             f" = {2 * (self.context_length + self.holdout)}")
+            raise ValueError(
+                f"synthetic_items ({self.synthetic_items}) must be >= 2 x (context_length + holdout)"
+                f" = {2 * (self.context_length + self.holdout)}"
+            )
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 < self.eval_users < 1.0:
-            raise ValueError(f"eval_users is a fraction in (0, 1), got {self.eval_users}")
-        for name in ("lr", "return_scale", "target_return_scale", "grad_clip"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.popularity_correction < 0:
-            raise ValueError(f"popularity_correction must be >= 0, got {self.popularity_correction}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        check_range(self, "[0, 1)", "dropout")
+        check_range(self, "(0, 1)", "eval_users")
+        check_range(self, "(0, inf)", "lr return_scale target_return_scale grad_clip")
+        check_range(self, "[0, inf)", "popularity_correction weight_decay")
         object.__setattr__(self, "lr_schedule", schedules.validate(self.lr_schedule, "lr_schedule"))
 
 
@@ -147,8 +141,13 @@ def load_ratings(cfg: DTConfig) -> ratings.Ratings:
         # History lengths: long enough for a full context plus the held-out tail, at most half the items.
         min_len = max(cfg.context_length + cfg.holdout, min(40, cfg.synthetic_items // 4))
         max_len = max(min_len, min(80, cfg.synthetic_items // 2))
-        spec = ratings.SyntheticSpec(n_users=cfg.synthetic_users, n_items=cfg.synthetic_items,
-                                     seed=cfg.data_seed, min_len=min_len, max_len=max_len)
+        spec = ratings.SyntheticSpec(
+            n_users=cfg.synthetic_users,
+            n_items=cfg.synthetic_items,
+            seed=cfg.data_seed,
+            min_len=min_len,
+            max_len=max_len,
+        )
         data = ratings.synthetic(spec)
     else:
         data = ratings.load(cfg.data, cfg.data_format)
@@ -157,14 +156,27 @@ def load_ratings(cfg: DTConfig) -> ratings.Ratings:
     return ratings.subsample_users(data, cfg.user_fraction, cfg.data_seed)
 
 
-def check(config: dict) -> DTConfig:
-    """Driver-side preflight: the config parses and the data loads and splits. Raises ConfigError."""
-    cfg = from_dict(DTConfig, config, "dt")
+def parse(config: dict) -> DTConfig:
+    """The config, validated: the driver's preflight and the trial's setup both call this (the
+    data itself is checked by `load_split`)."""
+    return from_dict(DTConfig, config, "dt")
+
+
+def load_split(cfg: DTConfig) -> tuple[ratings.Ratings, recsys.Split]:
+    """The dataset and its user split; any problem with the data is a ConfigError naming it."""
     try:
-        recsys.split_users(load_ratings(cfg), cfg.eval_users, cfg.holdout, cfg.context_length,
-                           cfg.data_seed, cfg.drop_short_users)
+        data = load_ratings(cfg)
+        return data, recsys.split_users(
+            data, cfg.eval_users, cfg.holdout, cfg.context_length, cfg.data_seed, cfg.drop_short_users
+        )
     except ratings.DataError as err:
         raise ConfigError(str(err)) from None
+
+
+def check(config: dict) -> DTConfig:
+    """Driver-side preflight: the config parses and the data loads and splits. Raises ConfigError."""
+    cfg = parse(config)
+    load_split(cfg)
     return cfg
 
 
@@ -242,17 +254,15 @@ class DecisionTransformer(nn.Module):
 
 class DecisionTransformerTrainable(ray.tune.Trainable):
     def setup(self, config: dict):
-        cfg = self.cfg = from_dict(DTConfig, config, "dt")
-        cpus = self.trial_resources.required_resources.get("CPU") if self.trial_resources else None
+        cfg = self.cfg = parse(config)
+        cpus, gpus = runtime.trial_share(self)
         runtime.set_torch_threads(cfg.torch_threads, cpus)
-        self.device = runtime.choose_device(cfg.device)
+        self.device = runtime.choose_device(cfg.device, gpus)
         self.rng = runtime.seed_everything(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # batch order, CPU so it is portable
         self.step_count = 0
 
-        data = load_ratings(cfg)
-        split = recsys.split_users(data, cfg.eval_users, cfg.holdout, cfg.context_length,
-                                   cfg.data_seed, cfg.drop_short_users)
+        data, split = load_split(cfg)
         self.n_items, self.split, self.expected = data.n_items, split, data.expected
         dev = self.device
         train = split.train
@@ -260,7 +270,8 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         # (S, L) tensors on the device; batches are gathered from them by index.
         self.train_items = torch.as_tensor(np.where(train.items >= 0, train.items, self.n_items), device=dev)
         self.train_returns = torch.as_tensor(
-            self._scale_returns(recsys.horizon_returns(train.ratings, train.lengths, cfg.return_horizon)), device=dev)
+            self._scale_returns(recsys.horizon_returns(train.ratings, train.lengths, cfg.return_horizon)), device=dev
+        )
         self.train_states = self._state_tensor(states[:, :-1])  # (S, L, 3)
         self.windows = torch.as_tensor(recsys.windows(train.lengths, cfg.context_length), device=dev)
         counts = np.bincount(train.items[train.items >= 0], minlength=self.n_items)
@@ -272,15 +283,18 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
 
     # ------------------------------------------------------------------ training
 
+    def progress(self) -> float:
+        """Fraction of training done: what lr_schedule is evaluated on."""
+        return self.step_count / (self.cfg.iterations * self.cfg.steps_per_iteration)
+
     def step(self) -> dict:
         cfg = self.cfg
         self.model.train()
-        total_steps = cfg.iterations * cfg.steps_per_iteration
         offsets = torch.arange(cfg.context_length, device=self.device)
         losses, norms = [], []
         start = time.perf_counter()
         for _ in range(cfg.steps_per_iteration):
-            lr = cfg.lr * schedules.value(cfg.lr_schedule, self.step_count / total_steps)
+            lr = cfg.lr * schedules.value(cfg.lr_schedule, self.progress())
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             pick = torch.randint(len(self.windows), (cfg.batch_size,), generator=self.generator)
@@ -288,8 +302,7 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
             cols = starts[:, None] + offsets  # (B, K)
             rows = rows[:, None]
             actions = self.train_items[rows, cols]  # (B, K)
-            hidden, first = self.model(self.train_returns[rows, cols], self.train_states[rows, cols],
-                                       actions, cols)
+            hidden, first = self.model(self.train_returns[rows, cols], self.train_states[rows, cols], actions, cols)
             logits = self.model.logits(hidden)  # (B, K - first, I)
             loss = F.cross_entropy(logits.reshape(-1, self.n_items), actions[:, first:].reshape(-1))
             self.optimizer.zero_grad(set_to_none=True)
@@ -339,9 +352,12 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         exclude = torch.as_tensor(recsys.seen_mask(ctx, self.n_items), device=dev)
         picks = []
         for _ in range(cfg.num_recommendations):
-            hidden, _ = self.model(torch.as_tensor(self._scale_returns(rets), device=dev),
-                                   self._state_tensor(sts), torch.as_tensor(items, device=dev),
-                                   torch.as_tensor(steps, device=dev))
+            hidden, _ = self.model(
+                torch.as_tensor(self._scale_returns(rets), device=dev),
+                self._state_tensor(sts),
+                torch.as_tensor(items, device=dev),
+                torch.as_tensor(steps, device=dev),
+            )
             logits = self.model.logits(hidden[:, -1]) - cfg.popularity_correction * self.log_popularity  # (U, I)
             logits = logits.masked_fill(exclude, float("-inf"))
             pick = logits.argmax(1)
@@ -351,8 +367,14 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
             # Append the pick with the assumed rating and open the next step.
             items[:, -1] = pick
             count, rating_sum = count + 1, rating_sum + assumed
-            next_state = np.stack([(rating_sum / count - 3.0) / 2.0, np.full(ctx.count, (assumed - 3.0) / 2.0),
-                                   np.log1p(count) / np.log1p(cfg.max_timestep)], 1).astype(np.float32)
+            next_state = np.stack(
+                [
+                    (rating_sum / count - 3.0) / 2.0,
+                    np.full(ctx.count, (assumed - 3.0) / 2.0),
+                    np.log1p(count) / np.log1p(cfg.max_timestep),
+                ],
+                1,
+            ).astype(np.float32)
             items = np.concatenate([items[:, 1:], np.full((ctx.count, 1), self.n_items)], 1)
             rets = np.concatenate([rets[:, 1:], np.full((ctx.count, 1), target, dtype=np.float32)], 1)
             sts = np.concatenate([sts[:, 1:], next_state[:, None]], 1)
@@ -369,9 +391,13 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
             score = (value - popular) / max(oracle - popular, 1e-9)  # popularity 0, oracle 1
             return {m.EVAL_TRUE_RATING: value, m.SCORE: score}
         ranking = recsys.ranking_metrics(recs, split.heldout_items, split.heldout_ratings)
-        return {m.EVAL_HIT_RATE: ranking["hr"], m.EVAL_NDCG: ranking["ndcg"],
-                m.EVAL_RATED_SHARE: ranking["rated_share"], m.EVAL_RATED_MEAN: ranking["rated_mean"],
-                m.SCORE: ranking["ndcg"]}
+        return {
+            m.EVAL_HIT_RATE: ranking["hr"],
+            m.EVAL_NDCG: ranking["ndcg"],
+            m.EVAL_RATED_SHARE: ranking["rated_share"],
+            m.EVAL_RATED_MEAN: ranking["rated_mean"],
+            m.SCORE: ranking["ndcg"],
+        }
 
     def _baselines(self) -> dict:
         split, n = self.split, self.cfg.num_recommendations
@@ -407,21 +433,20 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
     # ------------------------------------------------------------------ checkpoints and PBT
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
-        torch.save({
-            "config": to_dict(self.cfg),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step_count": self.step_count,
-            "rng": runtime.rng_state(self.rng, self.generator),
-        }, Path(checkpoint_dir) / "state.pt")
+        torch.save(
+            {
+                "config": to_dict(self.cfg),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "step_count": self.step_count,
+                "rng": runtime.rng_state(self.rng, self.generator),
+            },
+            Path(checkpoint_dir) / "state.pt",
+        )
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         state = torch.load(Path(checkpoint_dir) / "state.pt", map_location=self.device, weights_only=False)
-        saved = state["config"]
-        changed = [f for f in ARCHITECTURE_FIELDS if saved[f] != getattr(self.cfg, f)]
-        if changed:
-            raise ConfigError(f"checkpoint in {checkpoint_dir} was trained with {changed[0]}={saved[changed[0]]!r}, "
-                              f"this trial has {getattr(self.cfg, changed[0])!r}; they must match")
+        runtime.check_checkpoint(state["config"], self.cfg, ARCHITECTURE_FIELDS, checkpoint_dir)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step_count = state["step_count"]
@@ -429,25 +454,12 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         self._apply_mutable(self.cfg)  # a PBT clone keeps its own (mutated) hyperparameters
 
     def reset_config(self, new_config: dict) -> bool:
-        new = from_dict(DTConfig, new_config, "dt")
-        fixed = [f.name for f in dataclasses.fields(DTConfig) if f.name not in MUTABLE_FIELDS]
-        if any(getattr(new, name) != getattr(self.cfg, name) for name in fixed):
-            # Not a PBT mutation but a reused actor starting another trial (another seed, say):
-            # Tune fails the trial if this returns False, so become that trial from scratch.
-            self.setup(new_config)
-            return True
-        self.cfg = new
-        self._apply_mutable(new)
-        return True
+        return runtime.reset_config(self, new_config, parse, MUTABLE_FIELDS, self._apply_mutable)
 
     def _apply_mutable(self, cfg: DTConfig) -> None:
         for group in self.optimizer.param_groups:
             group["weight_decay"] = cfg.weight_decay
         self.model.set_dropout(cfg.dropout)
-
-
-def parameter_count(cfg: DTConfig, n_items: int) -> int:
-    return sum(p.numel() for p in DecisionTransformer(cfg, n_items).parameters())
 
 
 def flops_per_sequence(cfg: DTConfig, n_items: int) -> float:

@@ -2,20 +2,19 @@
 
 import dataclasses
 
-from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.algorithms.ppo import PPOConfig as PPOAlgorithmConfig
 
 from trainables import schedules
-from trainables.rllib import RLlibSettings, RLlibTrainable, common, piecewise
+from trainables.config import check_range
+from trainables.rllib_algorithm import RLlibConfig, RLlibTrainable, parse_config, piecewise, with_shared_settings
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOSettings(RLlibSettings):
-    train_batch_size: int = 2000
-    """Env steps per iteration (one PPO update round)."""
-    minibatch_size: int = 128
-    """SGD minibatch; at most train_batch_size (a larger value, e.g. from a search, is cut to it)."""
+class RLlibPPOConfig(RLlibConfig):
+    batch_size: int = 128
+    """SGD minibatch; at most steps_per_iteration (a larger value, e.g. from a search, is cut to it)."""
     num_epochs: int = 6
-    """Passes over each train batch."""
+    """Passes over each iteration's env steps (PPO's train batch)."""
     clip_param: float = 0.2
     """PPO's policy-ratio clip."""
     gae_lambda: float = 0.95
@@ -26,30 +25,32 @@ class PPOSettings(RLlibSettings):
     """Entropy bonus; entropy_schedule multiplies it."""
     entropy_schedule: dict = dataclasses.field(default_factory=lambda: {"kind": "constant", "start": 1.0})
     """Entropy-bonus multiplier over training progress."""
+    # One PPO update round per iteration, over this many env steps (RLlib's train_batch_size).
+    steps_per_iteration: int = 2000
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("train_batch_size", "minibatch_size", "num_epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_range(self, "[1, inf)", "batch_size num_epochs")
         object.__setattr__(self, "entropy_schedule", schedules.validate(self.entropy_schedule, "entropy_schedule"))
 
 
+def parse(config: dict) -> RLlibPPOConfig:
+    return parse_config(RLlibPPOConfig, config, "ppo")
+
+
 class PPOTrainable(RLlibTrainable):
-    SETTINGS = PPOSettings
-    MODEL = "ppo"
+    parse = staticmethod(parse)
 
     @staticmethod
-    def algorithm_config(s: PPOSettings) -> PPOConfig:
-        horizon = s.iterations * s.train_batch_size  # env steps the schedules run over
-        return common(PPOConfig(), s).training(
-            lr=piecewise(s.lr_schedule, s.lr, horizon),
-            gamma=s.gamma,
-            train_batch_size_per_learner=s.train_batch_size,
-            minibatch_size=min(s.minibatch_size, s.train_batch_size),
-            num_epochs=s.num_epochs,
-            clip_param=s.clip_param,
-            lambda_=s.gae_lambda,
-            vf_loss_coeff=s.vf_loss_coeff,
-            entropy_coeff=piecewise(s.entropy_schedule, s.entropy_coeff, horizon),
+    def algorithm_config(cfg: RLlibPPOConfig) -> PPOAlgorithmConfig:
+        return with_shared_settings(PPOAlgorithmConfig(), cfg).training(
+            lr=piecewise(cfg.lr_schedule, cfg.lr, cfg.total_env_steps),
+            gamma=cfg.gamma,
+            train_batch_size_per_learner=cfg.steps_per_iteration,
+            minibatch_size=min(cfg.batch_size, cfg.steps_per_iteration),
+            num_epochs=cfg.num_epochs,
+            clip_param=cfg.clip_param,
+            lambda_=cfg.gae_lambda,
+            vf_loss_coeff=cfg.vf_loss_coeff,
+            entropy_coeff=piecewise(cfg.entropy_schedule, cfg.entropy_coeff, cfg.total_env_steps),
         )

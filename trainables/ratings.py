@@ -119,8 +119,13 @@ def _generate(spec: SyntheticSpec) -> dict:
 
 def _synthetic_from_arrays(a: dict, spec: SyntheticSpec) -> Ratings:
     return Ratings(
-        users=a["users"], items=a["items"], ratings=a["ratings"], timesteps=a["timesteps"],
-        n_users=spec.n_users, n_items=spec.n_items, expected=a["expected"],
+        users=a["users"],
+        items=a["items"],
+        ratings=a["ratings"],
+        timesteps=a["timesteps"],
+        n_users=spec.n_users,
+        n_items=spec.n_items,
+        expected=a["expected"],
         source=f"synthetic({spec.n_users} users, {spec.n_items} items, seed {spec.seed})",
     )
 
@@ -183,8 +188,7 @@ def load(path: str | os.PathLike, fmt: str = "auto") -> Ratings:
     if out_of_range.size:
         row = int(out_of_range[0])
         raise DataError(
-            f"{path}: line {row + first_line}, column {rating!r}: rating {ratings[row]:g} "
-            f"is outside [{lo:g}, {hi:g}]"
+            f"{path}: line {row + first_line}, column {rating!r}: rating {ratings[row]:g} is outside [{lo:g}, {hi:g}]"
         )
     keep = ratings > 0 if fmt == "goodreads" else np.ones(len(frame), dtype=bool)
     if not keep.any():
@@ -218,8 +222,15 @@ def _first_line(path: Path) -> str:
 def _read(path: Path, sep: str, header, names, first_line: int, expect=None) -> pd.DataFrame:
     _first_line(path)  # raises on an empty file
     try:
-        frame = pd.read_csv(path, sep=sep, header=header, names=names, dtype=str,
-                            skip_blank_lines=True, engine="c" if sep == "," else "python")
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            header=header,
+            names=names,
+            dtype=str,
+            skip_blank_lines=True,
+            engine="c" if sep == "," else "python",
+        )
     except pd.errors.ParserError as err:
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
         if match:

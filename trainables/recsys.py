@@ -46,8 +46,9 @@ def pack(data: Ratings, users: np.ndarray, cut: int = 0) -> Sequences:
     return Sequences(items, ratings, lengths.astype(np.int64), np.asarray(users, dtype=np.int64))
 
 
-def split_users(data: Ratings, eval_fraction: float, holdout: int, min_context: int,
-                seed: int, drop_short: bool) -> Split:
+def split_users(
+    data: Ratings, eval_fraction: float, holdout: int, min_context: int, seed: int, drop_short: bool
+) -> Split:
     """Holds out the last `holdout` interactions of a random `eval_fraction` of users.
 
     Every user needs `min_context + holdout` interactions (any user may be drawn for evaluation).
@@ -177,7 +178,7 @@ def ranking_metrics(recs: np.ndarray, heldout_items: np.ndarray, heldout_ratings
     """Full-ranking HR@N and NDCG@N against held-out interactions, plus how often a recommended
     item was one the user rated later and the mean of those ratings."""
     n = recs.shape[1]
-    hits = (recs[:, :, None] == heldout_items[:, None, :])  # (U, N, H)
+    hits = recs[:, :, None] == heldout_items[:, None, :]  # (U, N, H)
     hit_at = hits.any(axis=2)  # (U, N)
     discounts = 1.0 / np.log2(np.arange(n) + 2.0)
     ideal = discounts[: min(n, heldout_items.shape[1])].sum()

@@ -31,9 +31,6 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.data.values())
-
     def add(self, **batch: np.ndarray) -> np.ndarray:
         """Writes k transitions (arrays with a leading k axis); returns the rows written."""
         k = len(batch["action"])
@@ -56,8 +53,7 @@ class ReplayBuffer:
         return {name: array[rows] for name, array in self.data.items()}
 
     def state_dict(self) -> dict:
-        return {"data": {k: v[: self.size].copy() for k, v in self.data.items()}, "pos": self.pos,
-                "size": self.size}
+        return {"data": {k: v[: self.size].copy() for k, v in self.data.items()}, "pos": self.pos, "size": self.size}
 
     def load_state_dict(self, state: dict) -> None:
         size = state["size"]
@@ -141,8 +137,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.tree.set(rows, priority**self.alpha)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "priorities": self.tree.get(np.arange(self.size)),
-                "max_priority": self.max_priority}
+        return {
+            **super().state_dict(),
+            "priorities": self.tree.get(np.arange(self.size)),
+            "max_priority": self.max_priority,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
@@ -184,8 +183,11 @@ class NStep:
             alive &= ~dn
         self.window.pop(0)
         keep = first[6]
-        return {"obs": first[0][keep], "action": first[1][keep], "reward": ret[keep],
-                "next_obs": final_obs[keep], "terminal": terminal[keep], "discount": discount[keep]}
-
-    def clear(self) -> None:
-        self.window.clear()
+        return {
+            "obs": first[0][keep],
+            "action": first[1][keep],
+            "reward": ret[keep],
+            "next_obs": final_obs[keep],
+            "terminal": terminal[keep],
+            "discount": discount[keep],
+        }

@@ -1,8 +1,10 @@
-"""Pieces every reinforcement-learning model shares: environments, greedy evaluation, the random
-baseline and the solve clock. Used by dqn, qtable and the RLlib baselines alike, so their scores
-are computed the same way on the same episodes.
+"""Pieces every reinforcement-learning model shares: the base config, environments, greedy
+evaluation, the random baseline and the solve clock. Used by dqn, qtable and the RLlib baselines
+alike, so their scores are computed the same way on the same episodes.
 """
 
+import dataclasses
+import functools
 import math
 import pickle
 import resource
@@ -16,12 +18,61 @@ import numpy as np
 
 from trainables import metrics as m
 from trainables import schedules
-from trainables.config import ConfigError
+from trainables.config import ConfigError, check_range
 
 # Evaluation episodes start from the same seeds in every trial and every model (common random
 # numbers): two policies are compared on identical starts.
 EVAL_SEED = 1_000_003
 VECTORIZATIONS = ("auto", "numpy", "sync")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    """The fields every reinforcement-learning model has; each model's config extends it (and may
+    change a default by naming the field again)."""
+
+    env: str = "CartPole-v1"
+    """A registered gymnasium env id (dqn and qtable: flat Box observation, Discrete actions)."""
+    num_envs: int = 8
+    """Environments stepped together as one vector env (per env runner for the RLlib baselines)."""
+    vectorization: str = "auto"
+    """auto (the env's numpy-vectorized version when it has one, else sync), numpy or sync."""
+    steps_per_iteration: int = 1_000
+    """Env steps per Tune iteration, across all envs."""
+    iterations: int = 60
+    """Iterations until the trial is done; schedules run over iterations x steps_per_iteration env steps."""
+    eval_every: int = 1
+    """Evaluate every this many iterations (the last evaluation is reported in between)."""
+    eval_episodes: int = 20
+    """Greedy episodes per evaluation; their mean return is the score."""
+    solve_return: float = float("nan")
+    """Mean greedy return that counts as solved; NaN: the env's reward_threshold (475 for CartPole-v1)."""
+    stop_on_solve: bool = False
+    """End the trial at the first solving evaluation."""
+    checkpoint_every: int = 1
+    """Save a checkpoint every this many iterations."""
+    seed: int = 0
+    """Seeds the model, exploration and the training envs."""
+    gamma: float = 0.99
+    """Discount."""
+    lr: float = 3e-4
+    """Learning rate (step size); lr_schedule multiplies it over training progress."""
+    lr_schedule: dict = dataclasses.field(default_factory=lambda: {"kind": "constant", "start": 1.0})
+    """Learning-rate multiplier over training progress (trainables/schedules.py)."""
+
+    def __post_init__(self):
+        check_range(self, "[1, inf)", "num_envs steps_per_iteration iterations eval_every eval_episodes")
+        check_range(self, "[1, inf)", "checkpoint_every")
+        check_range(self, "(0, 1]", "gamma")
+        check_range(self, "(0, inf)", "lr")
+        object.__setattr__(self, "lr_schedule", schedules.validate(self.lr_schedule, "lr_schedule"))
+        if self.vectorization not in VECTORIZATIONS:
+            raise ValueError(f"vectorization must be one of {', '.join(VECTORIZATIONS)}, got {self.vectorization!r}")
+
+    @property
+    def total_env_steps(self) -> int:
+        """The horizon every schedule of the model runs over."""
+        return self.iterations * self.steps_per_iteration
 
 
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -32,10 +83,12 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         known = sorted(gym.registry)
         close = [k for k in known if k.lower().startswith(env_id.split("-")[0].lower()[:4])][:5]
         hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry()"
-        raise ConfigError(f"env {env_id!r} is not a registered gymnasium environment "
-                          f"({type(err).__name__}){hint}") from None
+        raise ConfigError(
+            f"env {env_id!r} is not a registered gymnasium environment ({type(err).__name__}){hint}"
+        ) from None
 
 
+@functools.cache
 def spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
     """(observation space, action space) of `env_id`; ConfigError if it is unknown or cannot be made."""
     env_spec(env_id)
@@ -52,8 +105,10 @@ def check_discrete_env(env_id: str, model: str) -> tuple[gym.spaces.Box, gym.spa
     """(observation space, action space) of an env with a Box observation and Discrete actions."""
     obs_space, act_space = spaces(env_id)
     if not isinstance(act_space, gym.spaces.Discrete):
-        raise ConfigError(f"{model} needs discrete actions, but {env_id} has {act_space} "
-                          f"(continuous); use a Discrete-action env such as CartPole-v1 or Acrobot-v1")
+        raise ConfigError(
+            f"{model} needs discrete actions, but {env_id} has {act_space} "
+            f"(continuous); use a Discrete-action env such as CartPole-v1 or Acrobot-v1"
+        )
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise ConfigError(f"{model} needs a flat Box observation, but {env_id} has {obs_space}")
     return obs_space, act_space
@@ -67,19 +122,20 @@ def solve_threshold(env_id: str, configured: float) -> float:
     return float("nan") if threshold is None else float(threshold)
 
 
-def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto") -> gym.vector.VectorEnv:
-    """`num_envs` copies of `env_id` stepped as one, autoresetting on the step after an episode ends.
-
-    numpy: the env's own numpy-vectorized implementation (CartPole has one): 170k env steps/s with
-    8 envs here, against 105k for sync (bench/cartpole.py). auto picks numpy when it exists.
-    """
+def vectorize_mode(env_id: str, vectorization: str) -> str:
+    """gymnasium's vectorization mode for `vectorization`: numpy (the env's own numpy-vectorized
+    implementation, which CartPole has; bench/cartpole.py measures it against sync) or sync."""
     if vectorization not in VECTORIZATIONS:
         raise ConfigError(f"vectorization must be one of {', '.join(VECTORIZATIONS)}, got {vectorization!r}")
     has_numpy = env_spec(env_id).vector_entry_point is not None
     if vectorization == "numpy" and not has_numpy:
         raise ConfigError(f"env {env_id} has no numpy-vectorized implementation; use vectorization=sync or auto")
-    mode = "vector_entry_point" if has_numpy and vectorization != "sync" else "sync"
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode)
+    return "vector_entry_point" if has_numpy and vectorization != "sync" else "sync"
+
+
+def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto") -> gym.vector.VectorEnv:
+    """`num_envs` copies of `env_id` stepped as one, autoresetting on the step after an episode ends."""
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorize_mode(env_id, vectorization))
 
 
 class Transition(NamedTuple):
@@ -105,7 +161,7 @@ class Rollout:
         self.env = make_vector_env(env_id, num_envs, vectorization)
         self.num_envs = num_envs
         self.env_steps = self.episodes = 0
-        self.finished: list[float] = []  # returns of training episodes since the last pop_returns()
+        self.finished: list[float] = []  # returns of training episodes since the last metrics()
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
@@ -130,17 +186,29 @@ class Rollout:
         self.env_steps += int(valid.sum())
         return out
 
-    def pop_returns(self) -> list[float]:
-        out, self.finished = self.finished, []
-        return out
+    def metrics(self) -> dict:
+        """Env steps and episodes so far, and the mean return of the training episodes that ended
+        since the last call."""
+        returns, self.finished = self.finished, []
+        return {
+            m.TRAIN_ENV_STEPS: self.env_steps,
+            m.TRAIN_EPISODES: self.episodes,
+            m.TRAIN_EPISODE_RETURN: float(np.mean(returns)) if returns else float("nan"),
+        }
 
     def state_dict(self) -> dict:
         try:  # numpy-vectorized and pure-python envs pickle; one holding a native handle may not
             env = pickle.dumps(self.env)
         except Exception:
             env = None
-        return {"env": env, "obs": self.obs, "prev_done": self.prev_done, "episode_return": self.episode_return,
-                "env_steps": self.env_steps, "episodes": self.episodes}
+        return {
+            "env": env,
+            "obs": self.obs,
+            "prev_done": self.prev_done,
+            "episode_return": self.episode_return,
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+        }
 
     def load_state_dict(self, state: dict, seed: int) -> bool:
         """Restores counters and, when the env pickled, the episodes in flight; else starts fresh
@@ -159,17 +227,15 @@ class Rollout:
 
 
 def exploration(spec: dict, unit: str, horizon: int, rollout: Rollout) -> float:
-    """An epsilon schedule run over `horizon` env steps or episodes (`unit`), then held at its end.
-
-    Epsilon decayed by .995 per episode down to 0.01 is {"kind": "exp", "start": 1, "end": 0.01}
-    over horizon log(0.01) / log(.995) = 919 episodes: after e episodes it is 0.995^e exactly.
-    """
+    """An epsilon schedule run over `horizon` env steps or episodes (`unit`), then held at its end
+    (search_spaces.dqn.epsilon_decay_per_episode writes the research's per-episode decay this way)."""
     count = rollout.env_steps if unit == "steps" else rollout.episodes
     return schedules.value(spec, count / horizon)
 
 
-def greedy_returns(policy: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int,
-                   seed: int = EVAL_SEED) -> np.ndarray:
+def greedy_returns(
+    policy: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int, seed: int = EVAL_SEED
+) -> np.ndarray:
     """Undiscounted returns of `episodes` episodes, one per env of a vector env, with the env's reward.
 
     `policy` maps a batch of observations (E, obs_dim) to actions (E,). Envs that finished keep
@@ -197,25 +263,49 @@ def random_policy_returns(env_id: str, episodes: int, seed: int = EVAL_SEED) -> 
 
 
 def evaluation_metrics(returns: np.ndarray) -> dict:
-    return {m.SCORE: float(returns.mean()), m.EVAL_RETURN_MEAN: float(returns.mean()),
-            m.EVAL_RETURN_STD: float(returns.std()), m.EVAL_EPISODES: len(returns)}
+    return {
+        m.SCORE: float(returns.mean()),
+        m.EVAL_RETURN_MEAN: float(returns.mean()),
+        m.EVAL_RETURN_STD: float(returns.std()),
+        m.EVAL_EPISODES: len(returns),
+    }
 
 
-def evaluation_due(cfg, iteration: int, last_eval: dict) -> bool:
-    """Every `cfg.eval_every` iterations, at the last one, and at the first (so a score exists)."""
-    return (iteration + 1) % cfg.eval_every == 0 or iteration + 1 >= cfg.iterations or not last_eval
+class Evaluation:
+    """What every RL model's result must compute the same way: the greedy evaluation (every
+    `eval_every` iterations, at the first and the last), the random baseline on the same episodes,
+    the solve clock, and when the trial is done."""
 
+    def __init__(self, cfg: RLConfig):
+        self.cfg = cfg
+        self.clock = SolveClock(solve_threshold(cfg.env, cfg.solve_return))
+        self.baselines = random_baseline(cfg.env, cfg.eval_episodes)
+        self.last: dict = {}  # the latest evaluation, reported again until the next one
 
-def greedy_evaluation(policy: Callable[[np.ndarray], np.ndarray], cfg, clock: "SolveClock", env_steps: int) -> dict:
-    """The evaluation metrics every RL model reports, the solve clock updated."""
-    tick = time.perf_counter()
-    returns = greedy_returns(policy, cfg.env, cfg.eval_episodes)
-    return {**evaluation_metrics(returns), m.EVAL_SECONDS: time.perf_counter() - tick,
-            **clock.record(float(returns.mean()), env_steps)}
+    def due(self, iteration: int) -> bool:
+        cfg = self.cfg
+        return (iteration + 1) % cfg.eval_every == 0 or iteration + 1 >= cfg.iterations or not self.last
 
+    def complete(self, result: dict, policy: Callable[[np.ndarray], np.ndarray], iteration: int, env_steps: int):
+        """`result` with the baselines, the latest evaluation (run now if due) and `done`."""
+        if self.due(iteration):
+            tick = time.perf_counter()
+            returns = greedy_returns(policy, self.cfg.env, self.cfg.eval_episodes)
+            self.last = {
+                **evaluation_metrics(returns),
+                m.EVAL_SECONDS: time.perf_counter() - tick,
+                **self.clock.record(float(returns.mean()), env_steps),
+            }
+        out = {**result, **self.baselines, **self.last}
+        out["done"] = iteration + 1 >= self.cfg.iterations or bool(self.cfg.stop_on_solve and out[m.SOLVED] > 0)
+        return out
 
-def iteration_done(cfg, iteration: int, result: dict) -> bool:
-    return iteration + 1 >= cfg.iterations or bool(cfg.stop_on_solve and result[m.SOLVED] > 0)
+    def state_dict(self) -> dict:
+        return {"clock": self.clock.state_dict(), "last": self.last}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.clock.load_state_dict(state["clock"])
+        self.last = state["last"]
 
 
 def random_baseline(env_id: str, episodes: int) -> dict:
@@ -242,8 +332,11 @@ class SolveClock:
     def record(self, mean_return: float, env_steps: int) -> dict:
         if math.isnan(self.env_steps) and mean_return >= self.threshold:
             self.env_steps, self.seconds = float(env_steps), self.elapsed()
-        return {m.SOLVED: float(not math.isnan(self.env_steps)), m.SOLVE_ENV_STEPS: self.env_steps,
-                m.SOLVE_SECONDS: self.seconds}
+        return {
+            m.SOLVED: float(not math.isnan(self.env_steps)),
+            m.SOLVE_ENV_STEPS: self.env_steps,
+            m.SOLVE_SECONDS: self.seconds,
+        }
 
     def state_dict(self) -> dict:
         return {"elapsed": self.elapsed(), "env_steps": self.env_steps, "seconds": self.seconds}

@@ -1,10 +1,16 @@
-"""Seeding, RNG state for bit-for-bit restores, device choice and torch threads: once, for every model."""
+"""Seeding, RNG state for bit-for-bit restores, device choice, torch threads, checkpoint
+compatibility and the PBT reset rule: once, for every model."""
 
+import dataclasses
 import os
 import random
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
+
+from trainables.config import ConfigError
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -45,21 +51,30 @@ def restore_rng_state(state: dict, rng: np.random.Generator, generator: torch.Ge
         generator.set_state(state["generator"])
 
 
-def choose_device(requested: str = "auto") -> torch.device:
-    """CUDA when Ray gave the trial a GPU (or `requested` says so), CPU otherwise.
+def trial_share(trainable) -> tuple[float | None, float | None]:
+    """(CPUs, GPUs) Ray gave this trial; (None, None) outside Tune (a trainable built directly)."""
+    if not trainable.trial_resources:
+        return None, None
+    required = trainable.trial_resources.required_resources
+    return required.get("CPU", 0.0), required.get("GPU", 0.0)
 
-    Ray sets CUDA_VISIBLE_DEVICES to the GPUs assigned to the trial, so "cuda" is always the
-    trial's own share of a GPU.
+
+def choose_device(requested: str = "auto", trial_gpus: float | None = None) -> torch.device:
+    """CUDA when the trial was given a GPU share (or, outside Tune, when one is visible); CPU otherwise.
+
+    Ray sets CUDA_VISIBLE_DEVICES to the GPUs it assigned a trial, so "cuda" is the trial's own
+    share. It leaves the variable alone for a trial given no GPU, which would then see every GPU
+    of its node: such a trial stays on the CPU.
     """
     if requested == "cpu":
         return torch.device("cpu")
     if requested not in ("auto", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {requested!r}")
-    if torch.cuda.is_available():
+    given = trial_gpus is None or trial_gpus > 0
+    if given and torch.cuda.is_available():
         return torch.device("cuda")
     if requested == "cuda":
-        raise ValueError("device=cuda but no GPU is visible to this trial; "
-                         "ask for one with --gpus-per-trial or use device=auto")
+        raise ValueError("device=cuda but no GPU is visible to this trial; use --gpus-per-trial or device=auto")
     return torch.device("cpu")
 
 
@@ -73,3 +88,30 @@ def set_torch_threads(threads: int, trial_cpus: float | None) -> int:
     torch.set_num_threads(count)
     os.environ["OMP_NUM_THREADS"] = str(count)
     return count
+
+
+def check_checkpoint(saved: dict, config: Any, fields: tuple[str, ...], where: str) -> None:
+    """A checkpoint loads only into a trial whose `fields` (architecture, env) match the config it
+    was saved with (`saved`, a dict); otherwise one ConfigError naming the first difference."""
+    for name in fields:
+        if saved.get(name) != getattr(config, name):
+            mine = getattr(config, name)
+            raise ConfigError(f"checkpoint in {where} has {name}={saved.get(name)!r}, this trial {mine!r}; must match")
+
+
+def reset_config(trainable, new_config: dict, parse: Callable, mutable: tuple, apply: Callable | None = None) -> bool:
+    """The one reset rule for every trainable (Tune reuses actors: reuse_actors=True). Only `mutable`
+    fields changed (a PBT mutation): `apply` the new config in place. Anything else changed: the
+    actor is starting another trial (another seed, say) and becomes it from scratch; returning
+    False instead would make Tune fail the trial."""
+    new, old = parse(new_config), trainable.cfg
+    # repr: NaN (solve_return's "the env's threshold") equals itself; == would call it a change.
+    changed = {f.name for f in dataclasses.fields(new) if repr(getattr(new, f.name)) != repr(getattr(old, f.name))}
+    if changed - set(mutable):
+        trainable.cleanup()
+        trainable.setup(new_config)
+        return True
+    trainable.cfg = new
+    if apply is not None:
+        apply(new)
+    return True

@@ -3,8 +3,7 @@
 A schedule is a small dict, `{"kind": ..., "start": ..., "end": ..., "warmup": ...}`, evaluated on
 training progress in [0, 1]. `warmup` is the fraction of training spent ramping linearly from 0 to
 `start`; the schedule's own shape covers the rest. Extra keys per kind:
-  exp:  "rate" per unit progress is derived from start/end unless given ("decay" per step
-        is expressible through `exp_decay_schedule`);
+  exp:  start * (end / start) ** progress;
   step: "every" (fraction of progress between drops) and "factor" (multiplier per drop).
 """
 
@@ -76,11 +75,3 @@ def value(spec: dict, progress: float) -> float:
     if kind == "exp":
         return start * (end / start) ** t
     return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * t))  # cosine
-
-
-def exp_decay_schedule(start: float, decay: float, steps: int, floor: float = 0.0) -> dict:
-    """The classic `eps *= decay` per step over `steps` steps, as an exp schedule dict.
-
-    e.g. epsilon 1.0 decayed by .995 per episode over 500 episodes: exp_decay_schedule(1.0, .995, 500).
-    """
-    return {"kind": "exp", "start": start, "end": max(start * decay**steps, floor, 1e-12)}

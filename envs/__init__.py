@@ -1,1 +1,0 @@
-"""Gymnasium environments (simulators) used by our trainables and by RLlib; registered explicitly."""
