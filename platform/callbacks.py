@@ -1,7 +1,71 @@
 """Driver-side Tune callbacks (never pickled to workers, so they may live in `platform/`)."""
 
-from ray.tune.logger import TBXLoggerCallback
+import csv
+import json
+import time
+from pathlib import Path
+
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+from ray.tune.result import TIME_THIS_ITER_S
 from ray.tune.utils import flatten_dict
+
+from platform.schedulers import CHECKPOINT_RESULT, restored_iteration
+
+
+class KeepReportedRows:
+    """For Tune's JSON and CSV loggers: every row a trial reported is kept, once.
+
+    At each trial start Tune copies the file from storage over the driver's own copy, and storage
+    syncs behind the driver. Synchronous PBT pauses and restarts every trial at each perturbation,
+    so rows written since the last sync were lost (iterations missing from result.json in runs
+    that never crashed). Here the driver's own file is kept, storage's is copied only by a new
+    driver (a resumed run), and rows past the checkpoint the trial continues from are dropped: the
+    trial reports those iterations again (restores continue bit for bit), so none is duplicated.
+    """
+
+    def _restore_from_remote(self, file_name: str, trial: Trial) -> None:
+        local = Path(trial.local_path, file_name)
+        if not local.exists():
+            super()._restore_from_remote(file_name, trial)
+        iteration = restored_iteration(trial)
+        if iteration is not None and local.exists():
+            _keep_rows_up_to(local, iteration)
+
+
+def _keep_rows_up_to(path: Path, iteration: int) -> None:
+    """Drops the rows of a result.json or progress.csv whose training_iteration is above `iteration`."""
+    lines = path.read_text().splitlines(keepends=True)
+    if path.suffix == ".csv":
+        column = next(csv.reader(lines[:1]), []).index("training_iteration") if lines else -1
+        kept = lines[:1] + [line for line in lines[1:] if int(float(next(csv.reader([line]))[column])) <= iteration]
+    else:
+        kept = [line for line in lines if line.strip() and json.loads(line)["training_iteration"] <= iteration]
+    if len(kept) != len(lines):
+        path.write_text("".join(kept))
+
+
+class RecordCheckpointResults(tune.Callback):
+    """Writes the result each checkpoint was saved at beside it (CHECKPOINT_RESULT), so that a
+    resumed run can continue from a checkpoint the experiment state does not name
+    (schedulers.repair_checkpoint)."""
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        result = {k: v for k, v in trial.last_result.items() if isinstance(v, (int, float, str, bool))}
+        try:
+            with checkpoint.filesystem.open_output_stream(f"{checkpoint.path}/{CHECKPOINT_RESULT}") as f:
+                f.write(json.dumps(result).encode())
+        except OSError:  # deleted already (num_to_keep); nothing to record
+            pass
+
+
+class JsonLogger(KeepReportedRows, JsonLoggerCallback):
+    """Tune's result.json writer, every row kept once (KeepReportedRows)."""
+
+
+class CSVLogger(KeepReportedRows, CSVLoggerCallback):
+    """Tune's progress.csv writer, every row kept once (KeepReportedRows)."""
 
 
 class TensorBoardCallback(TBXLoggerCallback):
@@ -34,3 +98,36 @@ class TensorBoardCallback(TBXLoggerCallback):
             super()._try_log_hparams(trial, result)
         finally:
             trial.evaluated_params = sampled
+
+
+class StalledRun(RuntimeError):
+    """No trial can run, and none will: the run ends instead of waiting for ever."""
+
+
+class StallGuard(tune.Callback):
+    """Ends a run in which nothing can run: every unfinished trial PAUSED (none RUNNING or PENDING)
+    for longer than `intervals` x the longest iteration seen x 3 (at least `minimum_s`). A scheduler
+    that never starts a paused trial again would otherwise leave the driver spinning for ever.
+    PENDING trials waiting for resources (an autoscaling cluster) are not a stall."""
+
+    def __init__(self, intervals: int, minimum_s: float = 30.0):
+        self.intervals, self.minimum_s = intervals, minimum_s
+        self.iteration_s = 0.0
+        self.stalled_since: float | None = None
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.iteration_s = max(self.iteration_s, float(result.get(TIME_THIS_ITER_S, 0.0)))
+
+    def on_step_end(self, iteration, trials, **info):
+        unfinished = [t for t in trials if not t.is_finished()]
+        if not unfinished or any(t.status != Trial.PAUSED for t in unfinished):
+            self.stalled_since = None
+            return
+        now = time.monotonic()
+        self.stalled_since = self.stalled_since or now
+        if now - self.stalled_since > max(self.minimum_s, 3 * self.intervals * self.iteration_s):
+            raise StalledRun(
+                f"no trial could run for {now - self.stalled_since:.0f} s: all {len(unfinished)} unfinished trials "
+                "are PAUSED and the scheduler starts none of them; the experiment state is saved, so `--resume` "
+                "can continue it once the cause is fixed"
+            )

@@ -7,10 +7,10 @@ from typing import Any
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining
 from ray.tune.search.optuna import OptunaSearch
 
-from platform.callbacks import TensorBoardCallback
+from platform.callbacks import CSVLogger, JsonLogger, RecordCheckpointResults, StallGuard, TensorBoardCallback
+from platform.schedulers import ResumableASHA, ResumableFIFO, ResumablePBT
 from search_spaces import Budget, ModelSpec, resolve
 
 SEARCHES = ("pbt", "optuna", "random", "none")
@@ -83,7 +83,14 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
     return tune.RunConfig(
         name=plan.name,
         storage_path=plan.storage.root,
-        callbacks=[TensorBoardCallback(), *(callbacks or [])],
+        callbacks=[
+            JsonLogger(),
+            CSVLogger(),
+            RecordCheckpointResults(),
+            TensorBoardCallback(),
+            StallGuard(plan.budget.perturbation_interval),
+            *(callbacks or []),
+        ],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=keep, checkpoint_frequency=every, checkpoint_at_end=True),
         # A trial that raises is retried from its last checkpoint up to 3 times, then reported;
         # the others go on. A preempted node (a spot reclaim, drained with the preemption reason)
@@ -98,10 +105,10 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
     seeds = {"seed": tune.grid_search(list(range(plan.config.seed, plan.config.seed + plan.seeds)))}
     if plan.search == "none":
         param_space = {**base, **(seeds if plan.seeds > 1 else {})}
-        tune_config = tune.TuneConfig(num_samples=1, reuse_actors=True)
+        tune_config = tune.TuneConfig(num_samples=1, scheduler=ResumableFIFO(), reuse_actors=True)
     elif plan.search == "pbt":
         mutations = {k: v for k, v in spec.pbt_mutations.items() if k not in plan.pinned}
-        scheduler = PopulationBasedTraining(
+        scheduler = ResumablePBT(
             time_attr="training_iteration",
             perturbation_interval=plan.budget.perturbation_interval,
             hyperparam_mutations=mutations,
@@ -140,9 +147,9 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
             study_name=plan.name,
             storage=storage,
         )
-        scheduler = None
+        scheduler = ResumableFIFO()
         if plan.search == "optuna":
-            scheduler = ASHAScheduler(
+            scheduler = ResumableASHA(
                 metric=spec.metric,
                 mode=spec.mode,
                 time_attr="training_iteration",

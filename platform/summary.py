@@ -21,9 +21,15 @@ def confidence_interval(values: list[float], level: float = 0.95) -> tuple[float
     return mean, std, mean - half, mean + half
 
 
-def render(results, plan) -> str:
+def render(results, plan, resumed: bool = False) -> str:
     metric, mode = plan.spec.metric, plan.spec.mode
     lines = ["", f"== tunelab: {plan.model}, {plan.search} search, {len(results)} trials =="]
+    if resumed:
+        rebuilt = {
+            "pbt": "; the PBT population and its synchronisation point were rebuilt from the trials' results",
+            "optuna": "; the Optuna study continued and ASHA's rungs were rebuilt from the trials' results",
+        }
+        lines.append(f"Resumed: unfinished trials continued from their last checkpoints{rebuilt.get(plan.search, '')}")
     errors = [r for r in results if r.error is not None]
     finished = [r for r in results if r.error is None and r.metrics and metric in r.metrics]
     if not finished:

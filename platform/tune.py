@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import search_spaces
+from platform.callbacks import StalledRun
 from platform.experiment import SEARCHES, Plan, Storage, build_tuner, resources, restore_tuner
 from trainables.config import ConfigError, apply_assignments, parse_assignment
 
@@ -199,11 +200,14 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> int:
             plan = _without_gpus(plan)
         tuner = restore_tuner(plan) if args.resume else build_tuner(plan, callbacks)
         results = resume_lost_trials(plan, tuner.fit())
-        print(render(results, plan))
+        print(render(results, plan, resumed=args.resume))
         return 1 if results.num_errors and results.num_errors == len(results) else 0
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except StalledRun as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
     finally:
         if started:
             ray.shutdown()

@@ -1,0 +1,145 @@
+"""Tune's PBT and ASHA schedulers, made resumable. Driver-side only (pickled into tuner.pkl and
+unpickled by the driver, never by workers), so they may live in `platform/`.
+
+Tune saves the searcher with the experiment but not the scheduler: `Tuner.restore` brings the
+scheduler back as it was constructed, and then adds every restored trial to it as if it were new.
+"""
+
+import json
+import logging
+
+import pyarrow.fs
+from ray.train._internal.session import _TrainingResult
+from ray.tune import Checkpoint
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
+
+log = logging.getLogger("tunelab")
+# Written beside every checkpoint by callbacks.RecordCheckpointResults: the result it was saved at.
+CHECKPOINT_RESULT = "tunelab_result.json"
+
+
+def restored_iteration(trial: Trial) -> int | None:
+    """The iteration a trial continues from when it starts: its latest checkpoint's (0 without one),
+    or None for a trial that has reported nothing yet. Tune restores a trial's iteration counter
+    from the metrics recorded with the checkpoint, so this reads the same."""
+    if not trial.last_result or "training_iteration" not in trial.last_result:
+        return None
+    latest = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+    if latest is None or latest.checkpoint is None:
+        return 0
+    return int((latest.metrics or {}).get("training_iteration", 0))
+
+
+def repair_checkpoint(trial: Trial) -> None:
+    """A crash can leave the experiment state naming a checkpoint that `num_to_keep` has deleted:
+    the state reaches storage asynchronously, deletions happen at once. Tune would then restart the
+    trial from scratch; it continues from its newest checkpoint that still exists instead."""
+    latest = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+    if latest is None or latest.checkpoint is None:
+        return
+    fs = latest.checkpoint.filesystem
+    if fs.get_file_info(latest.checkpoint.path).type != pyarrow.fs.FileType.NotFound:
+        return
+    found = fs.get_file_info(pyarrow.fs.FileSelector(trial.storage.trial_fs_path))
+    candidates = sorted((f.path for f in found if f.base_name.startswith("checkpoint_")), reverse=True)
+    for path in candidates:
+        try:
+            with fs.open_input_stream(f"{path}/{CHECKPOINT_RESULT}") as f:
+                metrics = json.loads(f.read().decode())
+        except (OSError, ValueError):
+            continue
+        trial.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
+            checkpoint=Checkpoint(path, filesystem=fs), metrics=metrics
+        )
+        log.warning("%s: its recorded checkpoint was deleted; continuing from %s", trial, path)
+        return
+
+
+def recorded_results(trial: Trial) -> list[dict]:
+    """The result rows the trial wrote before (result.json), read through Tune's storage filesystem
+    so that s3:// and gs:// experiments work too."""
+    storage = trial.storage
+    try:
+        with storage.storage_filesystem.open_input_stream(f"{storage.trial_fs_path}/result.json") as f:
+            text = f.read().decode()
+    except (FileNotFoundError, OSError):
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+class ResumableFIFO(FIFOScheduler):
+    """Tune's default scheduler, with `repair_checkpoint` for every restored trial."""
+
+    def on_trial_add(self, tune_controller, trial: Trial):
+        super().on_trial_add(tune_controller, trial)
+        repair_checkpoint(trial)
+
+
+class ResumablePBT(PopulationBasedTraining):
+    """Synchronous PBT that finishes after `--resume`.
+
+    Restored as constructed, synchronous PBT believes every trial is at time 0 and the next
+    synchronisation point is the first one. At the first synchronisation after a resume the point
+    then jumps to the trials' own iteration (max(next + interval, latest train time)), and
+    `choose_trial_to_run` only starts trials strictly below it: every trial stays PAUSED for ever.
+    Here each restored trial's state is rebuilt from its last result and the iteration its
+    checkpoint holds; the synchronisation point is the first one at or past the furthest trial; a
+    restored trial waits PAUSED until the scheduler picks it (Tune would start every PENDING trial
+    at once); a trial catching up is not synchronised before it reaches the point; and if every
+    trial waits at the point with nothing running (all were there at the crash), the point moves on.
+    A trial Tune retries after a failure is re-added too: its state is rebuilt the same way (Tune's
+    own PBT reset it to time 0), and it stays PENDING, as Tune expects.
+    """
+
+    def on_trial_add(self, tune_controller, trial: Trial):
+        requeued = trial in self._trial_state  # Tune re-adds a trial it retries after a failure
+        super().on_trial_add(tune_controller, trial)
+        repair_checkpoint(trial)
+        iteration = restored_iteration(trial)
+        if iteration is None or trial.is_finished():
+            return
+        state = self._trial_state[trial]
+        if self._metric in trial.last_result:
+            self._save_trial_state(state, iteration, trial.last_result, trial)
+        state.last_train_time = iteration
+        interval = self._perturbation_interval
+        state.last_perturbation_time = iteration - iteration % interval
+        furthest = max(self._trial_state[t].last_train_time for t in self._trial_state if not t.is_finished())
+        self._next_perturbation_sync = max(self._burn_in_period, interval, -(-furthest // interval) * interval)
+        if not requeued:  # a retried trial is PENDING and Tune starts it itself
+            trial.set_status(Trial.PAUSED)
+        log.debug(
+            "PBT: %s resumes at iteration %d; synchronisation at %d", trial, iteration, self._next_perturbation_sync
+        )
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        if self._synch and result.get(self._time_attr, self._next_perturbation_sync) < self._next_perturbation_sync:
+            return TrialScheduler.CONTINUE  # catching up with the population after a resume
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        trial = super().choose_trial_to_run(tune_controller)
+        if trial is not None or not self._synch:
+            return trial
+        live = tune_controller.get_live_trials()
+        times = [self._trial_state[t].last_train_time for t in live]
+        if times and not any(t.status == Trial.RUNNING for t in live) and min(times) >= self._next_perturbation_sync:
+            self._next_perturbation_sync = max(times) + self._perturbation_interval
+            return super().choose_trial_to_run(tune_controller)
+        return None
+
+
+class ResumableASHA(ASHAScheduler):
+    """ASHA whose rungs survive `--resume`: a restored trial's recorded results are replayed into its
+    bracket, so the cutoffs compare resumed trials against every result seen before the crash."""
+
+    def on_trial_add(self, tune_controller, trial: Trial):
+        super().on_trial_add(tune_controller, trial)
+        repair_checkpoint(trial)
+        if restored_iteration(trial) is None:
+            return
+        bracket = self._trial_info[trial.trial_id]
+        for row in recorded_results(trial):
+            if self._time_attr in row and self._metric in row:
+                bracket.on_result(trial, row[self._time_attr], self._metric_op * row[self._metric])
