@@ -72,9 +72,10 @@ def test_recommendations_are_new_and_distinct():
     trainable = make()
     trainable.train()
     recs = trainable.recommend()
-    seen = recsys.seen_mask(trainable.split.context, trainable.n_items)
-    assert recs.shape == (trainable.split.context.count, trainable.cfg.num_recommendations)
-    assert not seen[np.arange(len(recs))[:, None], recs].any()
+    context = trainable.split.context
+    assert recs.shape == (context.count, trainable.cfg.num_recommendations)
+    for row, items in zip(recs.tolist(), context.items.tolist()):
+        assert not set(row) & {i for i in items if i >= 0}  # nothing the user already has
     assert all(len(set(row)) == len(row) for row in recs.tolist())
 
 
@@ -109,6 +110,31 @@ def test_real_data_reports_full_ranking_metrics(tmp_path):
     assert result[m.SCORE] == result[m.EVAL_NDCG]
     assert m.EVAL_TRUE_RATING not in result  # no ground truth in a file
     assert 0.0 <= result[m.baseline_metric(m.BASELINE_POPULARITY, m.SCORE)] <= 1.0
+
+
+def test_items_never_seen_in_training_are_never_recommended(tmp_path):
+    """Issue 9, problem 1: every user's last interaction is an item nobody else has, so the evaluation
+    users' held-out items occur in no training history. With the popularity correction such an item
+    gets no penalty and used to fill every list; now neither the DT nor a baseline may recommend it."""
+    data = ratings.synthetic(ratings.SyntheticSpec(n_users=150, n_items=60, min_len=16, max_len=24, seed=2))
+    lines, last = [], {}
+    for u, i, r, t in zip(data.users, data.items, data.ratings, data.timesteps):
+        lines.append(f"u{u}\ti{i}\t{int(r)}\t{t}\n")
+        last[u] = t
+    lines += [f"u{u}\tonly{u}\t5\t{t + 1}\n" for u, t in last.items()]  # a unique item, last in time
+    path = tmp_path / "ratings.tsv"
+    path.write_text("".join(lines))
+    trainable = make(data=str(path), popularity_correction=1.5, holdout=3)
+    trainable.train()
+    split = trainable.split
+    trained = np.bincount(split.train.items[split.train.items >= 0], minlength=trainable.n_items) > 0
+    assert (~trained).sum() == split.context.count  # one untrained item per evaluation user
+    assert trained[trainable.recommend()].all()
+    exclude = recsys.exclusion_mask(split.context, split.train, trainable.n_items)
+    assert exclude[:, ~trained].all()
+    assert trained[recsys.popularity_recs(split.train, exclude, 10)].all()
+    assert trained[recsys.random_recs(exclude, 10, np.random.default_rng(0))].all()
+    trainable.stop()
 
 
 def test_ranking_metrics_by_hand():

@@ -349,7 +349,7 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         steps = np.concatenate([last, ctx.lengths[:, None]], 1)
         count, rating_sum = ctx.lengths.astype(np.float64), ctx.ratings.sum(1).astype(np.float64)
 
-        exclude = torch.as_tensor(recsys.seen_mask(ctx, self.n_items), device=dev)
+        exclude = torch.as_tensor(recsys.exclusion_mask(ctx, self.split.train, self.n_items), device=dev)
         picks = []
         for _ in range(cfg.num_recommendations):
             hidden, _ = self.model(
@@ -401,7 +401,7 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
 
     def _baselines(self) -> dict:
         split, n = self.split, self.cfg.num_recommendations
-        exclude = recsys.seen_mask(split.context, self.n_items)
+        exclude = recsys.exclusion_mask(split.context, split.train, self.n_items)
         recs = {
             m.BASELINE_POPULARITY: recsys.popularity_recs(split.train, exclude, n),
             m.BASELINE_RANDOM: recsys.random_recs(exclude, n, np.random.default_rng(self.cfg.data_seed)),

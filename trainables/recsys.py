@@ -144,11 +144,15 @@ def windows(lengths: np.ndarray, size: int) -> np.ndarray:
     return np.stack([rows, starts], axis=1).astype(np.int64)
 
 
-def seen_mask(context: Sequences, n_items: int) -> np.ndarray:
-    """(U, I) True where the user already interacted with the item (never re-recommended)."""
+def exclusion_mask(context: Sequences, train: Sequences, n_items: int) -> np.ndarray:
+    """(U, I) True where an item may not be recommended to the user: one they already interacted
+    with, or one that never occurs in training. The vocabulary is the training data's: an item seen
+    only in held-out interactions has no learned score, and would otherwise win by default (e.g. it
+    gets no popularity penalty)."""
     mask = np.zeros((context.count, n_items), dtype=bool)
     rows, cols = np.nonzero(context.items >= 0)
     mask[rows, context.items[rows, cols]] = True
+    mask[:, np.bincount(train.items[train.items >= 0], minlength=n_items) == 0] = True
     return mask
 
 
