@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ray import tune
 from ray.tune.experiment import Trial
+from ray.tune.experimental.output import AirVerbosity, TuneTerminalReporter
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.result import TIME_THIS_ITER_S
 from ray.tune.utils import flatten_dict
@@ -131,3 +132,36 @@ class StallGuard(tune.Callback):
                 "are PAUSED and the scheduler starts none of them; the experiment state is saved, so `--resume` "
                 "can continue it once the cause is fixed"
             )
+
+
+class ConsoleReporter(TuneTerminalReporter):
+    """The default console: Tune's live trial table, one line per finished, failed or retried trial,
+    and nothing per trial start (a configuration box) or checkpoint. No TensorBoard hint either:
+    Tune's points at the driver's staging folder, which has no trial events; the CLI prints the
+    right one before the run. Tune's own reporter runs beside it at verbosity 0 (`-v`: alone, at full
+    verbosity); it still prints a block when a trial fails."""
+
+    def __init__(self, metric: str, mode: str):
+        super().__init__(AirVerbosity.DEFAULT, metric=metric, mode=mode)
+
+    def experiment_started(self, *args, **kwargs):
+        pass
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        pass
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        pass
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        score = result.get(self._metric)
+        shown = f"{self._metric} {score:.4g}" if isinstance(score, (int, float)) else "no score"
+        print(f"finished {trial}: {shown} after {result.get('training_iteration', 0)} iterations")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        done = (trial.last_result or {}).get("training_iteration", 0)
+        print(f"FAILED {trial} after {done} iterations; see {trial.error_file}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        print(f"retrying {trial} from its last checkpoint (failure {trial.run_metadata.num_failures})")

@@ -9,7 +9,14 @@ import optuna
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from platform.callbacks import CSVLogger, JsonLogger, RecordCheckpointResults, StallGuard, TensorBoardCallback
+from platform.callbacks import (
+    ConsoleReporter,
+    CSVLogger,
+    JsonLogger,
+    RecordCheckpointResults,
+    StallGuard,
+    TensorBoardCallback,
+)
 from platform.schedulers import ResumableASHA, ResumableFIFO, ResumablePBT
 from search_spaces import Budget, ModelSpec, resolve
 
@@ -58,6 +65,7 @@ class Plan:
     cpus_per_trial: float
     gpus_per_trial: float
     resources: Any  # what each trial asks Ray for: {"cpu", "gpu"} or the spec's placement group
+    verbose: bool = False  # Tune's full console output
 
     @property
     def local_dir(self) -> Path | None:
@@ -83,7 +91,11 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
     return tune.RunConfig(
         name=plan.name,
         storage_path=plan.storage.root,
+        # Each trial's stdout and stderr go to files in its folder: the console stays quiet, nothing is lost.
+        log_to_file=True,
+        verbose=2 if plan.verbose else 0,
         callbacks=[
+            *([] if plan.verbose else [ConsoleReporter(plan.spec.metric, plan.spec.mode)]),
             JsonLogger(),
             CSVLogger(),
             RecordCheckpointResults(),
@@ -161,9 +173,23 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
         tune_config = tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=plan.samples, reuse_actors=False
         )
+    # Short names for the console, the trial folders and TensorBoard's run list; the full config
+    # stays in params.json and HParams.
+    tune_config.trial_name_creator = tune_config.trial_dirname_creator = ShortTrialName(plan.model)
     return tune.Tuner(
         trainable(plan), param_space=param_space, tune_config=tune_config, run_config=run_config(plan, callbacks)
     )
+
+
+class ShortTrialName:
+    """`dt_00002`: the model and the trial's index, which starts Tune's experiment tag ("2_lr=...")."""
+
+    def __init__(self, model: str):
+        self.model = model
+
+    def __call__(self, trial) -> str:
+        index = trial.experiment_tag.split("_", 1)[0]
+        return f"{self.model}_{int(index):05d}" if index.isdigit() else f"{self.model}_{trial.trial_id}"
 
 
 class ClipToDomains:

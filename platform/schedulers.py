@@ -118,6 +118,14 @@ class ResumablePBT(PopulationBasedTraining):
             return TrialScheduler.CONTINUE  # catching up with the population after a resume
         return super().on_trial_result(tune_controller, trial, result)
 
+    def _exploit(self, tune_controller, trial: Trial, trial_to_clone: Trial):
+        """Tune logs each exploit/explore in a dozen lines; one line here says the same."""
+        before = {k: trial_to_clone.config.get(k) for k in self._hyperparam_mutations}
+        scores = self._trial_state[trial].last_score, self._trial_state[trial_to_clone].last_score
+        super()._exploit(tune_controller, trial, trial_to_clone)
+        changes = ", ".join(f"{k} {_short(before[k])} -> {_short(trial.config.get(k))}" for k in before)
+        print(f"PBT: {trial} ({self._metric} {scores[0]:.4g}) cloned {trial_to_clone} ({scores[1]:.4g}); {changes}")
+
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         trial = super().choose_trial_to_run(tune_controller)
         if trial is not None or not self._synch:
@@ -143,3 +151,7 @@ class ResumableASHA(ASHAScheduler):
         for row in recorded_results(trial):
             if self._time_attr in row and self._metric in row:
                 bracket.on_result(trial, row[self._time_attr], self._metric_op * row[self._metric])
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

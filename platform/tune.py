@@ -61,6 +61,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU, e.g. 0.25")
     p.add_argument("--resume", action="store_true", help="continue the experiment --name")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="Tune's full console output (per-trial configs, "
+        "checkpoints, worker logs); by default the console shows the trial table and one line per event",
+    )
+    p.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print every config key of MODEL (type, default, doc), what PBT mutates, what Optuna "
+        "searches and each budget, then exit",
+    )
     p.add_argument("--list", action="store_true", help="list the models and exit")
     return p
 
@@ -112,6 +125,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         resources=trial_resources,
+        verbose=args.verbose,
     )
     exists = plan.local_dir is not None and plan.local_dir.exists()
     if args.resume and plan.local_dir is not None and not exists:
@@ -148,14 +162,15 @@ def runtime_env() -> dict:
     return {"working_dir": str(ROOT), "excludes": WORKING_DIR_EXCLUDES}
 
 
-def start_ray(address: str | None, cpus_per_trial: float) -> bool:
-    """Starts (or joins) Ray unless this process already did; returns whether we started it."""
+def start_ray(address: str | None, cpus_per_trial: float, verbose: bool = False) -> bool:
+    """Starts (or joins) Ray unless this process already did; returns whether we started it.
+    Workers' output reaches the console only with `verbose` (it is in each trial's folder anyway)."""
     import ray
 
     started = not ray.is_initialized()
     if started and address:
         try:
-            ray.init(address=address, runtime_env=runtime_env())
+            ray.init(address=address, runtime_env=runtime_env(), log_to_driver=verbose)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise ConfigError(
                 f"--address {address}: cannot join a Ray cluster there ({str(err).splitlines()[0]}); "
@@ -163,7 +178,7 @@ def start_ray(address: str | None, cpus_per_trial: float) -> bool:
                 "--address for a local Ray"
             ) from None
     elif started:
-        ray.init(address="local", include_dashboard=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=verbose)
     if ray.cluster_resources().get("CPU", 0) < cpus_per_trial:
         if started:
             ray.shutdown()
@@ -175,6 +190,13 @@ def start_ray(address: str | None, cpus_per_trial: float) -> bool:
 
 def run(argv: list[str] | None = None, callbacks: list | None = None) -> int:
     """The command; `callbacks` are extra Tune callbacks (tests use them to kill nodes mid-run)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    model = next((a for a in argv if a in search_spaces.MODELS), None)
+    if model and {"-h", "--help", "--show-config"} & set(argv):  # the model's settings, generated
+        from platform.show import show_config
+
+        print(("" if "--show-config" in argv else parser().format_help() + "\n") + show_config(model))
+        return 0
     args = parser().parse_args(argv)
     if args.list or args.model is None:
         print(list_models())
@@ -194,10 +216,14 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> int:
 
     started = False
     try:
-        started = start_ray(args.address, plan.cpus_per_trial)
+        started = start_ray(args.address, plan.cpus_per_trial, plan.verbose)
+        if not plan.verbose:  # PBT's history is in the experiment folder (pbt_global.txt, pbt_policy_*.txt)
+            for name in ("ray.tune.schedulers.pbt", "ray.tune.tune"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         if plan.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) == 0:
             log.warning("--gpus-per-trial %s but the cluster has no GPU: trials run on CPU", plan.gpus_per_trial)
             plan = _without_gpus(plan)
+        print(start_lines(plan, argv, ray.cluster_resources().get("CPU", 0)))
         tuner = restore_tuner(plan) if args.resume else build_tuner(plan, callbacks)
         results = resume_lost_trials(plan, tuner.fit())
         print(render(results, plan, resumed=args.resume))
@@ -211,6 +237,25 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> int:
     finally:
         if started:
             ray.shutdown()
+
+
+def start_lines(plan: Plan, argv: list[str], cpus: float) -> str:
+    """Where the results go, how to watch and resume the run, and how big the budget is."""
+    trials = plan.samples * plan.seeds if plan.search in ("pbt", "none") else plan.samples
+    at_once = max(1, min(trials, int(cpus // plan.cpus_per_trial)))
+    where = plan.storage.experiment(plan.name)
+    again = [a for a in argv if a != "--resume"]
+    if "--name" not in again:
+        again += ["--name", plan.name]
+    return "\n".join(
+        [
+            f"tunelab: {plan.model}, {plan.search} search: {trials} trials x {plan.config.iterations} iterations, "
+            f"{at_once} at a time on {cpus:g} CPUs",
+            f"  results: {where}",
+            f"  watch:   tensorboard --logdir {where}",
+            f"  resume:  python -m platform.tune {' '.join(again)} --resume",
+        ]
+    )
 
 
 def resume_lost_trials(plan: Plan, results, rounds: int = 2):

@@ -71,7 +71,7 @@ def test_summary_names_best_trial_and_baselines(ray_session, tmp_path, capsys):
         "iterations=2",
     )
     assert code == 0
-    assert "Best trial: DecisionTransformerTrainable_" in out
+    assert "Best trial: dt_0000" in out
     assert "vs popularity: 0.0000" in out  # popularity is the zero of the normalized score
     assert "over 2 seeds: score mean" in out and "95% CI" in out
     assert f"tensorboard --logdir {tmp_path / 'seeds'}" in out

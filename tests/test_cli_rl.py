@@ -30,7 +30,7 @@ def test_dqn_pbt_smoke_reports_every_metric(ray_session, tmp_path, capsys):
         ):
             assert key in last, key
         assert last[m.TRAIN_ENV_STEPS] >= 800 and last[m.TRAIN_UPDATES] > 0
-    assert "vs random:" in out and "Best trial: DQNTrainable_" in out
+    assert "vs random:" in out and "Best trial: dqn_0000" in out
 
 
 def test_qtable_seeds_summary_reports_solve_statistics(ray_session, tmp_path, capsys):
