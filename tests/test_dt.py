@@ -160,4 +160,15 @@ def test_honest_dt_beats_popularity_far_outside_noise():
     assert result[m.EVAL_TRUE_RATING] > popular + 0.3, (result[m.EVAL_TRUE_RATING], popular)
     assert result[m.EVAL_TRUE_RATING] > random + 0.05, (result[m.EVAL_TRUE_RATING], random)
     assert result[m.SCORE] > 0.15 and result[m.SCORE] > untrained[m.SCORE] + 0.05
+    # Issue 9, problem 7: the return-to-go steers the model. Asking for all-5 ratings, then 3.4, then
+    # 1.8 per step gives recommendations whose true rating falls each time, by margins far outside
+    # the noise of the paired per-user differences (5 standard errors).
+    users, per_user = trainable.split.context.users, []
+    for scale in (1.0, 0.68, 0.36):
+        trainable.reset_config({**trainable.config, "target_return_scale": scale})
+        per_user.append(trainable.expected[users[:, None], trainable.recommend()].mean(axis=1))  # (U,)
+    for higher, lower in zip(per_user, per_user[1:]):
+        difference = higher - lower
+        standard_error = difference.std(ddof=1) / np.sqrt(len(difference))
+        assert difference.mean() > 5 * standard_error, (difference.mean(), standard_error)
     trainable.stop()
