@@ -132,6 +132,8 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
             # restore then fails for good. With synch a donor is at most one interval ahead, and
             # run_config keeps three intervals of checkpoints.
             synch=True,
+            # --seeds N: N independent populations, so the spread over seeds means something.
+            population_key="seed" if plan.seeds > 1 else None,
         )
         # The initial population is drawn from the same domains PBT perturbs within.
         initial = {k: tune.choice(v) if isinstance(v, list) else v for k, v in mutations.items()}

@@ -92,6 +92,34 @@ class ResumablePBT(PopulationBasedTraining):
     own PBT reset it to time 0), and it stays PENDING, as Tune expects.
     """
 
+    def __init__(self, *args, population_key: str | None = None, **kwargs):
+        """population_key: a config key ("seed") that splits the trials into independent populations,
+        each exploited within itself (--seeds N: N populations); None: one population."""
+        super().__init__(*args, **kwargs)
+        self._population_key = population_key
+
+    def _quantiles(self) -> tuple[list[Trial], list[Trial]]:
+        """Tune's quantiles, taken within each population and joined."""
+        if self._population_key is None:
+            return super()._quantiles()
+        everyone, lower, upper = self._trial_state, [], []
+        try:
+            for value in {t.config.get(self._population_key) for t in everyone}:
+                self._trial_state = {t: s for t, s in everyone.items() if t.config.get(self._population_key) == value}
+                low, high = super()._quantiles()
+                lower, upper = lower + low, upper + high
+        finally:
+            self._trial_state = everyone
+        return lower, upper
+
+    def _checkpoint_or_exploit(self, trial: Trial, tune_controller, upper_quantile, lower_quantile):
+        """A trial clones only a trial of its own population."""
+        if self._population_key is not None:
+            mine = trial.config.get(self._population_key)
+            upper_quantile = [t for t in upper_quantile if t.config.get(self._population_key) == mine]
+            lower_quantile = [t for t in lower_quantile if t.config.get(self._population_key) == mine]
+        super()._checkpoint_or_exploit(trial, tune_controller, upper_quantile, lower_quantile)
+
     def on_trial_add(self, tune_controller, trial: Trial):
         requeued = trial in self._trial_state  # Tune re-adds a trial it retries after a failure
         super().on_trial_add(tune_controller, trial)

@@ -47,7 +47,9 @@ def render(results, plan, resumed: bool = False) -> str:
             value = best.metrics[key]
             lines.append(f"  {key}: {value:.4f}" if math.isfinite(value) else f"  {key}: not reached")
         lines.append(f"  config (differs from defaults): {_changed(best.config, plan.spec.config)}")
-        if plan.seeds > 1 or plan.search == "none" and len(finished) > 1:
+        if plan.search == "pbt" and plan.seeds > 1:
+            lines += _population_lines(finished, metric, mode, plan.spec.seed_metrics)
+        elif plan.seeds > 1 or plan.search == "none" and len(finished) > 1:
             lines += _seed_lines(finished, metric, plan.spec.seed_metrics)
     for r in errors:
         lines.append(f"FAILED trial {r.path.rsplit('/', 1)[-1]}: {type(r.error).__name__}; see {r.path}/error.txt")
@@ -56,7 +58,24 @@ def render(results, plan, resumed: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _seed_lines(results, metric: str, extra: tuple = ()) -> list[str]:
+def _population_lines(results, metric: str, mode: str, extra: tuple = ()) -> list[str]:
+    """PBT with --seeds N runs N independent populations (one per seed). Each population selects its
+    best trial; the interval is over those N selected figures (PBT gives every trial its own config,
+    so grouping by config would give one-member groups)."""
+    best: dict = {}
+    for r in results:
+        seed, value = r.config["seed"], float(r.metrics[metric])
+        if not math.isfinite(value):
+            continue
+        if seed not in best or (value > best[seed][0] if mode == "max" else value < best[seed][0]):
+            best[seed] = (value, r)
+    lines = _seed_lines([r for _, r in best.values()], metric, extra, by_config=False)
+    lines[0] = lines[0].replace(f"over {len(best)} seeds:", f"over {len(best)} independent PBT populations, "
+                                f"each's selected trial:", 1)  # fmt: skip
+    return lines
+
+
+def _seed_lines(results, metric: str, extra: tuple = (), by_config: bool = True) -> list[str]:
     """Mean, std and 95% interval over the seeds of each config, for the score and `extra` metrics.
 
     An extra metric that is NaN for some seeds (steps to solve, for a seed that never solved) is
@@ -64,7 +83,7 @@ def _seed_lines(results, metric: str, extra: tuple = ()) -> list[str]:
     """
     groups: dict[str, list] = {}
     for r in results:
-        key = repr(sorted((k, repr(v)) for k, v in r.config.items() if k != "seed"))
+        key = repr(sorted((k, repr(v)) for k, v in r.config.items() if k != "seed")) if by_config else ""
         groups.setdefault(key, []).append(r.metrics)
     out = []
     for runs in groups.values():

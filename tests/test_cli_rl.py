@@ -142,3 +142,18 @@ def test_bad_rl_input_is_one_line(argv, message, tmp_path, capsys):
     assert code == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not any(tmp_path.iterdir())  # nothing was started or written
+
+
+def test_pbt_with_seeds_runs_independent_populations(ray_session, tmp_path, capsys):
+    """Issue 9, problem 8: --search pbt --seeds 2 is two populations of 2 that never clone each other,
+    and the summary's interval is over the 2 populations' selected trials (not one-member groups)."""
+    code, out, _ = run_cli(capsys, "dqn", "--budget", "smoke", "--seeds", "2", "--samples", "2",
+                           "--storage", str(tmp_path), "--name", "pops")  # fmt: skip
+    assert code == 0, out
+    params = sorted((tmp_path / "pops").glob("*/params.json"))
+    seed_of = {path.parent.name: json.loads(path.read_text())["seed"] for path in params}
+    assert sorted(seed_of.values()) == [0, 0, 1, 1]
+    clones = re.findall(r"^PBT: (dqn_\d+) .* cloned (dqn_\d+) ", out, re.M)
+    assert clones and all(seed_of[a] == seed_of[b] for a, b in clones), clones
+    assert {seed_of[a] for a, _ in clones} == {0, 1}  # each population exploited within itself
+    assert "over 2 independent PBT populations, each's selected trial: score mean" in out
