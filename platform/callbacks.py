@@ -7,12 +7,14 @@ from pathlib import Path
 
 from ray import tune
 from ray.tune.experiment import Trial
+from ray.tune.experimental import output as tune_output
 from ray.tune.experimental.output import AirVerbosity, TuneTerminalReporter
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.result import TIME_THIS_ITER_S
 from ray.tune.utils import flatten_dict
 
 from platform.schedulers import CHECKPOINT_RESULT, restored_iteration
+from trainables import metrics as m
 
 
 class KeepReportedRows:
@@ -135,33 +137,52 @@ class StallGuard(tune.Callback):
 
 
 class ConsoleReporter(TuneTerminalReporter):
-    """The default console: Tune's live trial table, one line per finished, failed or retried trial,
-    and nothing per trial start (a configuration box) or checkpoint. No TensorBoard hint either:
-    Tune's points at the driver's staging folder, which has no trial events; the CLI prints the
-    right one before the run. Tune's own reporter runs beside it at verbosity 0 (`-v`: alone, at full
-    verbosity); it still prints a block when a trial fails."""
+    """The console reporter Tune builds (see `use_console_reporter`). At Tune's default verbosity:
+    the live trial table, one line per finished, failed or retried trial, nothing per trial start (a
+    configuration box) or checkpoint. At any verbosity, no TensorBoard hint: Tune's points at the
+    driver's staging folder, which has no trial events; the CLI prints the right one before the run.
+    At verbose level (-v) everything else is Tune's own."""
 
-    def __init__(self, metric: str, mode: str):
-        super().__init__(AirVerbosity.DEFAULT, metric=metric, mode=mode)
+    def _quiet(self) -> bool:
+        return self.verbosity < AirVerbosity.VERBOSE
 
-    def experiment_started(self, *args, **kwargs):
-        pass
+    def experiment_started(self, *args, tensorboard_path=None, **kwargs):
+        if not self._quiet():
+            super().experiment_started(*args, tensorboard_path=None, **kwargs)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        pass
+        if not self._quiet():
+            super().on_trial_start(iteration, trials, trial, **info)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
-        pass
+        if not self._quiet():
+            super().on_checkpoint(iteration, trials, trial, checkpoint, **info)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        result = trial.last_result or {}
-        score = result.get(self._metric)
-        shown = f"{self._metric} {score:.4g}" if isinstance(score, (int, float)) else "no score"
+        if not self._quiet():
+            return super().on_trial_complete(iteration, trials, trial, **info)
+        result, metric = trial.last_result or {}, self._metric or m.SCORE
+        score = result.get(metric)
+        shown = f"{metric} {score:.4g}" if isinstance(score, (int, float)) else "no score"
         print(f"finished {trial}: {shown} after {result.get('training_iteration', 0)} iterations")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if not self._quiet():
+            return super().on_trial_error(iteration, trials, trial, **info)
         done = (trial.last_result or {}).get("training_iteration", 0)
         print(f"FAILED {trial} after {done} iterations; see {trial.error_file}")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
+        if not self._quiet():
+            return super().on_trial_recover(iteration, trials, trial, **info)
         print(f"retrying {trial} from its last checkpoint (failure {trial.run_metadata.num_failures})")
+
+
+def use_console_reporter() -> None:
+    """Makes Tune build ConsoleReporter as its console reporter (driver process only).
+
+    Tune always appends the reporter it builds to the run's callbacks, and gives a start time only
+    to the first reporter there, so a second reporter passed as a callback breaks Tune's own at the
+    first failed trial. Tune looks the class up by this module-level name when it builds it.
+    """
+    tune_output.TuneTerminalReporter = ConsoleReporter

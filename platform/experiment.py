@@ -10,7 +10,6 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from platform.callbacks import (
-    ConsoleReporter,
     CSVLogger,
     JsonLogger,
     RecordCheckpointResults,
@@ -93,9 +92,8 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
         storage_path=plan.storage.root,
         # Each trial's stdout and stderr go to files in its folder: the console stays quiet, nothing is lost.
         log_to_file=True,
-        verbose=2 if plan.verbose else 0,
+        verbose=2 if plan.verbose else 1,  # Tune's console reporter is callbacks.ConsoleReporter
         callbacks=[
-            *([] if plan.verbose else [ConsoleReporter(plan.spec.metric, plan.spec.mode)]),
             JsonLogger(),
             CSVLogger(),
             RecordCheckpointResults(),

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import search_spaces
-from platform.callbacks import StalledRun
+from platform.callbacks import StalledRun, use_console_reporter
 from platform.experiment import SEARCHES, Plan, Storage, build_tuner, resources, restore_tuner
 from trainables.config import ConfigError, apply_assignments, parse_assignment
 
@@ -224,6 +224,7 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> int:
             log.warning("--gpus-per-trial %s but the cluster has no GPU: trials run on CPU", plan.gpus_per_trial)
             plan = _without_gpus(plan)
         print(start_lines(plan, argv, ray.cluster_resources().get("CPU", 0)))
+        use_console_reporter()
         tuner = restore_tuner(plan) if args.resume else build_tuner(plan, callbacks)
         results = resume_lost_trials(plan, tuner.fit())
         print(render(results, plan, resumed=args.resume))
