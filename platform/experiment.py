@@ -39,10 +39,11 @@ class Storage:
         return "://" in self.root
 
     def experiment(self, name: str) -> str:
-        """The experiment's location as Tune names it; local_experiment: its directory (None on a URI)."""
+        """The experiment's location as Tune names it (a path or a URI)."""
         return f"{self.root.rstrip('/')}/{name}"
 
     def local_experiment(self, name: str) -> Path | None:
+        """The experiment's local directory; None on a URI."""
         return None if self.is_uri else Path(self.root) / name
 
 

@@ -14,6 +14,8 @@ from ray.tune import Checkpoint
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
 
+from platform.summary import short_value
+
 log = logging.getLogger("tunelab")
 # Written beside every checkpoint by callbacks.RecordCheckpointResults: the result it was saved at.
 CHECKPOINT_RESULT = "tunelab_result.json"
@@ -151,7 +153,7 @@ class ResumablePBT(PopulationBasedTraining):
         before = {k: trial_to_clone.config.get(k) for k in self._hyperparam_mutations}
         scores = self._trial_state[trial].last_score, self._trial_state[trial_to_clone].last_score
         super()._exploit(tune_controller, trial, trial_to_clone)
-        changes = ", ".join(f"{k} {_short(before[k])} -> {_short(trial.config.get(k))}" for k in before)
+        changes = ", ".join(f"{k} {short_value(before[k])} -> {short_value(trial.config.get(k))}" for k in before)
         print(f"PBT: {trial} ({self._metric} {scores[0]:.4g}) cloned {trial_to_clone} ({scores[1]:.4g}); {changes}")
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
@@ -179,7 +181,3 @@ class ResumableASHA(ASHAScheduler):
         for row in recorded_results(trial):
             if self._time_attr in row and self._metric in row:
                 bracket.on_result(trial, row[self._time_attr], self._metric_op * row[self._metric])
-
-
-def _short(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -108,8 +108,9 @@ def _changed(config: dict, config_cls) -> str:
         for f in dataclasses.fields(config_cls)
     }
     changed = {k: v for k, v in config.items() if defaults.get(k) != v}
-    return ", ".join(f"{k}={_short(v)}" for k, v in sorted(changed.items())) or "(defaults)"
+    return ", ".join(f"{k}={short_value(v)}" for k, v in sorted(changed.items())) or "(defaults)"
 
 
-def _short(value) -> str:
+def short_value(value) -> str:
+    """A config value for one line: floats to 4 significant digits, strings quoted."""
     return f"{value:.4g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
