@@ -54,7 +54,7 @@ def plain_loop(cfg: DTConfig, n_items: int, steps: int, threads: int) -> float:
     for i in range(steps + 20):
         if i == 20:  # warm-up excluded
             start = time.perf_counter()
-        hidden, first = model(returns, states, actions, timesteps)
+        hidden, first, _ = model(returns, states, actions, timesteps)
         loss = F.cross_entropy(model.logits(hidden).reshape(-1, n_items), actions[:, first:].reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -21,7 +21,9 @@ def confidence_interval(values: list[float], level: float = 0.95) -> tuple[float
     return mean, std, mean - half, mean + half
 
 
-def render(results, plan, resumed: bool = False) -> str:
+def render(results, plan, tests: list[dict] | None = None, resumed: bool = False) -> str:
+    """`tests`: the test figures of the selected trials (platform.selection), measured once after
+    selection; every other figure here is a validation figure."""
     metric, mode = plan.spec.metric, plan.spec.mode
     lines = ["", f"== tunelab: {plan.model}, {plan.search} search, {len(results)} trials =="]
     if resumed:
@@ -37,25 +39,44 @@ def render(results, plan, resumed: bool = False) -> str:
     else:
         best = results.get_best_result(metric=metric, mode=mode, scope="last", filter_nan_and_inf=True)
         name, iteration = best.path.rsplit("/", 1)[-1], best.metrics.get("training_iteration")
-        lines.append(f"Best trial: {name}  (iteration {iteration})")
+        lines.append(f"Best trial: {name}  (iteration {iteration}; selected on the validation {metric})")
         lines.append(f"  {metric}: {best.metrics[metric]:.4f}")
         for key in sorted(best.metrics):
             if key.startswith(m.BASELINE_PREFIX) and key.endswith("/" + metric):
                 name = key[len(m.BASELINE_PREFIX) : -len(metric) - 1]
                 lines.append(f"  vs {name}: {best.metrics[key]:.4f}")
-        for key in sorted(k for k in best.metrics if k.startswith("eval/")):
+        for key in sorted(k for k in best.metrics if k.startswith(("eval/", m.VALID + "/"))):
             value = best.metrics[key]
-            lines.append(f"  {key}: {value:.4f}" if math.isfinite(value) else f"  {key}: not reached")
+            if key.endswith("/" + m.USERS):
+                lines.append(f"  {key}: {int(value)}")
+            else:
+                lines.append(f"  {key}: {value:.4f}" if math.isfinite(value) else f"  {key}: not reached")
         lines.append(f"  config (differs from defaults): {_changed(best.config, plan.spec.config)}")
         if plan.search == "pbt" and plan.seeds > 1:
             lines += _population_lines(finished, metric, mode, plan.spec.seed_metrics)
         elif plan.seeds > 1 or plan.search == "none" and len(finished) > 1:
             lines += _seed_lines(finished, metric, plan.spec.seed_metrics)
+    if tests:
+        lines += test_lines(tests)
     for r in errors:
         lines.append(f"FAILED trial {r.path.rsplit('/', 1)[-1]}: {type(r.error).__name__}; see {r.path}/error.txt")
     lines.append(f"Results: {results.experiment_path}")
     lines.append(f"TensorBoard: tensorboard --logdir {results.experiment_path}")
     return "\n".join(lines)
+
+
+def test_lines(tests: list[dict]) -> list[str]:
+    """The test figures of the selected trial(s): measured once, after selection, never selected on."""
+    keys = [k for k in tests[0] if k.startswith(m.TEST + "/") and k != m.split_metric(m.TEST, m.USERS)]
+    users = int(tests[0].get(m.split_metric(m.TEST, m.USERS), 0))
+    if len(tests) == 1:
+        head = f"TEST (measured once, after selection; {users} test users): {tests[0]['trial']}"
+        return [head] + [f"  {k}: {tests[0][k]:.4f}" for k in keys]
+    out = [f"TEST (measured once per seed on its selected trial, {len(tests)} seeds, {users} test users):"]
+    for k in keys:
+        mean, std, low, high = confidence_interval([t[k] for t in tests])
+        out.append(f"  {k}: mean {mean:.4f}, std {std:.4f}, 95% CI [{low:.4f}, {high:.4f}]")
+    return out
 
 
 def _population_lines(results, metric: str, mode: str, extra: tuple = ()) -> list[str]:

@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m platform.tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("model", nargs="?", help="model to tune; see --list")
-    p.add_argument("--search", choices=SEARCHES, default="pbt", help="search algorithm (default: pbt)")
+    p.add_argument("--search", choices=SEARCHES, help="search algorithm (default: pbt; closed-form baselines: optuna)")
     p.add_argument("--samples", type=int, help="trials / PBT population (default: the budget's)")
     p.add_argument("--budget", choices=("smoke", "full"), default="full", help="smoke: seconds, for tests")
     p.add_argument("--seeds", type=int, default=1, help="repeat each config over N seeds")
@@ -90,6 +90,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
     """Validates every option and the model's config before Ray starts; raises ConfigError."""
     spec = search_spaces.get(args.model)
     budget = spec.budgets[args.budget]
+    args.search = args.search or spec.default_search
+    if args.search == "pbt" and not spec.pbt_mutations:
+        raise ConfigError(f"{args.model} has no hyperparameter PBT could mutate; use --search optuna, random or none")
     for flag, value, low in [("--samples", args.samples, 1), ("--seeds", args.seeds, 1)]:
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}")
@@ -212,22 +215,10 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> int:
 
     import ray
 
-    from platform.summary import render
-
     started = False
     try:
         started = start_ray(args.address, plan.cpus_per_trial, plan.verbose)
-        if not plan.verbose:  # PBT's history is in the experiment folder (pbt_global.txt, pbt_policy_*.txt)
-            for name in ("ray.tune.schedulers.pbt", "ray.tune.tune"):
-                logging.getLogger(name).setLevel(logging.WARNING)
-        if plan.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) == 0:
-            log.warning("--gpus-per-trial %s but the cluster has no GPU: trials run on CPU", plan.gpus_per_trial)
-            plan = _without_gpus(plan)
-        print(start_lines(plan, argv, ray.cluster_resources().get("CPU", 0)))
-        use_console_reporter()
-        tuner = restore_tuner(plan) if args.resume else build_tuner(plan, callbacks)
-        results = resume_lost_trials(plan, tuner.fit())
-        print(render(results, plan, resumed=args.resume))
+        results, _ = execute(plan, argv, args.resume, callbacks)
         return 1 if results.num_errors and results.num_errors == len(results) else 0
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -240,9 +231,32 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> int:
             ray.shutdown()
 
 
+def execute(plan: Plan, argv: list[str], resume: bool = False, callbacks: list | None = None):
+    """Runs (or resumes) the planned experiment on the Ray this process joined, measures the test
+    figures of the selected trial(s) and prints the summary: (Tune's ResultGrid, test figures)."""
+    import ray
+
+    from platform.selection import measure_test
+    from platform.summary import render
+
+    if not plan.verbose:  # PBT's history is in the experiment folder (pbt_global.txt, pbt_policy_*.txt)
+        for name in ("ray.tune.schedulers.pbt", "ray.tune.tune"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if plan.gpus_per_trial > 0 and ray.cluster_resources().get("GPU", 0) == 0:
+        log.warning("--gpus-per-trial %s but the cluster has no GPU: trials run on CPU", plan.gpus_per_trial)
+        plan = _without_gpus(plan)
+    print(start_lines(plan, argv, ray.cluster_resources().get("CPU", 0)))
+    use_console_reporter()
+    tuner = restore_tuner(plan) if resume else build_tuner(plan, callbacks)
+    results = resume_lost_trials(plan, tuner.fit())
+    tests = measure_test(results, plan)
+    print(render(results, plan, tests, resumed=resume))
+    return results, tests
+
+
 def start_lines(plan: Plan, argv: list[str], cpus: float) -> str:
     """Where the results go, how to watch and resume the run, and how big the budget is."""
-    trials = plan.samples * plan.seeds if plan.search in ("pbt", "none") else plan.samples
+    trials = {"pbt": plan.samples * plan.seeds, "none": plan.seeds}.get(plan.search, plan.samples)
     at_once = max(1, min(trials, int(cpus // plan.cpus_per_trial)))
     where = plan.storage.experiment(plan.name)
     again = [a for a in argv if a != "--resume"]

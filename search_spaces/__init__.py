@@ -12,6 +12,12 @@ from trainables import metrics as m
 # effect), imported on demand so `--list` and one model's run never import every model.
 MODELS = {
     "dt": "search_spaces.dt:SPEC",
+    "sasrec": "search_spaces.dt:SASREC",
+    "ease": "search_spaces.baselines:EASE",
+    "itemknn": "search_spaces.baselines:ITEMKNN",
+    "toprated": "search_spaces.baselines:TOPRATED",
+    "popularity": "search_spaces.baselines:POPULARITY",
+    "random": "search_spaces.baselines:RANDOM",
     "dqn": "search_spaces.dqn:SPEC",
     "qtable": "search_spaces.qtable:SPEC",
     "ppo": "search_spaces.ppo:SPEC",
@@ -57,6 +63,10 @@ class ModelSpec:
     mode: str = m.MODE
     seed_metrics: tuple[str, ...] = ()
     """Metrics the --seeds summary reports beside the score (e.g. steps to solve)."""
+    default_search: str = "pbt"
+    """The search `python -m platform.tune MODEL` runs without --search (closed-form baselines: optuna)."""
+    measures_test: bool = False
+    """Recommenders: the trainable has `test()`, run once by the driver on the selected trial."""
     place: Callable[[Any, float, float], tuple[dict, Any]] | None = None
     """(validated config, cpus, gpus) -> (config values to pin, the trial's resources): how a trial's
     CPUs are split into bundles (RLlib baselines: a learner and env runners). None: one bundle."""

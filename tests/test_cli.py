@@ -2,6 +2,7 @@
 
 import contextlib
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from platform import tune as cli
 from platform.experiment import OPTUNA_DB
-from tests.conftest import ROOT, run_cli, trial_dirs
+from tests.conftest import ROOT, read_results, run_cli, trial_dirs
 from trainables import metrics as m
 
 
@@ -71,9 +72,17 @@ def test_summary_names_best_trial_and_baselines(ray_session, tmp_path, capsys):
         "iterations=2",
     )
     assert code == 0
-    assert "Best trial: dt_0000" in out
-    assert "vs popularity: 0.0000" in out  # popularity is the zero of the normalized score
+    assert "Best trial: dt_0000" in out and "selected on the validation score" in out
+    assert "vs popularity: " in out and "vs random: " in out
     assert "over 2 seeds: score mean" in out and "95% CI" in out
+    # Issue 9, problem 2: trials report validation figures only; each seed's selected trial is
+    # measured on the test split once, after the run, and labelled as test.
+    assert "TEST (measured once per seed on its selected trial, 2 seeds, 30 test users)" in out
+    tests = json.loads((tmp_path / "seeds" / "test.json").read_text())
+    assert sorted(t["seed"] for t in tests) == [0, 1]
+    assert all(0.0 <= t[m.split_metric(m.TEST, m.NDCG)] <= 1.0 for t in tests)
+    rows = [row for trial in trial_dirs(tmp_path / "seeds") for row in read_results(trial)]
+    assert rows and not [k for row in rows for k in row if k.startswith(m.TEST + "/")]
     assert f"tensorboard --logdir {tmp_path / 'seeds'}" in out
     assert len(trial_dirs(tmp_path / "seeds")) == 2
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trainables import ratings, recsys
+from trainables import ratings
 from trainables.ratings import DataError
 
 
@@ -66,24 +66,14 @@ def test_missing_file(tmp_path):
         ratings.load(tmp_path / "nope.tsv")
 
 
-def test_short_users_are_named_or_dropped(tmp_path):
-    rows = [f"long{u} i{i} {1 + i % 5} {i}" for u in range(3) for i in range(12)] + ["tiny i1 4 1", "tiny i2 5 2"]
-    data = ratings.load(write(tmp_path, "r.tsv", "\n".join(rows) + "\n"))
-    with pytest.raises(DataError, match=r"1 of 4 users have fewer than 10 interactions .* user 'tiny' with 2"):
-        recsys.split_users(data, 0.3, holdout=2, min_context=8, seed=0, drop_short=False)
-    split = recsys.split_users(data, 0.3, holdout=2, min_context=8, seed=0, drop_short=True)
-    kept = {data.user_ids[u] for u in split.train.users}
-    assert kept == {"long0", "long1", "long2"}  # the short user is left out, the others all kept
-    assert split.context.count == 1 and split.train.count == 3  # one evaluation user, its context in train
-
-
 def test_synthetic_is_cached_deterministic_and_has_ground_truth(tmp_path):
     spec = ratings.SyntheticSpec(n_users=50, n_items=200, min_len=10, max_len=20, seed=3)
     first = ratings.synthetic(spec, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("synthetic-*.npz"))) == 1
     again = ratings.synthetic(spec, cache_dir=tmp_path)
-    assert np.array_equal(first.items, again.items) and np.array_equal(first.expected, again.expected)
-    assert first.expected.shape == (50, 200)
+    assert np.array_equal(first.items, again.items) and np.array_equal(first.truth.tastes, again.truth.tastes)
+    assert first.truth.tastes.shape == (50, 21, 8)  # the taste before each of up to 20 steps, and after
+    assert first.truth.expected(np.arange(50), np.zeros(50, dtype=int), np.full(50, -1)).shape == (50, 200)
     assert first.ratings.min() >= 1 and first.ratings.max() <= 5
     lengths = first.lengths()
     assert lengths.min() >= 10 and lengths.max() <= 20
@@ -96,7 +86,7 @@ def test_variants():
     data = ratings.synthetic(ratings.SyntheticSpec(n_users=40, n_items=40, min_len=10, max_len=12))
     assert set(np.unique(ratings.extreme(data).ratings)) <= {1.0, 5.0}
     sub = ratings.subsample_users(data, 0.8, seed=0)
-    assert sub.n_users == 32 and sub.expected.shape == (32, 40)
+    assert sub.n_users == 32 and sub.truth.tastes.shape[0] == sub.truth.user_bias.shape[0] == 32
     assert np.bincount(sub.users).min() >= 10  # remapped contiguously, whole histories kept
     with pytest.raises(DataError, match="user_fraction"):
         ratings.subsample_users(data, 1.5, seed=0)

@@ -18,34 +18,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trainables import baselines, ratings, recsys, runtime, schedules
 from trainables import metrics as m
-from trainables import ratings, recsys, runtime, schedules
 from trainables.config import ConfigError, check_range, from_dict, to_dict
 
 
 @dataclasses.dataclass(frozen=True)
-class DTConfig:
-    # --- data
-    data: str = "synthetic"
-    """"synthetic" (generated with ground truth, cached) or the path of a ratings file."""
-    data_format: str = "auto"
-    """auto, tsv (user item rating timestep), goodreads or movielens."""
-    synthetic_users: int = 3000
-    """Users in the synthetic data."""
-    synthetic_items: int = 400
-    """Items in the synthetic data."""
-    data_seed: int = 0
-    """Seed of the synthetic data and of the user split: the same for every trial, so trials compare."""
-    extreme_ratings: bool = False
-    """Map ratings 4-5 to 5 and 1-3 to 1, as the research tried."""
-    user_fraction: float = 1.0
-    """Keep this fraction of users (0.8 is the research's 80/20 subsample)."""
-    drop_short_users: bool = False
-    """Leave out users with fewer than context_length + holdout interactions instead of failing."""
-    eval_users: float = 0.1
-    """Fraction of users held out for evaluation."""
-    holdout: int = 5
-    """Last interactions of each evaluation user hidden from training."""
+class DTConfig(recsys.DataConfig):
     # --- model
     tokens: str = "rsa"
     """Tokens per step: any of r (return-to-go), s (state), a (action); "a" alone is a SASRec-like baseline."""
@@ -69,13 +48,18 @@ class DTConfig:
     """Return-to-go scaling: the token sees (R / horizon - 3) / return_scale, about [-1, 1] at 2."""
     target_return_scale: float = 1.0
     """Target return at evaluation, as a fraction of all-5 ratings; PBT mutates it."""
-    num_recommendations: int = 10
-    """N items generated per evaluation user."""
+    user_pool: bool = True
+    """The state token also carries a learned summary of the user's whole history before the step
+    (a rating-weighted sum of item embeddings / sqrt(length)): the transformer itself sees K steps."""
+    rating_loss: float = 1.0
+    """Weight of the rating head's squared error in the loss (0: the plain DT objective)."""
+    rating_score: float = 1.0
+    """Ranking adds this x the predicted centred rating (about [-1, 1]) of each item; PBT mutates it."""
     popularity_correction: float = 1.0
     """beta: rank by logits - beta * log(item frequency), i.e. p(item | context) / p(item)^beta.
     Behaviour cloning inherits the exposure bias of the logs; beta 0 recommends the raw argmax."""
     # --- optimization
-    lr: float = 1e-3
+    lr: float = 3e-3
     """Peak learning rate (AdamW); the schedule multiplies it."""
     lr_schedule: dict = dataclasses.field(
         default_factory=lambda: {"kind": "cosine", "start": 1.0, "end": 0.1, "warmup": 0.05}
@@ -102,81 +86,51 @@ class DTConfig:
     """Intra-op threads; 0 = the CPUs Ray gave the trial."""
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.tokens or set(self.tokens) - set("rsa") or len(set(self.tokens)) != len(self.tokens):
             raise ValueError(f"tokens must be a non-empty subset of 'rsa' (e.g. rsa, ra, a), got {self.tokens!r}")
         object.__setattr__(self, "tokens", "".join(t for t in "rsa" if t in self.tokens))
         if self.state not in ("running", "constant"):
             raise ValueError(f"state must be running or constant, got {self.state!r}")
-        if self.data_format not in ("auto", "tsv", "goodreads", "movielens"):
-            raise ValueError(f"data_format must be auto, tsv, goodreads or movielens, got {self.data_format!r}")
         check_range(self, "[2, inf)", "context_length")
-        positive = "layers heads batch_size steps_per_iteration iterations holdout num_recommendations return_horizon"
-        check_range(self, "[1, inf)", positive + " checkpoint_every max_timestep")
+        positive = "layers heads batch_size steps_per_iteration iterations return_horizon checkpoint_every max_timestep"
+        check_range(self, "[1, inf)", positive)
         check_range(self, "[8, inf)", "width")
-        check_range(self, "[10, inf)", "synthetic_users")
-        check_range(self, "[20, inf)", "synthetic_items")
-        if self.data == "synthetic" and self.synthetic_items < 2 * (self.context_length + self.holdout):
-            raise ValueError(
-                f"synthetic_items ({self.synthetic_items}) must be >= 2 x (context_length + holdout)"
-                f" = {2 * (self.context_length + self.holdout)}"
-            )
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
         check_range(self, "[0, 1)", "dropout")
-        check_range(self, "(0, 1)", "eval_users")
         check_range(self, "(0, inf)", "lr return_scale target_return_scale grad_clip")
-        check_range(self, "[0, inf)", "popularity_correction weight_decay")
+        check_range(self, "[0, inf)", "popularity_correction weight_decay rating_loss rating_score")
         object.__setattr__(self, "lr_schedule", schedules.validate(self.lr_schedule, "lr_schedule"))
 
 
+IGNORE = -100  # the target of a padding step: no loss
+
 # Fields PBT may change in place (reset_config); any other change needs a new actor.
-MUTABLE_FIELDS = ("lr", "weight_decay", "dropout", "target_return_scale", "grad_clip", "popularity_correction")
+MUTABLE_FIELDS = (
+    "lr",
+    "weight_decay",
+    "dropout",
+    "target_return_scale",
+    "grad_clip",
+    "popularity_correction",
+    "rating_loss",
+    "rating_score",
+)
 # Fields that fix the architecture: a checkpoint only loads into the same ones.
-ARCHITECTURE_FIELDS = ("tokens", "context_length", "layers", "heads", "width", "max_timestep")
-
-
-def load_ratings(cfg: DTConfig) -> ratings.Ratings:
-    """The configured dataset with its variants applied; any problem is a DataError."""
-    if cfg.data == "synthetic":
-        # History lengths: long enough for a full context plus the held-out tail, at most half the items.
-        min_len = max(cfg.context_length + cfg.holdout, min(40, cfg.synthetic_items // 4))
-        max_len = max(min_len, min(80, cfg.synthetic_items // 2))
-        spec = ratings.SyntheticSpec(
-            n_users=cfg.synthetic_users,
-            n_items=cfg.synthetic_items,
-            seed=cfg.data_seed,
-            min_len=min_len,
-            max_len=max_len,
-        )
-        data = ratings.synthetic(spec)
-    else:
-        data = ratings.load(cfg.data, cfg.data_format)
-    if cfg.extreme_ratings:
-        data = ratings.extreme(data)
-    return ratings.subsample_users(data, cfg.user_fraction, cfg.data_seed)
+ARCHITECTURE_FIELDS = ("tokens", "context_length", "layers", "heads", "width", "max_timestep", "user_pool")
 
 
 def parse(config: dict) -> DTConfig:
     """The config, validated: the driver's preflight and the trial's setup both call this (the
-    data itself is checked by `load_split`)."""
+    data itself is checked by `recsys.load_split`)."""
     return from_dict(DTConfig, config, "dt")
-
-
-def load_split(cfg: DTConfig) -> tuple[ratings.Ratings, recsys.Split]:
-    """The dataset and its user split; any problem with the data is a ConfigError naming it."""
-    try:
-        data = load_ratings(cfg)
-        return data, recsys.split_users(
-            data, cfg.eval_users, cfg.holdout, cfg.context_length, cfg.data_seed, cfg.drop_short_users
-        )
-    except ratings.DataError as err:
-        raise ConfigError(str(err)) from None
 
 
 def check(config: dict) -> DTConfig:
     """Driver-side preflight: the config parses and the data loads and splits. Raises ConfigError."""
     cfg = parse(config)
-    load_split(cfg)
+    recsys.load_split(cfg)
     return cfg
 
 
@@ -210,14 +164,28 @@ class DecisionTransformer(nn.Module):
     def __init__(self, cfg: DTConfig, n_items: int):
         super().__init__()
         self.tokens, self.n_items, self.max_timestep = cfg.tokens, n_items, cfg.max_timestep
-        self.item_emb = nn.Embedding(n_items + 1, cfg.width)  # row n_items: "not chosen yet"
+        # Row n_items: "not chosen yet" (the action being predicted); row n_items + 1: left padding.
+        self.item_emb = nn.Embedding(n_items + 2, cfg.width)
         self.return_emb = nn.Linear(1, cfg.width)
         self.state_emb = nn.Linear(recsys.STATE_DIM, cfg.width)
         self.time_emb = nn.Embedding(cfg.max_timestep, cfg.width)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
         self.ln_f = nn.LayerNorm(cfg.width)
-        nn.init.normal_(self.item_emb.weight, std=0.02)
+        # Rating head: the rating of item j at step t is (W h) . rating_emb_j + rating_bias_j, read
+        # from the last token of step t - 1, which has not seen R_t (with horizon 1, R_t is the rating).
+        self.rating_proj = nn.Linear(cfg.width, cfg.width)
+        self.rating_emb = nn.Embedding(n_items, cfg.width)
+        self.rating_bias = nn.Parameter(torch.zeros(n_items))
+        # History pool: item i rated r adds pool_emb_i + (r - 3) / 2 x pool_rated_i to a running sum
+        # over the user's whole history; padding adds nothing.
+        self.pool_emb = nn.Embedding(n_items + 2, cfg.width, padding_idx=n_items + 1)
+        self.pool_rated = nn.Embedding(n_items + 2, cfg.width, padding_idx=n_items + 1)
+        for table in (self.item_emb, self.rating_emb, self.pool_emb, self.pool_rated):
+            nn.init.normal_(table.weight, std=0.02)
+        with torch.no_grad():
+            self.pool_emb.weight[n_items + 1].zero_()
+            self.pool_rated.weight[n_items + 1].zero_()
         # Where a_t is predicted from: the last non-action token of step t, or a_{t-1} if "a" alone.
         non_action = [i for i, t in enumerate(cfg.tokens) if t != "a"]
         self.query_offset = non_action[-1] if non_action else None
@@ -227,14 +195,24 @@ class DecisionTransformer(nn.Module):
             if isinstance(module, nn.Dropout):
                 module.p = p
 
-    def forward(self, returns, states, actions, timesteps) -> tuple[torch.Tensor, int]:
-        """returns (B, K), states (B, K, 3), actions (B, K), timesteps (B, K) ->
-        (hidden states that predict a_first .. a_{K-1}: (B, K - first, C), first)."""
+    def history(self, items: torch.Tensor, centred: torch.Tensor, cols: torch.Tensor, counts: torch.Tensor):
+        """The pooled history before each of `cols`: items (B, W) whole left-padded histories,
+        centred (B, W) their (r - 3) / 2, cols (B, K) columns, counts (B, K) real steps before each
+        -> (B, K, C), the sum over earlier columns / sqrt(count)."""
+        g = self.pool_emb(items) + centred.unsqueeze(-1) * self.pool_rated(items)  # (B, W, C)
+        before = torch.cumsum(g, dim=1) - g  # exclusive prefix sums
+        picked = before.gather(1, cols.unsqueeze(-1).expand(-1, -1, g.shape[-1]))  # (B, K, C)
+        return picked / counts.clamp(min=1).sqrt().unsqueeze(-1)
+
+    def forward(self, returns, states, actions, timesteps, pooled=None) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """returns (B, K), states (B, K, 3), actions (B, K), timesteps (B, K), pooled (B, K, C) or None ->
+        (hidden states that predict a_first .. a_{K-1}: (B, K - first, C), first,
+        hidden states that predict the ratings of steps 1 .. K-1: (B, K - 1, C))."""
         batch, steps = actions.shape
         time_emb = self.time_emb(timesteps.clamp(max=self.max_timestep - 1))  # (B, K, C)
         parts = {
             "r": self.return_emb(returns.unsqueeze(-1)),
-            "s": self.state_emb(states),
+            "s": self.state_emb(states) if pooled is None else self.state_emb(states) + pooled,
             "a": self.item_emb(actions),
         }
         per_step = torch.stack([parts[t] + time_emb for t in self.tokens], dim=2)  # (B, K, P, C)
@@ -244,12 +222,21 @@ class DecisionTransformer(nn.Module):
             x = block(x)
         hidden = self.ln_f(x)  # (B, K*P, C)
         hidden = hidden.reshape(batch, steps, len(self.tokens), width)
+        rating_hidden = hidden[:, :-1, -1]  # the last token of steps 0 .. K-2: (B, K-1, C)
         if self.query_offset is None:
-            return hidden[:, :-1, 0], 1  # a_t from a_{t-1}: (B, K-1, C)
-        return hidden[:, :, self.query_offset], 0  # (B, K, C)
+            return hidden[:, :-1, 0], 1, rating_hidden  # a_t from a_{t-1}: (B, K-1, C)
+        return hidden[:, :, self.query_offset], 0, rating_hidden  # (B, K, C)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.item_emb.weight[: self.n_items].T  # (..., I), tied to the item embedding
+
+    def ratings(self, hidden: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Predicted centred rating ((r - 3) / 2) of `items` (same shape as hidden[..., 0]), or of
+        every item: (..., I)."""
+        query = self.rating_proj(hidden)  # (..., C)
+        if items is None:
+            return query @ self.rating_emb.weight.T + self.rating_bias
+        return (query * self.rating_emb(items)).sum(-1) + self.rating_bias[items]
 
 
 class DecisionTransformerTrainable(ray.tune.Trainable):
@@ -262,24 +249,37 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         self.generator = torch.Generator().manual_seed(cfg.seed)  # batch order, CPU so it is portable
         self.step_count = 0
 
-        data, split = load_split(cfg)
-        self.n_items, self.split, self.expected = data.n_items, split, data.expected
-        dev = self.device
-        train = split.train
-        states = recsys.running_state(train.ratings, train.lengths, cfg.max_timestep)
-        # (S, L) tensors on the device; batches are gathered from them by index.
-        self.train_items = torch.as_tensor(np.where(train.items >= 0, train.items, self.n_items), device=dev)
-        self.train_returns = torch.as_tensor(
-            self._scale_returns(recsys.horizon_returns(train.ratings, train.lengths, cfg.return_horizon)), device=dev
-        )
-        self.train_states = self._state_tensor(states[:, :-1])  # (S, L, 3)
-        self.windows = torch.as_tensor(recsys.windows(train.lengths, cfg.context_length), device=dev)
+        _, split = recsys.load_split(cfg)
+        self.split, self.n_items = split, split.n_items
+        self.score_metric = recsys.score_metric(split)
+        train, dev = split.train, self.device
+        # Left-padded (S, K - 1 + L) tensors: the window that ends at step e of a history is columns
+        # e .. e + K - 1, so short histories and the first steps of long ones train too.
+        pad = cfg.context_length - 1
+        self.pad_item = self.n_items + 1  # the embedding row of left padding
+        items = np.where(train.items >= 0, train.items, self.pad_item)
+        returns = self._scale_returns(recsys.horizon_returns(train.ratings, train.lengths, cfg.return_horizon))
+        states = recsys.running_state(train.ratings, train.lengths, cfg.max_timestep)[:, :-1]
+        self.train_items = torch.as_tensor(_left_pad(items, pad, self.pad_item), device=dev)
+        targets = np.where(train.items >= 0, train.items, IGNORE)
+        self.train_targets = torch.as_tensor(_left_pad(targets, pad, IGNORE), device=dev)
+        self.train_returns = torch.as_tensor(_left_pad(returns, pad, 0.0), device=dev)
+        centred = (train.ratings - 3.0) / 2.0  # the rating head's target, about [-1, 1]
+        self.train_centred = torch.as_tensor(_left_pad(centred, pad, 0.0), device=dev)
+        self.pooling = cfg.user_pool and "s" in cfg.tokens
+        self.train_states = self._state_tensor(_left_pad(states, pad, 0.0))
+        # (W, 2) every (row, last step) with at least one step before it to learn from.
+        rows = np.repeat(np.arange(train.count), np.maximum(train.lengths - 1, 0))
+        ends = np.concatenate([np.arange(1, n) for n in train.lengths]) if len(rows) else np.zeros(0, np.int64)
+        if not len(rows):
+            raise ConfigError(f"{split.source}: no training history has 2+ interactions; the DT has nothing to learn")
+        self.windows = torch.as_tensor(np.stack([rows, ends], 1), device=dev)
         counts = np.bincount(train.items[train.items >= 0], minlength=self.n_items)
         self.log_popularity = torch.as_tensor(np.log1p(counts), dtype=torch.float32, device=dev)  # (I,)
 
         self.model = DecisionTransformer(cfg, self.n_items).to(dev)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.baselines = self._baselines()
+        self.baselines = baselines.reference(split, cfg.data_seed)
 
     # ------------------------------------------------------------------ training
 
@@ -298,13 +298,32 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             pick = torch.randint(len(self.windows), (cfg.batch_size,), generator=self.generator)
-            rows, starts = self.windows[pick.to(self.device)].unbind(1)
-            cols = starts[:, None] + offsets  # (B, K)
+            rows, ends = self.windows[pick.to(self.device)].unbind(1)
+            cols = ends[:, None] + offsets  # (B, K) padded columns; step index = col - (K - 1)
             rows = rows[:, None]
-            actions = self.train_items[rows, cols]  # (B, K)
-            hidden, first = self.model(self.train_returns[rows, cols], self.train_states[rows, cols], actions, cols)
+            steps = (cols - (cfg.context_length - 1)).clamp(min=0)
+            pooled = None
+            if self.pooling:
+                whole = rows.squeeze(1)
+                pooled = self.model.history(self.train_items[whole], self.train_centred[whole], cols, steps)
+            hidden, first, rating_hidden = self.model(
+                self.train_returns[rows, cols],
+                self.train_states[rows, cols],
+                self.train_items[rows, cols],
+                steps,
+                pooled,
+            )
             logits = self.model.logits(hidden)  # (B, K - first, I)
-            loss = F.cross_entropy(logits.reshape(-1, self.n_items), actions[:, first:].reshape(-1))
+            targets = self.train_targets[rows, cols]  # (B, K), IGNORE on padding
+            loss = F.cross_entropy(
+                logits.reshape(-1, self.n_items), targets[:, first:].reshape(-1), ignore_index=IGNORE
+            )
+            if cfg.rating_loss > 0:
+                later = targets[:, 1:]  # (B, K - 1) the items of steps 1 .. K-1
+                known = later != IGNORE
+                predicted = self.model.ratings(rating_hidden, later.clamp(min=0))
+                error = (predicted - self.train_centred[rows, cols][:, 1:]) ** 2
+                loss = loss + cfg.rating_loss * (error * known).sum() / known.sum().clamp(min=1)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norms.append(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
@@ -312,7 +331,7 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
             losses.append(loss.detach())
             self.step_count += 1
         elapsed = time.perf_counter() - start
-        evaluation = self._evaluate(self.recommend())
+        evaluation = recsys.evaluate(self.scores, self.split.valid, self.split.vocabulary, m.VALID)
         result = {
             m.TRAIN_LOSS: torch.stack(losses).mean().item(),
             m.TRAIN_GRAD_NORM: torch.stack(norms).mean().item(),
@@ -322,6 +341,7 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
             m.TRAIN_SEQUENCES_PER_S: cfg.steps_per_iteration * cfg.batch_size / elapsed,
             **{m.HPARAM_PREFIX + name: getattr(cfg, name) for name in MUTABLE_FIELDS},
             **evaluation,
+            m.SCORE: evaluation[self.score_metric],
             m.EVAL_SECONDS: time.perf_counter() - start - elapsed,
             **self.baselines,
         }
@@ -331,94 +351,44 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def recommend(self) -> np.ndarray:
-        """(U, N) items for every evaluation user, generated one at a time with a target return."""
-        cfg, ctx, dev = self.cfg, self.split.context, self.device
+    def scores(self, context: recsys.Sequences) -> np.ndarray:
+        """(U, I) next-item scores for users with `context` histories, conditioned on the target
+        return: logits - popularity_correction x log(1 + training count)."""
+        cfg, dev, k = self.cfg, self.device, self.cfg.context_length
         self.model.eval()
-        k = cfg.context_length
-        users = np.arange(ctx.count)
-        last = ctx.lengths[:, None] - (k - 1) + np.arange(k - 1)  # (U, K-1) the last known steps
-        returns = recsys.horizon_returns(ctx.ratings, ctx.lengths, cfg.return_horizon)[users[:, None], last]
-        states = recsys.running_state(ctx.ratings, ctx.lengths, cfg.max_timestep)
+        users, n = np.arange(context.count)[:, None], context.lengths
+        cols = n[:, None] + np.arange(k)  # padded columns of steps n - K + 1 .. n (n: the step chosen now)
+        items = np.where(context.items >= 0, context.items, self.pad_item)
+        items = _left_pad(items, k - 1, self.pad_item, extra=1)
+        items[np.arange(context.count), n + k - 1] = self.n_items  # "not chosen yet"
         target = cfg.target_return_scale * cfg.return_horizon * ratings.MAX_RATING
-        assumed = min(target / cfg.return_horizon, ratings.MAX_RATING)  # rating a pick is taken to get
-        # Rolling (U, K) windows whose last step is the one being chosen.
-        items = np.concatenate([ctx.items[users[:, None], last], np.full((ctx.count, 1), self.n_items)], 1)
-        rets = np.concatenate([returns, np.full((ctx.count, 1), target, dtype=np.float32)], 1)
-        sts = np.concatenate([states[users[:, None], last], states[users, ctx.lengths][:, None]], 1)
-        steps = np.concatenate([last, ctx.lengths[:, None]], 1)
-        count, rating_sum = ctx.lengths.astype(np.float64), ctx.ratings.sum(1).astype(np.float64)
-
-        exclude = torch.as_tensor(recsys.exclusion_mask(ctx, self.split.train, self.n_items), device=dev)
-        picks = []
-        for _ in range(cfg.num_recommendations):
-            hidden, _ = self.model(
-                torch.as_tensor(self._scale_returns(rets), device=dev),
-                self._state_tensor(sts),
-                torch.as_tensor(items, device=dev),
-                torch.as_tensor(steps, device=dev),
+        returns = recsys.horizon_returns(context.ratings, n, cfg.return_horizon)
+        returns = _left_pad(self._scale_returns(returns), k - 1, 0.0, extra=1)
+        returns[np.arange(context.count), n + k - 1] = self._scale_returns(np.float32(target))
+        states = _left_pad(recsys.running_state(context.ratings, n, cfg.max_timestep), k - 1, 0.0)
+        steps = torch.as_tensor(np.maximum(cols - (k - 1), 0), device=dev)
+        pooled = None
+        if self.pooling:
+            centred = _left_pad((context.ratings - 3.0) / 2.0 * (context.items >= 0), k - 1, 0.0, extra=1)
+            whole = torch.as_tensor(items, device=dev)
+            pooled = self.model.history(
+                whole, torch.as_tensor(centred, device=dev), torch.as_tensor(cols, device=dev), steps
             )
-            logits = self.model.logits(hidden[:, -1]) - cfg.popularity_correction * self.log_popularity  # (U, I)
-            logits = logits.masked_fill(exclude, float("-inf"))
-            pick = logits.argmax(1)
-            exclude[torch.arange(ctx.count, device=dev), pick] = True
-            pick = pick.cpu().numpy()
-            picks.append(pick)
-            # Append the pick with the assumed rating and open the next step.
-            items[:, -1] = pick
-            count, rating_sum = count + 1, rating_sum + assumed
-            next_state = np.stack(
-                [
-                    (rating_sum / count - 3.0) / 2.0,
-                    np.full(ctx.count, (assumed - 3.0) / 2.0),
-                    np.log1p(count) / np.log1p(cfg.max_timestep),
-                ],
-                1,
-            ).astype(np.float32)
-            items = np.concatenate([items[:, 1:], np.full((ctx.count, 1), self.n_items)], 1)
-            rets = np.concatenate([rets[:, 1:], np.full((ctx.count, 1), target, dtype=np.float32)], 1)
-            sts = np.concatenate([sts[:, 1:], next_state[:, None]], 1)
-            steps = np.concatenate([steps[:, 1:], steps[:, -1:] + 1], 1)
-        return np.stack(picks, 1)
+        hidden, _, rating_hidden = self.model(
+            torch.as_tensor(returns[users, cols], device=dev),
+            self._state_tensor(states[users, cols]),
+            torch.as_tensor(items[users, cols], device=dev),
+            steps,
+            pooled,
+        )
+        scores = self.model.logits(hidden[:, -1]) - cfg.popularity_correction * self.log_popularity  # (U, I)
+        if cfg.rating_score > 0:
+            scores = scores + cfg.rating_score * self.model.ratings(rating_hidden[:, -1])
+        return scores.float().cpu().numpy()
 
-    def _evaluate(self, recs: np.ndarray) -> dict:
-        """Score `recs` (U, N): true ratings on synthetic data, ranking metrics on real data."""
-        split = self.split
-        if self.expected is not None:
-            value = recsys.true_rating(self.expected, split.context.users, recs)
-            oracle = self.baselines[m.EVAL_ORACLE_RATING]
-            popular = self.baselines[m.baseline_metric(m.BASELINE_POPULARITY, m.EVAL_TRUE_RATING)]
-            score = (value - popular) / max(oracle - popular, 1e-9)  # popularity 0, oracle 1
-            return {m.EVAL_TRUE_RATING: value, m.SCORE: score}
-        ranking = recsys.ranking_metrics(recs, split.heldout_items, split.heldout_ratings)
-        return {
-            m.EVAL_HIT_RATE: ranking["hr"],
-            m.EVAL_NDCG: ranking["ndcg"],
-            m.EVAL_RATED_SHARE: ranking["rated_share"],
-            m.EVAL_RATED_MEAN: ranking["rated_mean"],
-            m.SCORE: ranking["ndcg"],
-        }
-
-    def _baselines(self) -> dict:
-        split, n = self.split, self.cfg.num_recommendations
-        exclude = recsys.exclusion_mask(split.context, split.train, self.n_items)
-        recs = {
-            m.BASELINE_POPULARITY: recsys.popularity_recs(split.train, exclude, n),
-            m.BASELINE_RANDOM: recsys.random_recs(exclude, n, np.random.default_rng(self.cfg.data_seed)),
-        }
-        out = {}
-        if self.expected is not None:
-            users = split.context.users
-            oracle = recsys.top_n(self.expected[users], exclude, n)
-            out[m.EVAL_ORACLE_RATING] = recsys.true_rating(self.expected, users, oracle)
-            for name, r in recs.items():
-                out[m.baseline_metric(name, m.EVAL_TRUE_RATING)] = recsys.true_rating(self.expected, users, r)
-        self.baselines = out
-        for name, r in recs.items():
-            for key, val in self._evaluate(r).items():
-                if key != m.EVAL_ORACLE_RATING:
-                    out[m.baseline_metric(name, key)] = val
-        return out
+    def test(self) -> dict:
+        """The test figures of the current weights: called once, on the selected trial, by the driver."""
+        return recsys.evaluate(self.scores, self.split.test, self.split.vocabulary, m.TEST)
 
     def _scale_returns(self, returns: np.ndarray) -> np.ndarray:
         """Centred per-step return: 0 for an average rating of 3, +1 for all 5s (at return_scale 2)."""
@@ -460,6 +430,12 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         for group in self.optimizer.param_groups:
             group["weight_decay"] = cfg.weight_decay
         self.model.set_dropout(cfg.dropout)
+
+
+def _left_pad(x: np.ndarray, width: int, fill, extra: int = 0) -> np.ndarray:
+    """`x` (S, L, ...) with `width` columns of `fill` in front and `extra` behind."""
+    pad = [(0, 0), (width, extra)] + [(0, 0)] * (x.ndim - 2)
+    return np.pad(x, pad, constant_values=fill)
 
 
 def flops_per_sequence(cfg: DTConfig, n_items: int) -> float:

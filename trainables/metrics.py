@@ -11,14 +11,18 @@ TRAIN_SEQUENCES = "train/sequences"
 TRAIN_SEQUENCES_PER_S = "train/sequences_per_s"
 TRAIN_GRAD_NORM = "train/grad_norm"
 
-# Synthetic data (ground truth known): true expected rating of the recommendations.
-EVAL_TRUE_RATING = "eval/true_rating"
-EVAL_ORACLE_RATING = "eval/oracle_rating"
-# Real data: full-ranking metrics on held-out interactions.
-EVAL_HIT_RATE = "eval/hr@10"
-EVAL_NDCG = "eval/ndcg@10"
-EVAL_RATED_SHARE = "eval/rated_share"
-EVAL_RATED_MEAN = "eval/rated_mean_rating"
+# Recommenders (trainables/recsys.py): "valid/<name>" figures select (score is one of them);
+# "test/<name>" figures are measured once, after selection, on the selected trial.
+VALID = "valid"
+TEST = "test"
+HR = "hr@10"
+NDCG = "ndcg@10"
+MRR = "mrr"
+COVERAGE = "coverage@10"
+LIKED = "liked_"  # prefix: the same metric over targets rated >= 4
+USERS = "users"
+TRUE_RATING = "true_rating"  # synthetic data: true expected rating of the top 10
+TRUE_RATING_NORM = "true_rating_norm"  # the same, random 0, oracle 1
 EVAL_SECONDS = "eval/seconds"
 
 # Reinforcement learning (dqn, qtable, RLlib baselines): greedy evaluation, no exploration, the
@@ -49,6 +53,11 @@ BASELINE_RANDOM = "random"  # recommenders: random items; RL: the uniform random
 
 # Current value of every hyperparameter PBT may mutate, one scalar each per iteration.
 HPARAM_PREFIX = "hparams/"
+
+
+def split_metric(split: str, name: str) -> str:
+    """`split_metric(VALID, NDCG)` -> "valid/ndcg@10"."""
+    return f"{split}/{name}"
 
 
 def baseline_metric(baseline: str, metric: str) -> str:

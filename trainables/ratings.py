@@ -1,8 +1,9 @@
 """Rating histories: a synthetic generator with ground truth, and loaders for real files.
 
 Every source becomes a `Ratings`: one row per interaction with contiguous user and item indices,
-sorted by (user, timestep). Synthetic data also carries the full user x item expected-rating
-matrix, so any recommendation can be scored exactly.
+sorted by (user, timestep). Synthetic data also carries its ground truth (`Truth`): the expected
+rating of every item for every user at every step of their history, so any recommendation can be
+scored exactly.
 
 Formats read by `load`:
   tsv        header-less, whitespace or tab separated: user_id item_id rating timestep (1-5)
@@ -39,7 +40,7 @@ class Ratings:
     n_users: int
     n_items: int
     source: str
-    expected: np.ndarray | None = None  # (n_users, n_items) float32 true expected rating, synthetic only
+    truth: "Truth | None" = None  # synthetic only: the expected rating of any item at any step
     user_ids: np.ndarray | None = None  # (n_users,) original ids, for messages
 
     def lengths(self) -> np.ndarray:
@@ -59,13 +60,45 @@ class SyntheticSpec:
     popularity_skew: float = 1.0  # Zipf exponent of item exposure
     taste: float = 1.0  # how strongly a user's choice follows their expected rating (exposure dominates)
     noise: float = 0.5  # std of observed rating around the expected one
+    drift: float = 0.99  # per-step persistence of a user's latent taste (AR(1)); 1 = static taste
+    transition: float = 1.0  # weight of the last item's "mood" on the next item's rating and choice
     seed: int = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Truth:
+    """What a synthetic user would rate any item at any step of their history.
+
+    The expected rating of item j at step t is a squashed sum of biases, the user's taste at step t
+    (which drifts) and the affinity of j to the item consumed at step t - 1 (the "mood" it leaves).
+    Kept in factored form: the full (users x steps x items) tensor would not fit in memory.
+    """
+
+    tastes: np.ndarray  # (U, T + 1, F) the user's taste before each step and after the last
+    user_bias: np.ndarray  # (U,)
+    item_factors: np.ndarray  # (I, F)
+    item_bias: np.ndarray  # (I,)
+    moods: np.ndarray  # (I, G) item-to-item affinity: mood(i, j) = moods[i] . moods[j]
+    transition: float
+
+    def expected(self, users: np.ndarray, steps: np.ndarray, last_items: np.ndarray) -> np.ndarray:
+        """(U, I) expected rating of every item for `users` at `steps`, after `last_items` (-1: none)."""
+        taste = self.tastes[users, steps]  # (U, F)
+        mood = np.where((last_items >= 0)[:, None], self.moods[np.maximum(last_items, 0)], 0.0)  # (U, G)
+        raw = (
+            0.2
+            + self.item_bias[None, :]
+            + self.user_bias[users, None]
+            + 1.3 * taste @ self.item_factors.T
+            + self.transition * mood @ self.moods.T
+        )
+        return (MIN_RATING + (MAX_RATING - MIN_RATING) / (1.0 + np.exp(-raw))).astype(np.float32)
+
+
 def synthetic(spec: SyntheticSpec, cache_dir: str | os.PathLike | None = None) -> Ratings:
-    """Goodreads-like histories with ground truth, generated once per spec and cached as .npz."""
+    """Histories with sequential structure and ground truth, generated once per spec, cached as .npz."""
     cache = Path(cache_dir or os.environ.get("TUNELAB_CACHE", Path.home() / ".cache" / "tunelab"))
-    key = hashlib.sha1(repr(dataclasses.astuple(spec)).encode()).hexdigest()[:12]
+    key = hashlib.sha1(repr((SYNTHETIC_VERSION, dataclasses.astuple(spec))).encode()).hexdigest()[:12]
     path = cache / f"synthetic-{key}.npz"
     if path.exists():
         try:
@@ -82,38 +115,58 @@ def synthetic(spec: SyntheticSpec, cache_dir: str | os.PathLike | None = None) -
     return _synthetic_from_arrays(arrays, spec)
 
 
-def _generate(spec: SyntheticSpec) -> dict:
-    rng = np.random.default_rng(spec.seed)
-    user_f = rng.normal(size=(spec.n_users, spec.factors)) / np.sqrt(spec.factors)
-    item_f = rng.normal(size=(spec.n_items, spec.factors))
-    item_bias = rng.normal(scale=0.3, size=spec.n_items)
-    user_bias = rng.normal(scale=0.3, size=(spec.n_users, 1))
-    # (U, I) expected rating: a mean of 3.2 plus biases plus taste, squashed into [1, 5].
-    raw = 0.2 + item_bias + user_bias + 1.3 * (user_f @ item_f.T)
-    expected = (MIN_RATING + (MAX_RATING - MIN_RATING) / (1.0 + np.exp(-raw))).astype(np.float32)
+SYNTHETIC_VERSION = 2  # bump when _generate changes, so stale caches are not reused
+MOOD_DIM = 4
 
-    # Exposure: a Zipf popularity over a random item order; choice: exposure x taste.
-    rank = rng.permutation(spec.n_items) + 1
-    log_pop = -spec.popularity_skew * np.log(rank)
-    lengths = rng.integers(spec.min_len, spec.max_len + 1, size=spec.n_users)
-    users, items, ratings, steps = [], [], [], []
-    for u in range(spec.n_users):
-        logits = log_pop + spec.taste * (expected[u] - 3.0)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        n = int(lengths[u])
-        chosen = rng.choice(spec.n_items, size=n, replace=False, p=probs)
-        observed = np.clip(np.rint(expected[u, chosen] + rng.normal(scale=spec.noise, size=n)), 1, 5)
-        users.append(np.full(n, u))
-        items.append(chosen)
-        ratings.append(observed)
-        steps.append(np.arange(n))
+
+def _generate(spec: SyntheticSpec) -> dict:
+    """Users consume items one step at a time, all users at once: the choice at step t follows
+    exposure (a Zipf popularity) and the expected rating at step t, which depends on the drifting
+    taste and on the item consumed at t - 1. Items are never consumed twice."""
+    rng = np.random.default_rng(spec.seed)
+    n_users, n_items, f = spec.n_users, spec.n_items, spec.factors
+    item_factors = rng.normal(size=(n_items, f))
+    item_bias = rng.normal(scale=0.3, size=n_items)
+    user_bias = rng.normal(scale=0.3, size=n_users)
+    moods = rng.normal(size=(n_items, MOOD_DIM)) / np.sqrt(MOOD_DIM)
+    lengths = rng.integers(spec.min_len, spec.max_len + 1, size=n_users)
+    width = int(lengths.max())
+    # Taste: a stationary AR(1) per user, (U, T + 1, F) with variance 1/F per factor.
+    tastes = np.empty((n_users, width + 1, f))
+    tastes[:, 0] = rng.normal(size=(n_users, f)) / np.sqrt(f)
+    innovation = np.sqrt(1.0 - spec.drift**2)
+    for t in range(width):
+        tastes[:, t + 1] = spec.drift * tastes[:, t] + innovation * rng.normal(size=(n_users, f)) / np.sqrt(f)
+    truth = Truth(tastes, user_bias, item_factors, item_bias, moods, spec.transition)
+
+    log_pop = -spec.popularity_skew * np.log(rng.permutation(n_items) + 1.0)
+    consumed = np.zeros((n_users, n_items), dtype=bool)
+    items = np.full((n_users, width), -1, dtype=np.int64)
+    observed = np.zeros((n_users, width), dtype=np.float32)
+    last = np.full(n_users, -1)
+    everyone = np.arange(n_users)
+    for t in range(width):
+        expected = truth.expected(everyone, np.full(n_users, t), last)  # (U, I)
+        logits = np.where(consumed, -np.inf, log_pop + spec.taste * (expected - 3.0))
+        gumbel = -np.log(-np.log(rng.random((n_users, n_items))))  # argmax of logits + Gumbel = a sample
+        pick = np.argmax(logits + gumbel, axis=1)
+        rating = np.clip(np.rint(expected[everyone, pick] + rng.normal(scale=spec.noise, size=n_users)), 1, 5)
+        items[:, t], observed[:, t] = pick, rating
+        consumed[everyone, pick] = True
+        last = pick
+    valid = np.arange(width)[None, :] < lengths[:, None]
+    users = np.broadcast_to(everyone[:, None], (n_users, width))[valid]
+    steps = np.broadcast_to(np.arange(width)[None, :], (n_users, width))[valid]
     return {
-        "users": np.concatenate(users).astype(np.int64),
-        "items": np.concatenate(items).astype(np.int64),
-        "ratings": np.concatenate(ratings).astype(np.float32),
-        "timesteps": np.concatenate(steps).astype(np.int64),
-        "expected": expected,
+        "users": users.astype(np.int64),
+        "items": items[valid],
+        "ratings": observed[valid],
+        "timesteps": steps.astype(np.int64),
+        "tastes": tastes.astype(np.float32),
+        "user_bias": user_bias,
+        "item_factors": item_factors,
+        "item_bias": item_bias,
+        "moods": moods,
     }
 
 
@@ -125,7 +178,7 @@ def _synthetic_from_arrays(a: dict, spec: SyntheticSpec) -> Ratings:
         timesteps=a["timesteps"],
         n_users=spec.n_users,
         n_items=spec.n_items,
-        expected=a["expected"],
+        truth=Truth(a["tastes"], a["user_bias"], a["item_factors"], a["item_bias"], a["moods"], spec.transition),
         source=f"synthetic({spec.n_users} users, {spec.n_items} items, seed {spec.seed})",
     )
 
@@ -280,6 +333,8 @@ def subsample_users(data: Ratings, fraction: float, seed: int) -> Ratings:
         ratings=data.ratings[rows],
         timesteps=data.timesteps[rows],
         n_users=int(kept.size),
-        expected=None if data.expected is None else data.expected[kept],
+        truth=None
+        if data.truth is None
+        else dataclasses.replace(data.truth, tastes=data.truth.tastes[kept], user_bias=data.truth.user_bias[kept]),
         user_ids=None if data.user_ids is None else data.user_ids[kept],
     )

@@ -1,18 +1,80 @@
-"""Pure helpers for sequential recommenders: user split, padded sequences, returns-to-go, running
-user state, training windows, and the baselines and ranking metrics every recommender reports."""
+"""One evaluation protocol for every recommender: the data settings, the split into training,
+validation and test, and full-ranking metrics computed in chunks.
+
+Protocol (`split`):
+  loo    real data: per user in time order, the last interaction is the test target, the one before
+         it the validation target, the rest is training; users with fewer than 3 interactions are
+         training only. The test context includes the validation interaction.
+  time   a global time cut: the last `eval_fraction` of interactions (by timestamp) is the test
+         period, the `eval_fraction` before it the validation period; a user's first interaction in
+         a period is its target, everything before it the context; training is what precedes both.
+  users  synthetic data: disjoint validation and test users (`eval_fraction` of users each), each
+         evaluated on its last interaction; everyone's history up to it is training.
+  auto   users on synthetic data, loo on a file.
+
+Every recommender is scored the same way: a (users x items) score matrix per chunk of users; the
+user's context items and every item that never occurs in training are excluded (the vocabulary is
+the training data's); the target's rank among all remaining items gives HR@10, NDCG@10 and MRR
+(no sampled negatives). On synthetic data the true expected rating of the top 10 is normalised so
+that random is 0 and the oracle 1.
+"""
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
+from trainables import metrics as m
+from trainables import ratings
+from trainables.config import ConfigError, check_range
 from trainables.ratings import MAX_RATING, MIN_RATING, DataError, Ratings
 
+TOP_N = 10  # the cut-off of every @10 metric (metrics.HR, NDCG, COVERAGE)
+LIKED = 4.0  # a target rated at least this is "liked"
 STATE_DIM = 3  # running mean rating, last rating, log position; see `running_state`
+SPLITS = ("auto", "loo", "time", "users")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The data settings every recommender shares (subclassed by each model's config)."""
+
+    data: str = "synthetic"
+    """"synthetic" (generated with sequential structure and ground truth, cached) or the path of a ratings file."""
+    data_format: str = "auto"
+    """auto, tsv (user item rating timestep), goodreads or movielens."""
+    synthetic_users: int = 3000
+    """Users in the synthetic data."""
+    synthetic_items: int = 400
+    """Items in the synthetic data."""
+    data_seed: int = 0
+    """Seed of the synthetic data and of the user split: the same for every trial, so trials compare."""
+    extreme_ratings: bool = False
+    """Map ratings 4-5 to 5 and 1-3 to 1, as the research tried."""
+    user_fraction: float = 1.0
+    """Keep this fraction of users (0.8 is the research's 80/20 subsample)."""
+    split: str = "auto"
+    """loo (leave-one-out: last = test, second last = validation), time (global time cut), users
+    (disjoint validation and test users), auto (users on synthetic data, loo on a file)."""
+    eval_fraction: float = 0.1
+    """split=users: fraction of users in each of validation and test; split=time: fraction of
+    interactions in each of the validation and test periods."""
+    shuffle_order: bool = False
+    """Shuffle the order of every training history (an ablation: what does order carry?)."""
+
+    def __post_init__(self):
+        if self.data_format not in ("auto", "tsv", "goodreads", "movielens"):
+            raise ValueError(f"data_format must be auto, tsv, goodreads or movielens, got {self.data_format!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        check_range(self, "[10, inf)", "synthetic_users")
+        check_range(self, "[20, inf)", "synthetic_items")
+        check_range(self, "(0, 0.5)", "eval_fraction")
 
 
 @dataclasses.dataclass(frozen=True)
 class Sequences:
-    """Users' histories as padded (S, L) arrays; row s holds `lengths[s]` valid steps."""
+    """Histories as right-padded (S, L) arrays; row s holds `lengths[s]` valid steps."""
 
     items: np.ndarray  # (S, L) int64, padding = -1
     ratings: np.ndarray  # (S, L) float32, padding = 0
@@ -23,91 +85,162 @@ class Sequences:
     def count(self) -> int:
         return len(self.lengths)
 
+    def rows(self, rows: np.ndarray) -> "Sequences":
+        return Sequences(self.items[rows], self.ratings[rows], self.lengths[rows], self.users[rows])
+
+
+@dataclasses.dataclass(frozen=True)
+class Heldout:
+    """Users evaluated on one target each: what is known of them, and what they did next."""
+
+    context: Sequences  # (U, L) everything before the target
+    targets: np.ndarray  # (U,) int64 the next item
+    target_ratings: np.ndarray  # (U,) float32 its rating
+    truth: np.ndarray | None  # (U, I) float32 expected rating of every item at the target step (synthetic)
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    train: Sequences  # training users' whole histories + evaluation users' contexts
-    context: Sequences  # evaluation users' histories without their held-out tail
-    heldout_items: np.ndarray  # (U, H) int64 the last H interactions of each evaluation user
-    heldout_ratings: np.ndarray  # (U, H) float32
+    train: Sequences  # what every model trains on
+    valid: Heldout  # `score` is computed here, and nothing else selects
+    test: Heldout  # measured once, after selection
+    n_items: int
+    vocabulary: np.ndarray  # (I,) bool: the item occurs in training
+    source: str
+    split: str  # the protocol used (auto resolved)
 
 
-def pack(data: Ratings, users: np.ndarray, cut: int = 0) -> Sequences:
-    """Pads the histories of `users` (in order) into (S, L) arrays, dropping each one's last `cut`."""
-    starts = np.concatenate([[0], np.cumsum(data.lengths())])
-    lengths = data.lengths()[users] - cut
-    width = int(lengths.max())
-    items = np.full((len(users), width), -1, dtype=np.int64)
-    ratings = np.zeros((len(users), width), dtype=np.float32)
-    for row, (user, n) in enumerate(zip(users, lengths)):
-        lo = starts[user]
-        items[row, :n] = data.items[lo : lo + n]
-        ratings[row, :n] = data.ratings[lo : lo + n]
-    return Sequences(items, ratings, lengths.astype(np.int64), np.asarray(users, dtype=np.int64))
+# ----------------------------------------------------------------------------- data and split
 
 
-def split_users(
-    data: Ratings, eval_fraction: float, holdout: int, min_context: int, seed: int, drop_short: bool
-) -> Split:
-    """Holds out the last `holdout` interactions of a random `eval_fraction` of users.
-
-    Every user needs `min_context + holdout` interactions (any user may be drawn for evaluation).
-    Short users are an error naming one of them, or are left out with `drop_short`.
-    """
-    need = min_context + holdout
-    lengths = data.lengths()
-    short = np.flatnonzero(lengths < need)
-    if short.size and not drop_short:
-        example = short[0]
-        name = data.user_ids[example] if data.user_ids is not None else example
-        raise DataError(
-            f"{data.source}: {short.size} of {data.n_users} users have fewer than {need} interactions "
-            f"(context_length + holdout), e.g. user {name!r} with {lengths[example]}; "
-            "lower context_length or holdout, or set drop_short_users=true to leave them out"
+def load(cfg: DataConfig) -> Ratings:
+    """The configured dataset with its variants applied; any problem is a DataError."""
+    if cfg.data == "synthetic":
+        spec = ratings.SyntheticSpec(
+            n_users=cfg.synthetic_users,
+            n_items=cfg.synthetic_items,
+            seed=cfg.data_seed,
+            min_len=min(40, cfg.synthetic_items // 4),
+            max_len=min(80, cfg.synthetic_items // 2),
         )
-    usable = np.flatnonzero(lengths >= need)
-    if usable.size < 2:
-        raise DataError(f"{data.source}: only {usable.size} users have {need}+ interactions; need at least 2")
-    rng = np.random.default_rng(seed)
-    n_eval = min(max(1, round(eval_fraction * usable.size)), usable.size - 1)
-    eval_users = np.sort(rng.choice(usable, size=n_eval, replace=False))
-    train_users = np.setdiff1d(usable, eval_users)
+        data = ratings.synthetic(spec)
+    else:
+        data = ratings.load(cfg.data, cfg.data_format)
+    if cfg.extreme_ratings:
+        data = ratings.extreme(data)
+    return ratings.subsample_users(data, cfg.user_fraction, cfg.data_seed)
 
-    full = pack(data, eval_users)
-    context = pack(data, eval_users, cut=holdout)
-    rows = np.arange(n_eval)[:, None]
-    tail = context.lengths[:, None] + np.arange(holdout)  # (U, H) positions of the held-out steps
-    train_part = pack(data, train_users)
+
+def load_split(cfg: DataConfig) -> tuple[Ratings, Split]:
+    """The dataset and its split; any problem with the data is a ConfigError naming it."""
+    try:
+        data = load(cfg)
+        return data, make_split(data, cfg)
+    except DataError as err:
+        raise ConfigError(str(err)) from None
+
+
+def make_split(data: Ratings, cfg: DataConfig) -> Split:
+    kind = cfg.split if cfg.split != "auto" else ("users" if data.truth is not None else "loo")
+    lengths = data.lengths()
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    position = np.arange(len(data.users)) - starts[data.users]  # each interaction's index in its history
+    rng = np.random.default_rng(cfg.data_seed)
+    if kind == "loo":
+        evaluated = np.flatnonzero(lengths >= 3)
+        _need(evaluated, 1, data, "users with 3+ interactions (leave-one-out needs training, validation and test)")
+        in_train = position < (lengths[data.users] - 2)
+        in_train |= lengths[data.users] < 3  # short users are training only
+        valid_users, valid_len = evaluated, lengths[evaluated] - 2
+        test_users, test_len = evaluated, lengths[evaluated] - 1
+    elif kind == "users":
+        candidates = rng.permutation(np.flatnonzero(lengths >= 2))
+        n_eval = max(1, round(cfg.eval_fraction * len(candidates)))
+        _need(candidates, 2 * n_eval + 1, data, "users with 2+ interactions (split=users)")
+        valid_users, test_users = np.sort(candidates[:n_eval]), np.sort(candidates[n_eval : 2 * n_eval])
+        valid_len, test_len = lengths[valid_users] - 1, lengths[test_users] - 1
+        evaluated = np.concatenate([valid_users, test_users])
+        held = np.zeros(len(data.users), dtype=bool)
+        held[starts[evaluated + 1] - 1] = True  # each evaluated user's last interaction
+        in_train = ~held
+    elif kind == "time":
+        cut_valid, cut_test = np.quantile(data.timesteps, [1 - 2 * cfg.eval_fraction, 1 - cfg.eval_fraction])
+        in_train = data.timesteps < cut_valid
+        # Each user's context ends at their first interaction in the period (histories are time-sorted).
+        valid_users, valid_len = _first_in_period(data, position, cut_valid, cut_test)
+        test_users, test_len = _first_in_period(data, position, cut_test, np.inf)
+        for users, period, cut in [(valid_users, "validation", cut_valid), (test_users, "test", cut_test)]:
+            _need(users, 1, data, f"users with history before the {period} period (split=time, from {cut:g})")
+    else:
+        raise DataError(f"unknown split {cfg.split!r}")
+
+    train_users = np.unique(data.users[in_train])
+    train_len = np.bincount(data.users[in_train], minlength=data.n_users)[train_users]
+    train = pack(data, train_users, train_len, rng if cfg.shuffle_order else None)
+    vocabulary = np.bincount(data.items[in_train], minlength=data.n_items) > 0
     return Split(
-        train=_concat(train_part, context),
-        context=context,
-        heldout_items=full.items[rows, tail],
-        heldout_ratings=full.ratings[rows, tail],
+        train=train,
+        valid=heldout(data, valid_users, valid_len),
+        test=heldout(data, test_users, test_len),
+        n_items=data.n_items,
+        vocabulary=vocabulary,
+        source=data.source,
+        split=kind,
     )
 
 
-def _concat(a: Sequences, b: Sequences) -> Sequences:
-    width = max(a.items.shape[1], b.items.shape[1])
-
-    def pad(x: np.ndarray, fill) -> np.ndarray:
-        return np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=fill)
-
-    return Sequences(
-        items=np.concatenate([pad(a.items, -1), pad(b.items, -1)]),
-        ratings=np.concatenate([pad(a.ratings, 0), pad(b.ratings, 0)]),
-        lengths=np.concatenate([a.lengths, b.lengths]),
-        users=np.concatenate([a.users, b.users]),
-    )
+def _need(users: np.ndarray, count: int, data: Ratings, what: str) -> None:
+    if len(users) < count:
+        raise DataError(f"{data.source}: {len(users)} {what}; need at least {count}")
 
 
-def horizon_returns(ratings: np.ndarray, lengths: np.ndarray, horizon: int) -> np.ndarray:
+def _first_in_period(data: Ratings, position, low, high) -> tuple[np.ndarray, np.ndarray]:
+    """Users with an interaction in [low, high) and some history before it: (users, context lengths)."""
+    inside = (data.timesteps >= low) & (data.timesteps < high)
+    first = np.full(data.n_users, -1)
+    rows = np.flatnonzero(inside)[::-1]  # reversed: the earliest row per user is written last
+    first[data.users[rows]] = position[rows]
+    users = np.flatnonzero(first > 0)  # a context of at least one interaction
+    return users, first[users]
+
+
+def pack(data: Ratings, users: np.ndarray, lengths: np.ndarray, shuffle: np.random.Generator | None = None):
+    """Right-pads the first `lengths[k]` interactions of each of `users` into (S, L) arrays;
+    with `shuffle`, each history's order is permuted (the order ablation)."""
+    starts = np.concatenate([[0], np.cumsum(data.lengths())])
+    width = max(int(lengths.max()) if len(lengths) else 1, 1)
+    items = np.full((len(users), width), -1, dtype=np.int64)
+    values = np.zeros((len(users), width), dtype=np.float32)
+    for row, (user, n) in enumerate(zip(users, lengths)):
+        order = starts[user] + (shuffle.permutation(n) if shuffle is not None else np.arange(n))
+        items[row, :n] = data.items[order]
+        values[row, :n] = data.ratings[order]
+    return Sequences(items, values, np.asarray(lengths, dtype=np.int64), np.asarray(users, dtype=np.int64))
+
+
+def heldout(data: Ratings, users: np.ndarray, lengths: np.ndarray) -> Heldout:
+    """Users whose target is interaction number `lengths[k]` (0-based) of their history."""
+    context = pack(data, users, lengths)
+    starts = np.concatenate([[0], np.cumsum(data.lengths())])
+    at = starts[users] + lengths
+    truth = None
+    if data.truth is not None:
+        last = context.items[np.arange(len(users)), lengths - 1]
+        truth = data.truth.expected(users, lengths, last)
+    return Heldout(context, data.items[at], data.ratings[at], truth)
+
+
+# ----------------------------------------------------------------------------- sequence features
+
+
+def horizon_returns(values: np.ndarray, lengths: np.ndarray, horizon: int) -> np.ndarray:
     """(S, L) return-to-go over a sliding horizon: `horizon` x mean of the next <= `horizon` ratings.
 
     A sliding horizon keeps the conditioning stationary: asking for N more well-rated items means
     the same at step 5 as at step 500, and a sequence's tail is rescaled rather than truncated.
     """
-    width = ratings.shape[1]
-    csum = np.concatenate([np.zeros((len(ratings), 1)), np.cumsum(ratings, axis=1, dtype=np.float64)], axis=1)
+    width = values.shape[1]
+    csum = np.concatenate([np.zeros((len(values), 1)), np.cumsum(values, axis=1, dtype=np.float64)], axis=1)
     pos = np.arange(width)[None, :]
     end = np.minimum(pos + horizon, lengths[:, None])  # (S, L) exclusive end of each horizon
     count = np.maximum(end - pos, 1)
@@ -116,19 +249,20 @@ def horizon_returns(ratings: np.ndarray, lengths: np.ndarray, horizon: int) -> n
     return np.where(pos < lengths[:, None], returns, 0.0).astype(np.float32)
 
 
-def running_state(ratings: np.ndarray, lengths: np.ndarray, max_position: int) -> np.ndarray:
+def running_state(values: np.ndarray, lengths: np.ndarray, max_position: int) -> np.ndarray:
     """(S, L + 1, STATE_DIM) what is known of the user before each step, and after the last one.
 
     Features, each roughly in [-1, 1]: mean rating so far, last rating, log of the position.
     """
-    n, width = ratings.shape
+    n, width = values.shape
     valid = np.arange(width)[None, :] < lengths[:, None]
-    r = np.where(valid, ratings, 0.0)
+    r = np.where(valid, values, 0.0)
     csum = np.concatenate([np.zeros((n, 1)), np.cumsum(r, axis=1)], axis=1)  # (S, L + 1)
     pos = np.arange(width + 1)[None, :]
     mid = (MAX_RATING + MIN_RATING) / 2
     half = (MAX_RATING - MIN_RATING) / 2
     mean = np.where(pos > 0, csum / np.maximum(pos, 1), mid)
+    mean = np.where(pos <= lengths[:, None], mean, mid)
     last = np.concatenate([np.full((n, 1), mid), r], axis=1)
     last = np.where(pos <= lengths[:, None], last, mid)
     log_pos = np.broadcast_to(np.log1p(pos) / np.log1p(max_position), (n, width + 1))
@@ -136,61 +270,80 @@ def running_state(ratings: np.ndarray, lengths: np.ndarray, max_position: int) -
     return state.astype(np.float32)
 
 
-def windows(lengths: np.ndarray, size: int) -> np.ndarray:
-    """(W, 2) every (row, start) such that steps start .. start + size - 1 are valid."""
-    counts = np.maximum(lengths - size + 1, 0)
-    rows = np.repeat(np.arange(len(lengths)), counts)
-    starts = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return np.stack([rows, starts], axis=1).astype(np.int64)
+# ----------------------------------------------------------------------------- evaluation
 
 
-def exclusion_mask(context: Sequences, train: Sequences, n_items: int) -> np.ndarray:
-    """(U, I) True where an item may not be recommended to the user: one they already interacted
-    with, or one that never occurs in training. The vocabulary is the training data's: an item seen
-    only in held-out interactions has no learned score, and would otherwise win by default (e.g. it
-    gets no popularity penalty)."""
-    mask = np.zeros((context.count, n_items), dtype=bool)
+def exclusion_mask(context: Sequences, vocabulary: np.ndarray) -> np.ndarray:
+    """(U, I) True where an item may not be recommended: one the user already interacted with, or
+    one that never occurs in training (it has no learned score, and would otherwise win by default,
+    e.g. by getting no popularity penalty)."""
+    mask = np.broadcast_to(~vocabulary, (context.count, len(vocabulary))).copy()
     rows, cols = np.nonzero(context.items >= 0)
     mask[rows, context.items[rows, cols]] = True
-    mask[:, np.bincount(train.items[train.items >= 0], minlength=n_items) == 0] = True
     return mask
 
 
-def top_n(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
-    """(U, n) the highest-scoring items per row, best first, excluding `exclude` (U, I)."""
-    masked = np.where(exclude, -np.inf, scores)
-    part = np.argpartition(-masked, n - 1, axis=1)[:, :n]
-    order = np.argsort(-np.take_along_axis(masked, part, axis=1), axis=1, kind="stable")
+def top_n(scores: np.ndarray, n: int = TOP_N) -> np.ndarray:
+    """(U, n) the highest-scoring items per row, best first (exclusions already set to -inf)."""
+    part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
 
 
-def popularity_recs(train: Sequences, exclude: np.ndarray, n: int) -> np.ndarray:
-    counts = np.bincount(train.items[train.items >= 0], minlength=exclude.shape[1]).astype(np.float64)
-    return top_n(np.broadcast_to(counts, exclude.shape), exclude, n)
+def evaluate(
+    score_fn: Callable[[Sequences], np.ndarray], held: Heldout, vocabulary: np.ndarray, prefix: str, chunk: int = 1024
+) -> dict:
+    """Full-ranking metrics of a recommender on `held`, `chunk` users at a time.
+
+    `score_fn(context rows) -> (rows, I)` scores; higher is better. A target the model cannot
+    recommend (never in training, or already in the context) counts as a miss. Ties are broken
+    against the target, so a constant score earns nothing.
+    """
+    n_users = held.context.count
+    ranks = np.empty(n_users)
+    recommended = np.zeros(len(vocabulary), dtype=bool)
+    true_model = true_random = true_oracle = 0.0
+    for lo in range(0, n_users, chunk):
+        rows = np.arange(lo, min(lo + chunk, n_users))
+        exclude = exclusion_mask(held.context.rows(rows), vocabulary)
+        scores = np.where(exclude, -np.inf, np.asarray(score_fn(held.context.rows(rows)), dtype=np.float64))
+        target = scores[np.arange(len(rows)), held.targets[rows]]
+        rank = (scores > target[:, None]).sum(1) + (scores == target[:, None]).sum(1) - 1
+        ranks[rows] = np.where(np.isfinite(target), rank, np.inf)
+        top = top_n(scores)
+        recommended[top.ravel()] = True
+        if held.truth is not None:
+            truth = held.truth[rows]
+            allowed = ~exclude
+            true_model += truth[np.arange(len(rows))[:, None], top].mean(1).sum()
+            true_random += ((truth * allowed).sum(1) / np.maximum(allowed.sum(1), 1)).sum()
+            true_oracle += np.take_along_axis(truth, top_n(np.where(exclude, -np.inf, truth)), 1).mean(1).sum()
+    out = {m.split_metric(prefix, k): v for k, v in ranking_metrics(ranks).items()}
+    liked = held.target_ratings >= LIKED
+    for k, v in ranking_metrics(ranks[liked]).items():
+        if k != m.USERS:
+            out[m.split_metric(prefix, m.LIKED + k)] = v
+    out[m.split_metric(prefix, m.COVERAGE)] = float(recommended.sum() / max(vocabulary.sum(), 1))
+    if held.truth is not None:
+        model, random, oracle = true_model / n_users, true_random / n_users, true_oracle / n_users
+        out[m.split_metric(prefix, m.TRUE_RATING)] = float(model)
+        out[m.split_metric(prefix, m.TRUE_RATING_NORM)] = float((model - random) / max(oracle - random, 1e-9))
+    return out
 
 
-def random_recs(exclude: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    return top_n(rng.random(exclude.shape), exclude, n)
-
-
-def true_rating(expected: np.ndarray, users: np.ndarray, recs: np.ndarray) -> float:
-    """Mean true expected rating of the recommended items (synthetic data)."""
-    return float(expected[users[:, None], recs].mean())
-
-
-def ranking_metrics(recs: np.ndarray, heldout_items: np.ndarray, heldout_ratings: np.ndarray) -> dict:
-    """Full-ranking HR@N and NDCG@N against held-out interactions, plus how often a recommended
-    item was one the user rated later and the mean of those ratings."""
-    n = recs.shape[1]
-    hits = recs[:, :, None] == heldout_items[:, None, :]  # (U, N, H)
-    hit_at = hits.any(axis=2)  # (U, N)
-    discounts = 1.0 / np.log2(np.arange(n) + 2.0)
-    ideal = discounts[: min(n, heldout_items.shape[1])].sum()
-    ndcg = (hit_at * discounts).sum(axis=1) / ideal
-    hit_ratings = (hits * heldout_ratings[:, None, :]).sum(axis=2)[hit_at]
+def ranking_metrics(ranks: np.ndarray) -> dict:
+    """HR@10, NDCG@10 and MRR from 0-based target ranks (inf: the target could not be ranked)."""
+    if not len(ranks):
+        return {m.HR: float("nan"), m.NDCG: float("nan"), m.MRR: float("nan"), m.USERS: 0}
+    hit = ranks < TOP_N
     return {
-        "hr": float(hit_at.any(axis=1).mean()),
-        "ndcg": float(ndcg.mean()),
-        "rated_share": float(hit_at.mean()),
-        "rated_mean": float(hit_ratings.mean()) if hit_ratings.size else 0.0,
+        m.HR: float(hit.mean()),
+        m.NDCG: float(np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0).mean()),
+        m.MRR: float((1.0 / (ranks + 1.0)).mean()),
+        m.USERS: len(ranks),
     }
+
+
+def score_metric(split: Split) -> str:
+    """What `score` is on this split: the normalised true rating on synthetic data, NDCG@10 otherwise."""
+    return m.split_metric(m.VALID, m.TRUE_RATING_NORM if split.valid.truth is not None else m.NDCG)

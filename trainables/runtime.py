@@ -2,6 +2,7 @@
 compatibility and the PBT reset rule: once, for every model."""
 
 import dataclasses
+import importlib
 import os
 import random
 from collections.abc import Callable
@@ -115,3 +116,15 @@ def reset_config(trainable, new_config: dict, parse: Callable, mutable: tuple, a
     if apply is not None:
         apply(new)
     return True
+
+
+def measure_test(trainable: str, config: dict, checkpoint) -> dict:
+    """The test figures of a selected trial: the "module:Class" trainable built from its config,
+    restored from its checkpoint, then `test()` once (platform/selection.py runs this as a Ray task)."""
+    module, _, name = trainable.partition(":")
+    model = getattr(importlib.import_module(module), name)(config=dict(config))
+    try:
+        model.restore(checkpoint)
+        return {k: float(v) for k, v in model.test().items()}
+    finally:
+        model.stop()

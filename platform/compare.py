@@ -1,0 +1,159 @@
+"""`python -m platform.compare [MODEL ...]`: recommenders on one split, each tuned, seeds with intervals.
+
+    python -m platform.compare                       # dt sasrec ease itemknn toprated popularity random
+    python -m platform.compare dt sasrec --seeds 5 --set data=~/ml-1m/ratings.dat.tsv
+    python -m platform.compare --budget smoke         # seconds, for tests
+
+For every seed and every model, one experiment runs that model's own search (`python -m platform.tune
+MODEL --set seed=S`; PBT for dt and sasrec, Optuna for the tunable baselines) on the same data and
+split. The trial each experiment selects on its validation `score` is measured once on the test
+split. The table gives, per model, the mean and 95% interval over seeds of the validation score and
+of the test figures, and the paired difference (same seed, same split) of each model's primary test
+figure against the first model. `--vary-data` also sets data_seed = seed, so the split (and the
+synthetic data) changes with the seed and the interval covers data variation too.
+
+Written to STORAGE/NAME/: one Tune experiment per model and seed, comparison.json and comparison.md.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import search_spaces
+from platform import summary
+from platform.callbacks import StalledRun
+from platform.experiment import Storage
+from platform.tune import execute, make_plan, start_ray
+from platform.tune import parser as tune_parser
+from trainables import metrics as m
+from trainables.config import ConfigError, field_types
+
+DEFAULT_MODELS = ("dt", "sasrec", "ease", "itemknn", "toprated", "popularity", "random")
+COLUMNS = (m.HR, m.NDCG, m.MRR, m.COVERAGE, m.TRUE_RATING_NORM)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m platform.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("models", nargs="*", default=list(DEFAULT_MODELS), help="recommenders; the first is the reference")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
+    p.add_argument("--vary-data", action="store_true", help="data_seed = seed: the split varies with the seed")
+    p.add_argument("--budget", choices=("smoke", "full"), default="full")
+    p.add_argument("--samples", type=int, help="trials per search (default: each model's budget)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every model that has KEY")
+    p.add_argument("--name", help="default: compare-TIMESTAMP")
+    p.add_argument("--storage", default=os.environ.get("TUNELAB_STORAGE", "~/ray_results"))
+    p.add_argument("--address", help="Ray cluster to join; default: a local Ray")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    return p
+
+
+def plans(args: argparse.Namespace) -> list:
+    """One validated plan per (seed, model), before anything runs; raises ConfigError."""
+    unknown = [name for name in args.models if name not in search_spaces.MODELS]
+    if unknown:
+        raise ConfigError(f"unknown model {unknown[0]!r}; choose from {', '.join(search_spaces.MODELS)}")
+    specs = {name: search_spaces.get(name) for name in args.models}
+    not_recommenders = [name for name, spec in specs.items() if not spec.measures_test]
+    if not_recommenders:
+        raise ConfigError(f"{not_recommenders[0]} is not a recommender; compare takes recommenders only")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    for text in args.set:
+        key = text.partition("=")[0].partition(".")[0]
+        if not any(key in field_types(spec.config) for spec in specs.values()):
+            raise ConfigError(f"--set {text}: no model among {', '.join(args.models)} has the key {key!r}")
+    name = args.name or f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage = Storage.parse(args.storage)
+    root = storage.experiment(name)
+    if not storage.is_uri and os.path.exists(os.path.join(root, "comparison.json")):
+        raise ConfigError(f"comparison {name!r} already exists at {root}; pass a new --name (nothing was changed)")
+    out = []
+    for seed in range(args.seeds):
+        for model in args.models:
+            keys = field_types(specs[model].config)
+            sets = [t for t in args.set if t.partition("=")[0].partition(".")[0] in keys]
+            sets += [f"seed={seed}"] + ([f"data_seed={seed}"] if args.vary_data else [])
+            argv = [model, "--budget", args.budget, "--name", f"{model}-seed{seed}", "--storage", root]
+            argv += ["--cpus-per-trial", str(args.cpus_per_trial)] + [x for s in sets for x in ("--set", s)]
+            argv += ["--samples", str(args.samples)] if args.samples else []
+            out.append((seed, model, argv, make_plan(tune_parser().parse_args(argv))))
+    return out
+
+
+def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
+    """A markdown table of mean [95% CI] over seeds, and the same figures as a dict."""
+    synthetic = any(m.split_metric(m.TEST, m.TRUE_RATING_NORM) in t for runs in rows.values() for t in runs)
+    primary = m.split_metric(m.TEST, m.TRUE_RATING_NORM if synthetic else m.NDCG)
+    columns = [m.SCORE] + [m.split_metric(m.TEST, c) for c in COLUMNS if synthetic or c != m.TRUE_RATING_NORM]
+    header = ["model", "seeds", "valid score"] + [c for c in columns[1:]] + [f"{primary} - {reference} (paired)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    figures: dict = {}
+    by_seed_ref = {t["seed"]: t[primary] for t in rows[reference]}
+    for model, runs in rows.items():
+        cells, figures[model] = [model, str(len(runs))], {}
+        for column in columns:
+            mean, _, low, high = summary.confidence_interval([t[column] for t in runs])
+            figures[model][column] = {"mean": mean, "low": low, "high": high}
+            cells.append(f"{mean:.4f} [{low:.4f}, {high:.4f}]")
+        diffs = [t[primary] - by_seed_ref[t["seed"]] for t in runs if t["seed"] in by_seed_ref]
+        if model == reference or not diffs:
+            cells.append("")
+        else:
+            mean, _, low, high = summary.confidence_interval(diffs)
+            figures[model]["paired_difference"] = {"mean": mean, "low": low, "high": high, "seeds": len(diffs)}
+            cells.append(f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines), {"primary": primary, "models": figures}
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        planned = plans(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    import ray
+
+    started = False
+    rows: dict[str, list[dict]] = {model: [] for model in args.models}
+    try:
+        started = start_ray(args.address, args.cpus_per_trial)
+        for seed, model, argv_model, plan in planned:
+            _, tests = execute(plan, argv_model)
+            if not tests:
+                print(f"error: {model} (seed {seed}): no trial finished; see {plan.storage.experiment(plan.name)}")
+                return 1
+            rows[model].append({**tests[0], "seed": seed})
+    except (ConfigError, StalledRun) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if started:
+            ray.shutdown()
+    text, figures = table(rows, args.models[0])
+    root = planned[0][3].storage
+    split = dataclasses.asdict(planned[0][3].config)
+    head = (
+        f"Comparison over {args.seeds} seed(s) ({'data and training' if args.vary_data else 'training'} seeds), "
+        f"data {split['data']!r}, split {split['split']!r}; valid score selects, test figures measured once "
+        f"on each selected trial; mean [95% t-interval]."
+    )
+    print("\n" + head + "\n" + text)
+    if not root.is_uri:
+        os.makedirs(root.root, exist_ok=True)
+        with open(os.path.join(root.root, "comparison.json"), "w") as f:
+            json.dump({"args": vars(args), "runs": rows, **figures}, f, indent=1, default=str)
+        with open(os.path.join(root.root, "comparison.md"), "w") as f:
+            f.write(head + "\n\n" + text + "\n")
+        print(f"Written: {os.path.join(root.root, 'comparison.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
