@@ -3,6 +3,10 @@
     python -m platform.compare                       # dt sasrec ease itemknn toprated popularity random
     python -m platform.compare dt sasrec --seeds 5 --set data=~/ml-1m/ratings.dat.tsv
     python -m platform.compare --budget smoke         # seconds, for tests
+    python -m platform.compare dt dt:tokens=a dt:state=constant --search none --seeds 5   # an ablation
+
+A model may carry settings of its own, MODEL:KEY=VALUE[,KEY=VALUE...]; the table's row is named by
+that text, so variants of one model compare like different models.
 
 For every seed and every model, one experiment runs that model's own search (`python -m platform.tune
 MODEL --set seed=S`; PBT for dt and sasrec, Optuna for the tunable baselines) on the same data and
@@ -25,7 +29,7 @@ import time
 import search_spaces
 from platform import summary
 from platform.callbacks import StalledRun
-from platform.experiment import Storage
+from platform.experiment import SEARCHES, Storage
 from platform.tune import execute, make_plan, start_ray
 from platform.tune import parser as tune_parser
 from trainables import metrics as m
@@ -43,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
     p.add_argument("--vary-data", action="store_true", help="data_seed = seed: the split varies with the seed")
     p.add_argument("--budget", choices=("smoke", "full"), default="full")
+    p.add_argument("--search", choices=SEARCHES, help="for every model (default: each model's own)")
     p.add_argument("--samples", type=int, help="trials per search (default: each model's budget)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every model that has KEY")
     p.add_argument("--name", help="default: compare-TIMESTAMP")
@@ -54,10 +59,13 @@ def parser() -> argparse.ArgumentParser:
 
 def plans(args: argparse.Namespace) -> list:
     """One validated plan per (seed, model), before anything runs; raises ConfigError."""
-    unknown = [name for name in args.models if name not in search_spaces.MODELS]
+    variants = {label: variant(label) for label in args.models}
+    if len(variants) < len(args.models):
+        raise ConfigError("a model is named twice; give each variant its own settings")
+    unknown = [model for model, _ in variants.values() if model not in search_spaces.MODELS]
     if unknown:
         raise ConfigError(f"unknown model {unknown[0]!r}; choose from {', '.join(search_spaces.MODELS)}")
-    specs = {name: search_spaces.get(name) for name in args.models}
+    specs = {label: search_spaces.get(model) for label, (model, _) in variants.items()}
     not_recommenders = [name for name, spec in specs.items() if not spec.measures_test]
     if not_recommenders:
         raise ConfigError(f"{not_recommenders[0]} is not a recommender; compare takes recommenders only")
@@ -74,15 +82,27 @@ def plans(args: argparse.Namespace) -> list:
         raise ConfigError(f"comparison {name!r} already exists at {root}; pass a new --name (nothing was changed)")
     out = []
     for seed in range(args.seeds):
-        for model in args.models:
-            keys = field_types(specs[model].config)
-            sets = [t for t in args.set if t.partition("=")[0].partition(".")[0] in keys]
+        for label, (model, own) in variants.items():
+            keys = field_types(specs[label].config)
+            sets = [t for t in args.set if t.partition("=")[0].partition(".")[0] in keys] + own
             sets += [f"seed={seed}"] + ([f"data_seed={seed}"] if args.vary_data else [])
-            argv = [model, "--budget", args.budget, "--name", f"{model}-seed{seed}", "--storage", root]
+            folder = label.replace(":", "-").replace("=", "").replace(",", "-").replace("/", "_")
+            argv = [model, "--budget", args.budget, "--name", f"{folder}-seed{seed}", "--storage", root]
             argv += ["--cpus-per-trial", str(args.cpus_per_trial)] + [x for s in sets for x in ("--set", s)]
             argv += ["--samples", str(args.samples)] if args.samples else []
-            out.append((seed, model, argv, make_plan(tune_parser().parse_args(argv))))
+            argv += ["--search", args.search] if args.search else []
+            out.append((seed, label, argv, make_plan(tune_parser().parse_args(argv))))
     return out
+
+
+def variant(label: str) -> tuple[str, list[str]]:
+    """ "dt:tokens=a,state=constant" -> ("dt", ["tokens=a", "state=constant"])."""
+    model, _, settings = label.partition(":")
+    own = [s for s in settings.split(",") if s]
+    bad = [s for s in own if "=" not in s]
+    if bad:
+        raise ConfigError(f"{label}: {bad[0]!r} is not KEY=VALUE; write MODEL:KEY=VALUE[,KEY=VALUE...]")
+    return model, own
 
 
 def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:

@@ -39,7 +39,8 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
     else:
         best = results.get_best_result(metric=metric, mode=mode, scope="last", filter_nan_and_inf=True)
         name, iteration = best.path.rsplit("/", 1)[-1], best.metrics.get("training_iteration")
-        lines.append(f"Best trial: {name}  (iteration {iteration}; selected on the validation {metric})")
+        on = f"the validation {metric}" if plan.spec.measures_test else f"its last {metric}"
+        lines.append(f"Best trial: {name}  (iteration {iteration}; selected on {on})")
         lines.append(f"  {metric}: {best.metrics[metric]:.4f}")
         for key in sorted(best.metrics):
             if key.startswith(m.BASELINE_PREFIX) and key.endswith("/" + metric):

@@ -15,6 +15,7 @@ def _toprated_space(trial) -> dict:
 
 def _itemknn_space(trial) -> dict:
     return {
+        "cooccurrence": trial.suggest_categorical("cooccurrence", ["history", "next"]),
         "neighbours": trial.suggest_int("neighbours", 5, 400, log=True),
         "recent": trial.suggest_int("recent", 1, 50, log=True),
         "decay": trial.suggest_float("decay", 0.3, 1.0),

@@ -188,3 +188,24 @@ def test_bad_data_settings_are_one_clear_line(tmp_path):
     path = write_tsv(tmp_path, [("a", "i1", 4, 1), ("a", "i2", 5, 2), ("b", "i1", 3, 1)])
     with pytest.raises(ConfigError, match=r"0 users with 3\+ interactions .* need at least 1"):
         baselines.check({"data": str(path)})
+
+
+def test_order_carries_signal_a_sequential_model_learns():
+    """Issue 9, problem 5: trained on histories whose order was shuffled, a sequential model (item-kNN
+    over "j follows i") loses most of its score on ground truth; a static model (EASE, item-kNN
+    over whole histories) gets exactly the same score, order being invisible to it."""
+    norm = m.split_metric(m.VALID, m.TRUE_RATING_NORM)
+    got = {}
+    for shuffle in (False, True):
+        for name, settings in [
+            ("next", {"method": "itemknn", "cooccurrence": "next", "recent": 1, "min_rating": 4.0}),
+            ("ease", {"method": "ease", "min_rating": 4.0}),
+            ("history", {"method": "itemknn", "min_rating": 4.0}),
+        ]:
+            cfg = baselines.BaselineConfig(shuffle_order=shuffle, **settings)
+            _, split = recsys.load_split(cfg)
+            got[name, shuffle] = recsys.evaluate(baselines.fit(cfg, split), split.valid, split.vocabulary, m.VALID)[
+                norm
+            ]
+    assert got["next", False] > got["next", True] + 0.08, got
+    assert got["ease", False] == got["ease", True] and got["history", False] == got["history", True], got

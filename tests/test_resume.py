@@ -92,7 +92,7 @@ def test_resume_after_a_crash_finishes_every_trial_once(case, own_ray, tmp_path)
         assert kept == [(r["training_iteration"], r[m.SCORE], r[m.TRAIN_ENV_STEPS]) for r in rows], (name, kill_at)
     # The summary an uncrashed run prints: the same number of trials, the best at the last iteration.
     assert f"search, {trials} trials ==" in resumed.stdout
-    assert "Resumed:" in resumed.stdout and (f"(iteration {iterations})" in resumed.stdout or case == "optuna")
+    assert "Resumed:" in resumed.stdout and (f"(iteration {iterations};" in resumed.stdout or case == "optuna")
     assert "FAILED trial" not in resumed.stdout
 
 

@@ -3,8 +3,9 @@
 random       uniform scores
 popularity   training interaction counts
 toprated     shrunk mean rating: (sum + shrinkage x global mean) / (count + shrinkage)
-itemknn      cosine item-item similarity (shrunk, top `neighbours` per item); the user's `recent`
-             last items vote with weights decay^0, decay^1, ...
+itemknn      cosine item-item similarity (shrunk, top `neighbours` per item) from co-occurrence in a
+             history, or (`cooccurrence=next`) from one item directly following the other; the
+             user's `recent` last items vote with weights decay^0, decay^1, ...
 ease         EASE (Steck 2019): B = I - P / diag(P), P = (X'X + l2 I)^-1; score = x_user B
 
 Each is a Tune trainable of one iteration: it fits, reports the validation figures (`score` among
@@ -34,6 +35,8 @@ class BaselineConfig(recsys.DataConfig):
     """toprated: pseudo-ratings at the global mean; itemknn: added to the cosine's denominator."""
     neighbours: int = 100
     """itemknn: most similar items kept per item."""
+    cooccurrence: str = "history"
+    """itemknn: history (both items in one history) or next (j directly follows i: a sequential kNN)."""
     recent: int = 10
     """itemknn: the user's most recent items that vote."""
     decay: float = 0.8
@@ -53,6 +56,8 @@ class BaselineConfig(recsys.DataConfig):
         super().__post_init__()
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.cooccurrence not in ("history", "next"):
+            raise ValueError(f"cooccurrence must be history or next, got {self.cooccurrence!r}")
         check_range(self, "[1, inf)", "neighbours recent iterations checkpoint_every")
         check_range(self, "[0, inf)", "shrinkage min_rating")
         check_range(self, "(0, inf)", "l2")
@@ -102,8 +107,14 @@ def fit(cfg: BaselineConfig, split: recsys.Split):
         weights[np.diag_indices(n_items)] = 0.0
         return lambda ctx: interaction_matrix(ctx, n_items, cfg.min_rating) @ weights
     # itemknn
-    co = x.T @ x  # (I, I) co-occurrence counts
-    norms = np.sqrt(np.diag(co))
+    if cfg.cooccurrence == "history":
+        co = x.T @ x  # (I, I) co-occurrence counts
+        norms = np.sqrt(np.diag(co))
+    else:  # co[i, j]: how often j (rated >= min_rating) directly follows i
+        follows = (train.items[:, :-1] >= 0) & (train.items[:, 1:] >= 0) & (train.ratings[:, 1:] >= cfg.min_rating)
+        co = np.zeros((n_items, n_items), dtype=np.float32)
+        np.add.at(co, (train.items[:, :-1][follows], train.items[:, 1:][follows]), 1.0)
+        norms = np.sqrt(counts)
     sim = co / (norms[:, None] * norms[None, :] + cfg.shrinkage + 1e-9)
     sim[np.diag_indices(n_items)] = 0.0
     if cfg.neighbours < n_items:

@@ -1,0 +1,54 @@
+"""`python -m platform.compare`: every recommender tuned on one split, test figures over seeds."""
+
+import json
+
+import pytest
+
+from platform import compare
+from trainables import metrics as m
+
+
+def test_compare_tunes_each_model_and_reports_paired_intervals(ray_session, tmp_path, capsys):
+    """Issue 9, problem 4: baselines are models of the platform, each tuned by its own search on
+    the same split and seeds, and one command prints validation and test figures with intervals."""
+    code = compare.run(
+        ["dt", "ease", "popularity", "--seeds", "2", "--budget", "smoke", "--storage", str(tmp_path), "--name", "cmp"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    root = tmp_path / "cmp"
+    report = json.loads((root / "comparison.json").read_text())
+    assert report["primary"] == m.split_metric(m.TEST, m.TRUE_RATING_NORM)
+    for model in ("dt", "ease", "popularity"):
+        runs = report["runs"][model]
+        assert sorted(r["seed"] for r in runs) == [0, 1]
+        for seed in (0, 1):
+            experiment = root / f"{model}-seed{seed}"
+            assert (experiment / "test.json").exists()  # measured once, on the selected trial
+        assert f"| {model} | 2 |" in out
+    # EASE was searched (its smoke budget: 3 Optuna trials per seed), popularity has nothing to tune.
+    assert len([p for p in (root / "ease-seed0").iterdir() if p.name.startswith("ease_")]) == 3
+    assert len([p for p in (root / "popularity-seed0").iterdir() if p.name.startswith("popularity_")]) == 1
+    # The paired difference against the first model (dt) is the per-seed difference, averaged.
+    ease = {r["seed"]: r[report["primary"]] for r in report["runs"]["ease"]}
+    dt = {r["seed"]: r[report["primary"]] for r in report["runs"]["dt"]}
+    paired = report["models"]["ease"]["paired_difference"]
+    assert paired["mean"] == pytest.approx(sum(ease[s] - dt[s] for s in (0, 1)) / 2)
+    assert paired["low"] < paired["mean"] < paired["high"] or paired["low"] == paired["high"]
+    assert (root / "comparison.md").read_text().count("\n| ") == 4  # header + 3 models
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["dt", "dqn"], "dqn is not a recommender"),
+        (["dt", "nope"], "unknown model 'nope'"),
+        (["dt", "--set", "width_x=3"], "no model among dt has the key 'width_x'"),
+        (["dt", "--seeds", "0"], "--seeds must be >= 1"),
+    ],
+)
+def test_bad_compare_arguments_are_one_line(tmp_path, capsys, argv, message):
+    assert compare.run([*argv, "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())  # nothing was written
