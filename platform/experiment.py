@@ -66,6 +66,7 @@ class Plan:
     gpus_per_trial: float
     resources: Any  # what each trial asks Ray for: {"cpu", "gpu"} or the spec's placement group
     verbose: bool = False  # Tune's full console output
+    vary_data: bool = False  # with seeds > 1: data_seed follows seed
 
     @property
     def local_dir(self) -> Path | None:
@@ -114,6 +115,8 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
 def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
     spec, base = plan.spec, plan.base_config
     seeds = {"seed": tune.grid_search(list(range(plan.config.seed, plan.config.seed + plan.seeds)))}
+    if plan.vary_data:
+        seeds["data_seed"] = tune.sample_from(SameAsSeed())
     if plan.search == "none":
         param_space = {**base, **(seeds if plan.seeds > 1 else {})}
         tune_config = tune.TuneConfig(num_samples=1, scheduler=ResumableFIFO(), reuse_actors=True)
@@ -180,6 +183,13 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
     return tune.Tuner(
         trainable(plan), param_space=param_space, tune_config=tune_config, run_config=run_config(plan, callbacks)
     )
+
+
+class SameAsSeed:
+    """data_seed = the trial's seed (--vary-data), resolved after the seed grid. A class, so it pickles."""
+
+    def __call__(self, spec) -> int:
+        return spec.config.seed
 
 
 class ShortTrialName:

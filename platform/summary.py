@@ -68,7 +68,10 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
 
 def test_lines(tests: list[dict]) -> list[str]:
     """The test figures of the selected trial(s): measured once, after selection, never selected on."""
-    keys = [k for k in tests[0] if k.startswith(m.TEST + "/") and k != m.split_metric(m.TEST, m.USERS)]
+    headline = tuple("/" + name for name in (m.HR, m.NDCG, m.TRUE_RATING_NORM))
+    keys = [k for k in tests[0] if k.startswith(m.TEST + "/") and not k.endswith("/" + m.USERS)]
+    # then popularity and random on the same test users, headline figures only
+    keys += [k for k in tests[0] if k.startswith(m.BASELINE_PREFIX) and k.endswith(headline)]
     users = int(tests[0].get(m.split_metric(m.TEST, m.USERS), 0))
     if len(tests) == 1:
         head = f"TEST (measured once, after selection; {users} test users): {tests[0]['trial']}"

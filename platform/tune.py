@@ -16,7 +16,7 @@ from pathlib import Path
 import search_spaces
 from platform.callbacks import StalledRun, use_console_reporter
 from platform.experiment import SEARCHES, Plan, Storage, build_tuner, resources, restore_tuner
-from trainables.config import ConfigError, apply_assignments, parse_assignment
+from trainables.config import ConfigError, apply_assignments, field_types, parse_assignment
 
 log = logging.getLogger("tunelab")
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +44,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="trials / PBT population (default: the budget's)")
     p.add_argument("--budget", choices=("smoke", "full"), default="full", help="smoke: seconds, for tests")
     p.add_argument("--seeds", type=int, default=1, help="repeat each config over N seeds")
+    p.add_argument(
+        "--vary-data",
+        action="store_true",
+        help="with --seeds: data_seed = seed too, so the data split (and synthetic data) varies with the seed",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -100,6 +105,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
     if args.gpus_per_trial < 0:
         raise ConfigError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
+    if args.vary_data and "data_seed" not in field_types(spec.config):
+        raise ConfigError(f"--vary-data: {args.model} has no data_seed (it is not a recommender)")
+    if args.vary_data and args.seeds < 2:
+        raise ConfigError("--vary-data varies data_seed with the seed: use it with --seeds N (N >= 2)")
     if args.seeds > 1 and args.search in ("optuna", "random"):
         raise ConfigError(f"--seeds repeats one config; use it with --search none or pbt, not {args.search}")
     assignments = [parse_assignment(spec.config, text, args.model) for text in args.set]
@@ -129,6 +138,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         gpus_per_trial=args.gpus_per_trial,
         resources=trial_resources,
         verbose=args.verbose,
+        vary_data=args.vary_data,
     )
     exists = plan.local_dir is not None and plan.local_dir.exists()
     if args.resume and plan.local_dir is not None and not exists:

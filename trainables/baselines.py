@@ -136,14 +136,16 @@ def fit(cfg: BaselineConfig, split: recsys.Split):
     return score
 
 
-def reference(split: recsys.Split, seed: int) -> dict:
-    """Popularity and random on the validation users, reported beside a model every iteration as
-    fixed reference points ("baseline/<name>/..."). The tuned baselines are their own models."""
+def reference(split: recsys.Split, seed: int, part: str = m.VALID) -> dict:
+    """Popularity and random on the validation (or test) users, reported beside a model as fixed
+    reference points ("baseline/<name>/..."). The tuned baselines are their own models."""
     out = {}
+    held = split.valid if part == m.VALID else split.test
     for method in ("popularity", "random"):
         cfg = BaselineConfig(method=method, seed=seed)
-        figures = recsys.evaluate(fit(cfg, split), split.valid, split.vocabulary, m.VALID)
-        figures[m.SCORE] = figures[recsys.score_metric(split)]
+        figures = recsys.evaluate(fit(cfg, split), held, split.vocabulary, part)
+        if part == m.VALID:
+            figures[m.SCORE] = figures[recsys.score_metric(split)]
         out.update({m.baseline_metric(method, k): v for k, v in figures.items() if not k.endswith("/" + m.USERS)})
     return out
 

@@ -387,8 +387,10 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         return scores.float().cpu().numpy()
 
     def test(self) -> dict:
-        """The test figures of the current weights: called once, on the selected trial, by the driver."""
-        return recsys.evaluate(self.scores, self.split.test, self.split.vocabulary, m.TEST)
+        """The test figures of the current weights, and of popularity and random on the same users:
+        called once, on the selected trial, by the driver."""
+        figures = recsys.evaluate(self.scores, self.split.test, self.split.vocabulary, m.TEST)
+        return {**figures, **baselines.reference(self.split, self.cfg.data_seed, m.TEST)}
 
     def _scale_returns(self, returns: np.ndarray) -> np.ndarray:
         """Centred per-step return: 0 for an average rating of 3, +1 for all 5s (at return_scale 2)."""
