@@ -21,7 +21,7 @@ def confidence_interval(values: list[float], level: float = 0.95) -> tuple[float
     return mean, std, mean - half, mean + half
 
 
-def render(results, plan, tests: list[dict] | None = None, resumed: bool = False) -> str:
+def render(results, plan, tests: list[dict] | None = None, resumed: bool = False, source: str = "") -> str:
     """`tests`: the test figures of the selected trials (platform.selection), measured once after
     selection; every other figure here is a validation figure."""
     metric, mode = plan.spec.metric, plan.spec.mode
@@ -61,6 +61,8 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
         lines += test_lines(tests)
     for r in errors:
         lines.append(f"FAILED trial {r.path.rsplit('/', 1)[-1]}: {type(r.error).__name__}; see {r.path}/error.txt")
+    if source:
+        lines.append(source)
     lines.append(f"Results: {results.experiment_path}")
     lines.append(f"TensorBoard: tensorboard --logdir {results.experiment_path}")
     return "\n".join(lines)

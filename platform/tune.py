@@ -246,6 +246,7 @@ def execute(plan: Plan, argv: list[str], resume: bool = False, callbacks: list |
     figures of the selected trial(s) and prints the summary: (Tune's ResultGrid, test figures)."""
     import ray
 
+    from platform import lineage
     from platform.selection import measure_test
     from platform.summary import render
 
@@ -256,11 +257,12 @@ def execute(plan: Plan, argv: list[str], resume: bool = False, callbacks: list |
         log.warning("--gpus-per-trial %s but the cluster has no GPU: trials run on CPU", plan.gpus_per_trial)
         plan = _without_gpus(plan)
     print(start_lines(plan, argv, ray.cluster_resources().get("CPU", 0)))
+    source = lineage.source_line(lineage.record(plan, argv, ROOT, resume))
     use_console_reporter()
     tuner = restore_tuner(plan) if resume else build_tuner(plan, callbacks)
     results = resume_lost_trials(plan, tuner.fit())
     tests = measure_test(results, plan)
-    print(render(results, plan, tests, resumed=resume))
+    print(render(results, plan, tests, resumed=resume, source=source))
     return results, tests
 
 

@@ -81,6 +81,11 @@ def test_summary_names_best_trial_and_baselines(ray_session, tmp_path, capsys):
     tests = json.loads((tmp_path / "seeds" / "test.json").read_text())
     assert sorted(t["seed"] for t in tests) == [0, 1]
     assert all(0.0 <= t[m.split_metric(m.TEST, m.NDCG)] <= 1.0 for t in tests)
+    # Issue 13, part 1: the lineage was written before the trials, and the summary names the source.
+    recorded = json.loads((tmp_path / "seeds" / "lineage.json").read_text())
+    assert recorded["seeds"] == [0, 1] and recorded["base_config"]["iterations"] == 2
+    assert recorded["command"][3:5] == ["dt", "--budget"] and recorded["packages"]["ray"] == "2.60.0"
+    assert "commit" in recorded["git"] and "Source: " in out
     rows = [row for trial in trial_dirs(tmp_path / "seeds") for row in read_results(trial)]
     assert rows and not [k for row in rows for k in row if k.startswith(m.TEST + "/")]
     assert f"tensorboard --logdir {tmp_path / 'seeds'}" in out

@@ -170,3 +170,17 @@ def test_items_only_in_held_out_data_earn_nothing(tmp_path):
     assert split.vocabulary[top].all()
     assert trainable.test()[m.split_metric(m.TEST, m.HR)] == 0.0
     trainable.stop()
+
+
+def test_short_histories_are_left_padded_and_evaluated(tmp_path):
+    """Issue 9, problem 6: users with 3 to 5 interactions and a context of 20 steps: nobody is refused
+    or dropped; every user is trained on and evaluated."""
+    path = tmp_path / "short.tsv"
+    path.write_text(
+        "".join(f"u{u}\ti{(u * 3 + k) % 25}\t{1 + (u + k) % 5}\t{k}\n" for u in range(60) for k in range(3 + u % 3))
+    )
+    trainable = make(data=str(path), context_length=20)
+    result = trainable.train()
+    assert result[m.split_metric(m.VALID, m.USERS)] == 60 and np.isfinite(result[m.TRAIN_LOSS])
+    assert trainable.test()[m.split_metric(m.TEST, m.USERS)] == 60
+    trainable.stop()
