@@ -1,11 +1,16 @@
 """Decision Transformer recommender trained offline on rating histories.
 
 Each step t of a user's history is up to three tokens: return-to-go R_t (what the rest of the
-history is worth), state s_t (what is known of the user before step t) and action a_t (the item).
-A causal transformer reads them interleaved, (R_0, s_0, a_0, R_1, ...), and predicts a_t from the
-last token of step t before a_t; the item embedding doubles as the output softmax. Evaluation
-conditions on a high target return and generates N items per held-out user, never repeating one
-they have seen. `tokens` ablates the sequence: "a" alone is a SASRec-like behaviour-cloning model.
+history is worth), state s_t (what is known of the user before step t: running rating features plus,
+with `user_pool`, a learned summary of the whole history before t) and action a_t (the item). A
+causal transformer reads the last K steps interleaved, (R_0, s_0, a_0, R_1, ...), left-padded when
+a history is shorter, and predicts a_t from the last token of step t before a_t; the item embedding
+doubles as the output softmax. A rating head reads the last token of step t - 1 (which has not seen
+R_t) and predicts the rating of any item at step t.
+
+Evaluation (trainables/recsys.py) scores every item for the next step at once, conditioned on a
+target return: logits - popularity_correction x log(1 + count) + rating_score x predicted rating.
+`tokens` ablates the sequence: "a" alone, without the rating head, is SASRec (search_spaces/dt.py).
 """
 
 import dataclasses
