@@ -236,6 +236,8 @@ class ConfigOnlyOptunaSearch(OptunaSearch):
         config = super().suggest(trial_id)
         if not isinstance(config, dict):
             return config  # FINISHED or None
+        # The report matches study trials to Tune trials (e.g. to keep those that ran the full budget).
+        self._ot_trials[trial_id].set_user_attr("tune_trial_id", trial_id)
         return {k: v for k, v in config.items() if k in self._config_keys}
 
 
