@@ -147,7 +147,8 @@ def run(argv: list[str] | None = None) -> int:
         for seed, model, argv_model, plan in planned:
             _, tests = execute(plan, argv_model)
             if not tests:
-                print(f"error: {model} (seed {seed}): no trial finished; see {plan.storage.experiment(plan.name)}")
+                where = plan.storage.experiment(plan.name)
+                print(f"error: {model} (seed {seed}): no trial finished; see {where}", file=sys.stderr)
                 return 1
             rows[model].append({**tests[0], "seed": seed})
     except (ConfigError, StalledRun) as err:

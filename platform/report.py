@@ -43,9 +43,9 @@ class Trial:
     rows: list[dict]
     status: str
 
-    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(iterations, values) of a metric, NaN-free."""
-        pairs = [(r[ITERATION], float(r[key])) for r in self.rows if key in r and _finite(r[key])]
+    def series(self, key: str, x: str = ITERATION) -> tuple[np.ndarray, np.ndarray]:
+        """(x, values) of a metric against iterations (or another reported counter), NaN-free."""
+        pairs = [(r[x], float(r[key])) for r in self.rows if key in r and x in r and _finite(r[key])]
         return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
     @property
@@ -312,7 +312,7 @@ def welch_interval(x, y, level: float = 0.95) -> tuple[float, float, float]:
 # ----------------------------------------------------------------------------- figures
 
 
-def figures(exp: Experiment, metric: str, extra: list[str], optuna_result: dict) -> dict[str, bytes]:
+def figures(exp: Experiment, metric: str, extra: list[str], optuna_result: dict, x: str = ITERATION) -> dict:
     """{file name: PNG bytes}."""
     import matplotlib
 
@@ -324,12 +324,12 @@ def figures(exp: Experiment, metric: str, extra: list[str], optuna_result: dict)
         fig, ax = plt.subplots(figsize=(7, 4))
         drawn = False
         for number, trials in enumerate(seed_groups(exp).values()):
-            series = [t.series(key) for t in trials]
+            series = [t.series(key, x) for t in trials]
             series = [(x, y) for x, y in series if len(x)]
             if not series:
                 continue
             drawn = True
-            if len(series) > 1:  # a band over seeds: mean and min-max at each shared iteration
+            if len(series) > 1:  # a band over seeds: mean and min-max at each shared point
                 length = min(len(x) for x, _ in series)
                 ys = np.stack([y[:length] for _, y in series])
                 x = series[0][0][:length]
@@ -338,7 +338,7 @@ def figures(exp: Experiment, metric: str, extra: list[str], optuna_result: dict)
             else:
                 ax.plot(*series[0], label=trials[0].name)
         if drawn:
-            ax.set_xlabel(ITERATION)
+            ax.set_xlabel(x)
             ax.set_ylabel(key)
             ax.set_title(f"{exp.name}: {key}")
             if len(exp.trials) <= 12:
@@ -478,11 +478,11 @@ def to_html(text: str, images: dict, title: str) -> str:
     )
 
 
-def report(location: str, out: str | None, metric: str, extra: list[str]) -> str:
+def report(location: str, out: str | None, metric: str, extra: list[str], x: str = ITERATION) -> str:
     """Writes report.md, report.html and the PNGs; returns the trials table."""
     exp = load(location)
     importance_lines, optuna_result = optuna_importances(exp)
-    images = figures(exp, metric, extra, optuna_result)
+    images = figures(exp, metric, extra, optuna_result, x)
     text = markdown(exp, metric, images, importance_lines)
     target = Storage(out or location)
     for name, data in images.items():
@@ -499,6 +499,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write here instead of into each experiment folder (one experiment only)")
     p.add_argument("--metric", default=m.SCORE, help="the metric of the tables and curves (default: score)")
     p.add_argument("--metrics", default="", help="comma-separated extra metrics to plot against iterations")
+    p.add_argument("--x", default=ITERATION, help="the curves' x axis: training_iteration (default) or a "
+                   "reported counter such as train/env_steps")  # fmt: skip
     p.add_argument("--diff", nargs=2, metavar=("A", "B"), help="two experiments side by side")
     return p
 
@@ -518,7 +520,7 @@ def run(argv: list[str] | None = None) -> int:
             print("error: --out takes one experiment; leave it out to write into each folder", file=sys.stderr)
             return 2
         for location in args.experiments:
-            print(report(location, args.out, args.metric, extra))
+            print(report(location, args.out, args.metric, extra, args.x))
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

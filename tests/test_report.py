@@ -48,7 +48,8 @@ def test_pbt_report_has_every_section(runs, capsys):
 
 def test_optuna_report_ranks_hyperparameters_over_full_budget_trials(runs, capsys):
     experiment = runs / "optuna"
-    assert report.run([str(experiment)]) == 0
+    assert report.run([str(experiment), "--x", "train/env_steps", "--metrics", "train/epsilon"]) == 0
+    assert (experiment / "curve_train_epsilon.png").exists()
     text = (experiment / "report.md").read_text()
     assert "## Optuna: hyperparameter importances" in text
     full = [t for t in trial_dirs(experiment) if _iterations(t) == 2]
