@@ -1,7 +1,9 @@
 """Assembles a Tune experiment from a model's search space and the CLI's options."""
 
 import dataclasses
+import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from platform.callbacks import (
 )
 from platform.schedulers import ResumableASHA, ResumableFIFO, ResumablePBT
 from search_spaces import Budget, ModelSpec, resolve
+from trainables.config import ConfigError
 
 SEARCHES = ("pbt", "optuna", "random", "none")
 OPTUNA_DB = "optuna.db"
@@ -48,6 +51,46 @@ class Storage:
 
 
 @dataclasses.dataclass(frozen=True)
+class Replay:
+    """A recorded PBT trial whose schedule is retrained (`--replay EXPERIMENT[:TRIAL]`)."""
+
+    experiment: str
+    trial: str
+    score: float  # the replayed trial's final score
+    scheduler: Any  # schedulers.SeededReplay
+
+    @staticmethod
+    def load(text: str, storage: "Storage", spec: ModelSpec) -> "Replay":
+        from platform.schedulers import SeededReplay
+
+        location, _, name = text.partition(":")
+        folder = Path(location).expanduser()
+        if not folder.is_dir():
+            folder = Path(storage.root) / location
+        recorded = json.loads((folder / "lineage.json").read_text()) if (folder / "lineage.json").exists() else {}
+        if recorded.get("search", "pbt" if list(folder.glob("pbt_policy_*.txt")) else None) != "pbt":
+            raise ConfigError(f"--replay {text}: {folder} is not a PBT experiment; name the folder of a PBT run")
+        trials = {}
+        for path in sorted(folder.glob("*/result.json")):
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if rows and spec.metric in rows[-1]:
+                trials[path.parent.name] = rows
+        if not trials:
+            raise ConfigError(f"--replay {text}: no trial in {folder} reported {spec.metric}")
+        if name and name not in trials:
+            raise ConfigError(f"--replay {text}: no trial {name!r}; the trials are {', '.join(trials)}")
+        sign = 1 if spec.mode == "max" else -1
+        name = name or max(trials, key=lambda t: sign * float(trials[t][-1][spec.metric]))
+        rows = trials[name]
+        policy = folder / f"pbt_policy_{rows[-1]['trial_id']}.txt"
+        if not policy.exists():  # the trial never cloned another: its schedule is its own config
+            policy = Path(tempfile.mkstemp(suffix=".txt", prefix="empty_policy_")[1])
+        own = json.loads((folder / name / "params.json").read_text())
+        scheduler = SeededReplay(str(policy), own)
+        return Replay(str(folder), name, float(rows[-1][spec.metric]), scheduler)
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
     """Everything the CLI decided, in one place."""
 
@@ -67,6 +110,7 @@ class Plan:
     resources: Any  # what each trial asks Ray for: {"cpu", "gpu"} or the spec's placement group
     verbose: bool = False  # Tune's full console output
     vary_data: bool = False  # with seeds > 1: data_seed follows seed
+    replay: "Replay | None" = None  # --replay: the schedule retrained over the seeds
 
     @property
     def local_dir(self) -> Path | None:
@@ -120,6 +164,9 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
     if plan.search == "none":
         param_space = {**base, **(seeds if plan.seeds > 1 else {})}
         tune_config = tune.TuneConfig(num_samples=1, scheduler=ResumableFIFO(), reuse_actors=True)
+    elif plan.search == "replay":
+        param_space = {**base, **seeds}
+        tune_config = tune.TuneConfig(num_samples=1, scheduler=plan.replay.scheduler, reuse_actors=True)
     elif plan.search == "pbt":
         mutations = {k: v for k, v in spec.pbt_mutations.items() if k not in plan.pinned}
         scheduler = ResumablePBT(

@@ -12,7 +12,13 @@ import pyarrow.fs
 from ray.train._internal.session import _TrainingResult
 from ray.tune import Checkpoint
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    PopulationBasedTraining,
+    PopulationBasedTrainingReplay,
+    TrialScheduler,
+)
 
 from platform.summary import short_value
 
@@ -181,3 +187,44 @@ class ResumableASHA(ASHAScheduler):
         for row in recorded_results(trial):
             if self._time_attr in row and self._metric in row:
                 bracket.on_result(trial, row[self._time_attr], self._metric_op * row[self._metric])
+
+
+class SeededReplay(PopulationBasedTrainingReplay):
+    """Ray's PBT replay for N trials at once, one per seed: every trial starts from the schedule's
+    initial config and switches config at the same iterations as the replayed trial did, under its
+    own seed. Ray's replay accepts one trial; the change points are the ones it reads from the
+    trial's pbt_policy file. A restored trial resumes at its place in the schedule."""
+
+    def __init__(self, policy_file: str, fallback_config: dict):
+        """fallback_config: the replayed trial's own config, for a trial that never cloned another
+        (an empty policy): its schedule is that config, constant."""
+        super().__init__(policy_file)
+        if not self.config:
+            self.config = fallback_config
+        # Two clones at one step (a chain Tune logged at one synchronisation point): the last one holds.
+        self._policy = sorted(dict(self._policy).items())
+        self._next = {}  # trial_id -> index of the next change point in self._policy
+
+    def on_trial_add(self, tune_controller, trial: Trial):
+        repair_checkpoint(trial)
+        iteration = restored_iteration(trial) or 0
+        applied = [config for step, config in self._policy if step <= iteration]
+        self._next[trial.trial_id] = len(applied)
+        config = applied[-1] if applied else self.config
+        trial.set_config({**config, "seed": trial.config.get("seed", config.get("seed"))})
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        position = self._next.get(trial.trial_id, len(self._policy))
+        if position >= len(self._policy) or result.get("training_iteration", 0) < self._policy[position][0]:
+            return TrialScheduler.CONTINUE
+        change_at, config = self._policy[position]
+        # PAUSE: Tune checkpoints the trial and stops its actor; it restarts from that checkpoint
+        # with the new config. (Pausing it from here, as Ray's replay does, can leave a queued STOP
+        # that ends the trial after its next result when a periodic checkpoint is being saved.)
+        trial.set_config({**config, "seed": trial.config.get("seed")})
+        self._next[trial.trial_id] = position + 1
+        log.info("replay: %s switches config at iteration %d", trial, change_at)
+        return TrialScheduler.PAUSE
+
+    def debug_string(self) -> str:
+        return f"PBT replay of {self.policy_file}: {len(self._policy)} change points"

@@ -53,7 +53,9 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
             else:
                 lines.append(f"  {key}: {value:.4f}" if math.isfinite(value) else f"  {key}: not reached")
         lines.append(f"  config (differs from defaults): {_changed(best.config, plan.spec.config)}")
-        if plan.search == "pbt" and plan.seeds > 1:
+        if plan.replay is not None:
+            lines += _replay_lines(finished, metric, plan.replay)
+        elif plan.search == "pbt" and plan.seeds > 1:
             lines += _population_lines(finished, metric, mode, plan.spec.seed_metrics)
         elif plan.seeds > 1 or plan.search == "none" and len(finished) > 1:
             lines += _seed_lines(finished, metric, plan.spec.seed_metrics)
@@ -66,6 +68,18 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
     lines.append(f"Results: {results.experiment_path}")
     lines.append(f"TensorBoard: tensorboard --logdir {results.experiment_path}")
     return "\n".join(lines)
+
+
+def _replay_lines(results, metric: str, replay) -> list[str]:
+    finals = [float(r.metrics[metric]) for r in results if math.isfinite(float(r.metrics[metric]))]
+    mean, std, low, high = confidence_interval(finals)
+    changes = len(replay.scheduler._policy)
+    inside = "inside" if low <= replay.score <= high else "OUTSIDE"
+    return [
+        f"  replay of {replay.trial}'s PBT schedule ({changes} change points) over {len(finals)} seeds: "
+        f"{metric} mean {mean:.4g}, std {std:.4g}, 95% CI [{low:.4g}, {high:.4g}]",
+        f"  the original {replay.trial} ended at {replay.score:.4g}: {inside} the replay's interval",
+    ]
 
 
 def test_lines(tests: list[dict]) -> list[str]:

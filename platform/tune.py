@@ -15,7 +15,7 @@ from pathlib import Path
 
 import search_spaces
 from platform.callbacks import StalledRun, use_console_reporter
-from platform.experiment import SEARCHES, Plan, Storage, build_tuner, resources, restore_tuner
+from platform.experiment import SEARCHES, Plan, Replay, Storage, build_tuner, resources, restore_tuner
 from trainables.config import ConfigError, apply_assignments, field_types, parse_assignment
 
 log = logging.getLogger("tunelab")
@@ -55,6 +55,12 @@ def parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a config value (typed and validated); repeatable",
+    )
+    p.add_argument(
+        "--replay",
+        metavar="EXPERIMENT[:TRIAL]",
+        help="retrain a PBT trial's hyperparameter schedule from scratch (the best trial unless named; "
+        "EXPERIMENT is a folder or a name under --storage), over --seeds N, beside the original score",
     )
     p.add_argument("--name", help="experiment name (default: MODEL-SEARCH-TIMESTAMP)")
     p.add_argument(
@@ -113,6 +119,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--seeds repeats one config; use it with --search none or pbt, not {args.search}")
     assignments = [parse_assignment(spec.config, text, args.model) for text in args.set]
     values = apply_assignments(budget.overrides, assignments)
+    replay = None
+    if args.replay:
+        if args.set:
+            raise ConfigError("--replay retrains a recorded schedule as it was: leave out --set")
+        replay = Replay.load(args.replay, Storage.parse(args.storage), spec)
+        args.search, values = "replay", {k: v for k, v in replay.scheduler.config.items() if k != "seed"}
+        values["seed"] = replay.scheduler.config.get("seed", 0)
     config = spec.check(values)  # the config parses and the data loads, before any trial starts
     pinned_by_placement, trial_resources = resources(spec, config, args.cpus_per_trial, args.gpus_per_trial)
     values = {**values, **pinned_by_placement}
@@ -120,6 +133,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if not storage.is_uri:
         _refuse_work_tree(Path(storage.root))
     name = args.name or f"{args.model}-{args.search}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if replay is not None and replay.experiment == str(Path(storage.root) / name):
+        raise ConfigError("--replay writes a new experiment: give it a --name other than the replayed one")
     if "/" in name or name.startswith("."):
         raise ConfigError(f"--name {name!r} must be a plain directory name")
     plan = Plan(
@@ -139,6 +154,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         resources=trial_resources,
         verbose=args.verbose,
         vary_data=args.vary_data,
+        replay=replay,
     )
     exists = plan.local_dir is not None and plan.local_dir.exists()
     if args.resume and plan.local_dir is not None and not exists:
@@ -268,7 +284,7 @@ def execute(plan: Plan, argv: list[str], resume: bool = False, callbacks: list |
 
 def start_lines(plan: Plan, argv: list[str], cpus: float) -> str:
     """Where the results go, how to watch and resume the run, and how big the budget is."""
-    trials = {"pbt": plan.samples * plan.seeds, "none": plan.seeds}.get(plan.search, plan.samples)
+    trials = {"pbt": plan.samples * plan.seeds, "none": plan.seeds, "replay": plan.seeds}.get(plan.search, plan.samples)
     at_once = max(1, min(trials, int(cpus // plan.cpus_per_trial)))
     where = plan.storage.experiment(plan.name)
     again = [a for a in argv if a != "--resume"]

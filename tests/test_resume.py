@@ -11,6 +11,7 @@ paused), and resumes with the same command plus `--resume`.
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from platform import tune as cli
 from platform.callbacks import StalledRun, StallGuard
 from platform.experiment import OPTUNA_DB
 from platform.schedulers import ResumableASHA
-from tests.conftest import ROOT, read_results, start_local_ray, trial_dirs
+from tests.conftest import ROOT, read_results, run_cli, start_local_ray, trial_dirs
 from trainables import metrics as m
 
 # (search arguments, trials, iterations, random kill moments): PBT three times, it is the default.
@@ -164,3 +165,40 @@ def test_asha_rungs_are_rebuilt_from_a_restored_trials_results(tmp_path):
     newcomer = Trial("__fake", config={}, stub=True, trial_id="t2")
     asha.on_trial_add(None, newcomer)
     assert asha.on_trial_result(None, newcomer, {"training_iteration": 1, "score": 0.5}) == "STOP"
+
+
+def test_replay_retrains_a_pbt_schedule_over_seeds(ray_session, tmp_path, capsys):
+    """Issue 13, part 3: --replay retrains the best PBT trial's schedule from scratch over N seeds:
+    every replayed trial follows the recorded change points (its hparams/* scalars switch to the
+    recorded configs right after them), and the summary sets the original score against the
+    replay's interval."""
+    from platform.schedulers import SeededReplay
+
+    base = ["--budget", "smoke", "--storage", str(tmp_path)]
+    code, _, _ = run_cli(capsys, "dt", *base, "--samples", "2", "--set", "iterations=4", "--name", "pbt")
+    assert code == 0
+    code, out, _ = run_cli(capsys, "dt", "--replay", "pbt", "--seeds", "2", *base, "--name", "replay")
+    assert code == 0, out
+    original = re.search(r"replay of (dt_\d{5})'s PBT schedule \((\d+) change points\) over 2 seeds", out)
+    assert original and re.search(rf"the original {original.group(1)} ended at [-.\d]+: (inside|OUTSIDE)", out)
+    trial_id = read_results(tmp_path / "pbt" / original.group(1))[-1]["trial_id"]
+    policy_file = tmp_path / "pbt" / f"pbt_policy_{trial_id}.txt"
+    replay = SeededReplay(str(policy_file), {}) if policy_file.exists() else None
+    changes = replay._policy if replay else []
+    assert len(changes) == int(original.group(2))
+    replayed = trial_dirs(tmp_path / "replay")
+    assert len(replayed) == 2
+    for trial in replayed:
+        rows = read_results(trial)
+        assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4]
+        for row in rows:
+            expected = replay.config if replay else None
+            for step, config in changes:
+                if step < row["training_iteration"]:
+                    expected = config
+            if expected is not None:
+                assert row[m.HPARAM_PREFIX + "lr"] == pytest.approx(expected["lr"]), (trial, row["training_iteration"])
+    seeds = sorted(json.loads((Path(t) / "params.json").read_text())["seed"] for t in replayed)
+    assert seeds == [0, 1]
+    code, _, err = run_cli(capsys, "dt", "--replay", str(tmp_path / "replay"), *base, "--name", "again")
+    assert code == 2 and "is not a PBT experiment" in err
