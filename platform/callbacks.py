@@ -2,10 +2,12 @@
 
 import csv
 import json
+import re
 import time
 from pathlib import Path
 
 from ray import tune
+from ray.air.integrations.mlflow import MLflowLoggerCallback  # imports mlflow only when used
 from ray.tune.experiment import Trial
 from ray.tune.experimental import output as tune_output
 from ray.tune.experimental.output import AirVerbosity, TuneTerminalReporter
@@ -186,3 +188,21 @@ def use_console_reporter() -> None:
     first failed trial. Tune looks the class up by this module-level name when it builds it.
     """
     tune_output.TuneTerminalReporter = ConsoleReporter
+
+
+def mlflow_name(key: str) -> str:
+    """MLflow accepts letters, digits, _ - . space : and /; "valid/hr@10" becomes "valid/hr_at_10"."""
+    return re.sub(r"[^\w\-. :/]", "_", key.replace("@", "_at_"))
+
+
+class MLflowLogger(MLflowLoggerCallback):
+    """Ray's MLflow logger, with metric names MLflow accepts (ours contain "@"), and a trial's params
+    logged once: MLflow refuses to change a logged param, and PBT restarts a trial with another
+    config (the values it follows are the hparams/* metrics, every iteration)."""
+
+    def log_trial_start(self, trial):
+        if trial not in self._trial_runs:
+            super().log_trial_start(trial)
+
+    def log_trial_result(self, iteration: int, trial, result: dict):
+        super().log_trial_result(iteration, trial, {mlflow_name(k): v for k, v in result.items()})

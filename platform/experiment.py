@@ -111,6 +111,7 @@ class Plan:
     verbose: bool = False  # Tune's full console output
     vary_data: bool = False  # with seeds > 1: data_seed follows seed
     replay: "Replay | None" = None  # --replay: the schedule retrained over the seeds
+    mlflow: str | None = None  # --mlflow: a tracking URI every trial is logged to as well
 
     @property
     def local_dir(self) -> Path | None:
@@ -145,6 +146,7 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
             RecordCheckpointResults(),
             TensorBoardCallback(),
             StallGuard(plan.budget.perturbation_interval),
+            *mlflow_callbacks(plan),
             *(callbacks or []),
         ],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=keep, checkpoint_frequency=every, checkpoint_at_end=True),
@@ -154,6 +156,16 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
         # tunelab never sets (tests/test_0_multinode.py checks).
         failure_config=tune.FailureConfig(max_failures=3),
     )
+
+
+def mlflow_callbacks(plan: Plan) -> list:
+    """Ray's own MLflow logger (one MLflow run per trial, in an MLflow experiment named like ours)."""
+    if plan.mlflow is None:
+        return []
+    from platform.callbacks import MLflowLogger
+
+    tags = {"tunelab.model": plan.model, "tunelab.search": plan.search}
+    return [MLflowLogger(tracking_uri=plan.mlflow, experiment_name=plan.name, tags=tags)]
 
 
 def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:

@@ -68,6 +68,12 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("TUNELAB_STORAGE", "~/ray_results"),
         help="results root: a directory or s3:// / gs:// URI (default: $TUNELAB_STORAGE or ~/ray_results)",
     )
+    p.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="also log every trial to MLflow (Ray's MLflowLoggerCallback): a tracking server URI, or a "
+        "path for a local file store",
+    )
     p.add_argument("--address", help="Ray cluster to join (auto, ray://...); default: start a local Ray")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU, e.g. 0.25")
@@ -155,6 +161,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         verbose=args.verbose,
         vary_data=args.vary_data,
         replay=replay,
+        mlflow=mlflow_uri(args.mlflow) if args.mlflow else None,
     )
     exists = plan.local_dir is not None and plan.local_dir.exists()
     if args.resume and plan.local_dir is not None and not exists:
@@ -165,6 +172,19 @@ def make_plan(args: argparse.Namespace) -> Plan:
             "or a new --name (nothing was changed)"
         )
     return plan
+
+
+def mlflow_uri(text: str) -> str:
+    """The tracking URI: a URI as given, a path as a local file store (MLflow 3 keeps file stores
+    behind MLFLOW_ALLOW_FILE_STORE, which this sets for the driver, where the callback runs)."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise ConfigError("--mlflow needs MLflow: pip install mlflow-skinny (or mlflow)") from None
+    if "://" in text:
+        return text
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return Path(text).expanduser().resolve().as_uri()
 
 
 def _refuse_work_tree(storage: Path) -> None:

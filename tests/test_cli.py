@@ -211,3 +211,23 @@ def test_vary_data_gives_each_seed_its_own_split(ray_session, tmp_path, capsys):
         capsys, "dqn", "--budget", "smoke", "--seeds", "2", "--vary-data", "--storage", str(tmp_path)
     )
     assert code == 2 and "dqn has no data_seed" in err
+
+
+def test_mlflow_gets_every_trial_through_rays_logger(ray_session, tmp_path, capsys):
+    """Issue 13, part 5: --mlflow PATH logs every trial to a local MLflow file store, through Ray's
+    MLflowLoggerCallback: one MLflow run per trial with its params and per-iteration metrics."""
+    import mlflow
+
+    code, _, _ = run_cli(
+        capsys, "dt", "--budget", "smoke", "--storage", str(tmp_path), "--name", "tracked",
+        "--mlflow", str(tmp_path / "mlruns"),
+    )  # fmt: skip
+    assert code == 0
+    mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
+    runs = mlflow.search_runs(experiment_names=["tracked"])
+    assert len(runs) == 2  # the smoke population
+    assert runs["metrics.score"].notna().all() and "metrics.valid/hr_at_10" in runs.columns
+    assert runs["params.lr"].notna().all()
+    client = mlflow.tracking.MlflowClient()
+    history = client.get_metric_history(runs["run_id"].iloc[0], "score")
+    assert [h.step for h in history] == [1, 2, 3]  # every iteration of the trial
