@@ -166,6 +166,12 @@ def make_plan(args: argparse.Namespace) -> Plan:
     exists = plan.local_dir is not None and plan.local_dir.exists()
     if args.resume and plan.local_dir is not None and not exists:
         raise ConfigError(f"--resume: no experiment {name!r} under {storage.root}; check --name and --storage")
+    # A folder without Tune's tuner.pkl holds no run (it stopped after writing its lineage, before
+    # Tune started): it is started again rather than resumed.
+    started = exists and (plan.local_dir / "tuner.pkl").exists()
+    if args.resume and exists and not started:
+        raise ConfigError(f"--resume: experiment {name!r} never started a trial; run the command without --resume")
+    exists = started
     if exists and not args.resume:
         raise ConfigError(
             f"experiment {name!r} already exists at {plan.local_dir}; pass --resume to continue it "

@@ -231,3 +231,18 @@ def test_mlflow_gets_every_trial_through_rays_logger(ray_session, tmp_path, caps
     client = mlflow.tracking.MlflowClient()
     history = client.get_metric_history(runs["run_id"].iloc[0], "score")
     assert [h.step for h in history] == [1, 2, 3]  # every iteration of the trial
+
+
+def test_a_run_that_never_started_is_started_again_not_refused(ray_session, tmp_path, capsys):
+    """A crash after the lineage was written but before Tune started leaves a folder with no run in
+    it: the same command starts it (no dead end), and --resume says there is nothing to resume."""
+    (tmp_path / "early").mkdir()
+    (tmp_path / "early" / "lineage.json").write_text("{}")
+    base = ["dt", "--budget", "smoke", "--search", "none", "--storage", str(tmp_path), "--name", "early"]
+    code, _, err = run_cli(capsys, *base, "--resume")
+    assert code == 2 and "never started a trial; run the command without --resume" in err
+    code, out, _ = run_cli(capsys, *base, "--set", "iterations=1")
+    assert code == 0 and "Best trial:" in out
+    assert (tmp_path / "early" / "lineage-resume-1.json").exists()  # the first lineage file is kept
+    code, _, err = run_cli(capsys, *base, "--set", "iterations=1")  # now it holds a run: never overwritten
+    assert code == 2 and "already exists" in err and "pass --resume" in err
