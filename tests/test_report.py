@@ -17,8 +17,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def runs(ray_session, tmp_path_factory):
     storage = tmp_path_factory.mktemp("report")
-    pbt = ["dt", "--budget", "smoke", "--samples", "3", "--set", "iterations=4", "--storage", str(storage)]
-    optuna = ["dqn", "--budget", "smoke", "--search", "optuna", "--samples", "6", "--storage", str(storage)]
+    pbt = ["dt", "--budget", "smoke", "--samples", "3", "--storage", str(storage)]
+    optuna = ["dqn", "--budget", "smoke", "--search", "optuna", "--samples", "4", "--storage", str(storage)]
     for argv, name in [(pbt, "pbt"), (optuna, "optuna")]:
         from platform import tune
 
@@ -54,7 +54,7 @@ def test_optuna_report_ranks_hyperparameters_over_full_budget_trials(runs, capsy
     assert "## Optuna: hyperparameter importances" in text
     full = [t for t in trial_dirs(experiment) if _iterations(t) == 2]
     if len(full) >= 2:
-        assert f"Over {len(full)} trials that ran all 2 iterations (of 6 in the study)" in text
+        assert f"Over {len(full)} trials that ran all 2 iterations (of 4 in the study)" in text
         assert "| parameter | fANOVA | PED-ANOVA |" in text
         assert (experiment / "optuna_slices.png").exists()
     else:  # ASHA stopped all but one: the report says so instead of ranking on early-stopped trials

@@ -175,7 +175,7 @@ def test_replay_retrains_a_pbt_schedule_over_seeds(ray_session, tmp_path, capsys
     from platform.schedulers import SeededReplay
 
     base = ["--budget", "smoke", "--storage", str(tmp_path)]
-    code, _, _ = run_cli(capsys, "dt", *base, "--samples", "2", "--set", "iterations=4", "--name", "pbt")
+    code, _, _ = run_cli(capsys, "dt", *base, "--samples", "2", "--name", "pbt")  # 3 iterations
     assert code == 0
     code, out, _ = run_cli(capsys, "dt", "--replay", "pbt", "--seeds", "2", *base, "--name", "replay")
     assert code == 0, out
@@ -190,7 +190,7 @@ def test_replay_retrains_a_pbt_schedule_over_seeds(ray_session, tmp_path, capsys
     assert len(replayed) == 2
     for trial in replayed:
         rows = read_results(trial)
-        assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4]
+        assert [r["training_iteration"] for r in rows] == [1, 2, 3]
         for row in rows:
             expected = replay.config if replay else None
             for step, config in changes:
