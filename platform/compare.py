@@ -1,12 +1,17 @@
-"""`python -m platform.compare [MODEL ...]`: recommenders on one split, each tuned, seeds with intervals.
+"""`python -m platform.compare [MODEL ...]`: models on one split, each tuned, seeds with intervals.
 
     python -m platform.compare                       # dt sasrec ease itemknn toprated popularity random
     python -m platform.compare dt sasrec --seeds 5 --set data=~/ml-1m/ratings.dat.tsv
     python -m platform.compare --budget smoke         # seconds, for tests
     python -m platform.compare dt dt:tokens=a dt:state=constant --search none --seeds 5   # an ablation
+    python -m platform.compare dqn@pbt dqn@optuna dqn@optuna+pbt --seeds 5            # searches
 
-A model may carry settings of its own, MODEL:KEY=VALUE[,KEY=VALUE...]; the table's row is named by
-that text, so variants of one model compare like different models.
+A model may carry its own search and settings, MODEL[@SEARCH][:KEY=VALUE[,KEY=VALUE...]] (the key
+`samples` sets that variant's trials or population, e.g. dqn@optuna:samples=6); the
+table's row is named by that text, so variants of one model compare like different models. Any
+model that measures test figures compares: recommenders (primary figure: the true rating on
+generated data, else NDCG@10) and dqn/qtable (test return on fresh episodes). The `compute` column
+is the trial iterations each search ran, its Optuna study included, summed over its trials.
 
 For every seed and every model, one experiment runs that model's own search (`python -m platform.tune
 MODEL --set seed=S`; PBT for dt and sasrec, Optuna for the tunable baselines) on the same data and
@@ -25,25 +30,28 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import search_spaces
 from platform import summary
 from platform.callbacks import StalledRun
-from platform.experiment import SEARCHES, Storage
+from platform.experiment import SEARCHES, STUDY, Storage
 from platform.tune import execute, make_plan, start_ray
 from platform.tune import parser as tune_parser
 from trainables import metrics as m
 from trainables.config import ConfigError, field_types
 
 DEFAULT_MODELS = ("dt", "sasrec", "ease", "itemknn", "toprated", "popularity", "random")
-COLUMNS = (m.HR, m.NDCG, m.MRR, m.COVERAGE, m.TRUE_RATING_NORM)
+COLUMNS = (m.HR, m.NDCG, m.MRR, m.COVERAGE, m.TRUE_RATING_NORM, m.RETURN_MEAN, m.SOLVE)
+PRIMARY = (m.TRUE_RATING_NORM, m.NDCG, m.RETURN_MEAN)  # the first one the runs measured
+COMPUTE = "compute"  # trial iterations the search ran
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m platform.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("models", nargs="*", default=list(DEFAULT_MODELS), help="recommenders; the first is the reference")
+    p.add_argument("models", nargs="*", default=list(DEFAULT_MODELS), help="models; the first is the reference")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
     p.add_argument("--vary-data", action="store_true", help="data_seed = seed: the split varies with the seed")
     p.add_argument("--budget", choices=("smoke", "full"), default="full")
@@ -62,13 +70,23 @@ def plans(args: argparse.Namespace) -> list:
     variants = {label: variant(label) for label in args.models}
     if len(variants) < len(args.models):
         raise ConfigError("a model is named twice; give each variant its own settings")
-    unknown = [model for model, _ in variants.values() if model not in search_spaces.MODELS]
+    unknown = [model for model, _, _ in variants.values() if model not in search_spaces.MODELS]
     if unknown:
         raise ConfigError(f"unknown model {unknown[0]!r}; choose from {', '.join(search_spaces.MODELS)}")
-    specs = {label: search_spaces.get(model) for label, (model, _) in variants.items()}
-    not_recommenders = [name for name, spec in specs.items() if not spec.measures_test]
-    if not_recommenders:
-        raise ConfigError(f"{not_recommenders[0]} is not a recommender; compare takes recommenders only")
+    searches = [search for _, search, _ in variants.values() if search and search not in SEARCHES]
+    if searches:
+        raise ConfigError(f"unknown search {searches[0]!r} in a MODEL@SEARCH; choose from {', '.join(SEARCHES)}")
+    specs = {label: search_spaces.get(model) for label, (model, _, _) in variants.items()}
+    untested = [name for name, spec in specs.items() if not spec.measures_test]
+    if untested:
+        raise ConfigError(f"{untested[0]} measures no test figures; compare takes recommenders, dqn and qtable")
+    families = {label: "recommender" if "data" in field_types(spec.config) else "RL" for label, spec in specs.items()}
+    if len(set(families.values())) > 1:
+        first, other = next(iter(families)), next(k for k, v in families.items() if v != next(iter(families.values())))
+        raise ConfigError(
+            f"{first} and {other} are measured on different things; compare recommenders with "
+            "recommenders and RL models with RL models"
+        )
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     for text in args.set:
@@ -82,34 +100,51 @@ def plans(args: argparse.Namespace) -> list:
         raise ConfigError(f"comparison {name!r} already exists at {root}; pass a new --name (nothing was changed)")
     out = []
     for seed in range(args.seeds):
-        for label, (model, own) in variants.items():
+        for label, (model, search, own) in variants.items():
             keys = field_types(specs[label].config)
-            sets = [t for t in args.set if t.partition("=")[0].partition(".")[0] in keys] + own
-            sets += [f"seed={seed}"] + ([f"data_seed={seed}"] if args.vary_data else [])
+            sets = [t for t in args.set if t.partition("=")[0].partition(".")[0] in keys]
+            sets += [s for s in own if not s.startswith("samples=")]
+            sets += [f"seed={seed}"] + ([f"data_seed={seed}"] if args.vary_data and "data_seed" in keys else [])
             folder = label.replace(":", "-").replace("=", "").replace(",", "-").replace("/", "_")
+            folder = folder.replace("@", "-").replace("+", "")
             argv = [model, "--budget", args.budget, "--name", f"{folder}-seed{seed}", "--storage", root]
             argv += ["--cpus-per-trial", str(args.cpus_per_trial)] + [x for s in sets for x in ("--set", s)]
-            argv += ["--samples", str(args.samples)] if args.samples else []
-            argv += ["--search", args.search] if args.search else []
+            samples = next((s.partition("=")[2] for s in own if s.startswith("samples=")), args.samples)
+            argv += ["--samples", str(samples)] if samples else []
+            argv += ["--search", search or args.search] if search or args.search else []
             out.append((seed, label, argv, make_plan(tune_parser().parse_args(argv))))
     return out
 
 
-def variant(label: str) -> tuple[str, list[str]]:
-    """ "dt:tokens=a,state=constant" -> ("dt", ["tokens=a", "state=constant"])."""
-    model, _, settings = label.partition(":")
+def variant(label: str) -> tuple[str, str | None, list[str]]:
+    """ "dt@optuna:tokens=a,state=constant" -> ("dt", "optuna", ["tokens=a", "state=constant"])."""
+    head, _, settings = label.partition(":")
+    model, _, search = head.partition("@")
     own = [s for s in settings.split(",") if s]
     bad = [s for s in own if "=" not in s]
     if bad:
-        raise ConfigError(f"{label}: {bad[0]!r} is not KEY=VALUE; write MODEL:KEY=VALUE[,KEY=VALUE...]")
-    return model, own
+        raise ConfigError(f"{label}: {bad[0]!r} is not KEY=VALUE; write MODEL[@SEARCH]:KEY=VALUE[,KEY=VALUE...]")
+    samples = [s.partition("=")[2] for s in own if s.startswith("samples=")]
+    if samples and not (samples[0].isdigit() and int(samples[0]) >= 1):
+        raise ConfigError(f"{label}: samples={samples[0]} must be a whole number >= 1")
+    return model, search or None, own
+
+
+def compute(experiment: Path | None) -> float:
+    """Trial iterations the experiment ran: rows of every trial's result.json, its optuna+pbt study's
+    included (a PBT trial that cloned another continues the count but reports only its own rows)."""
+    if experiment is None:  # on a URI
+        return float("nan")
+    files = [*experiment.glob("*/result.json"), *experiment.glob(f"{STUDY}/*/result.json")]
+    return float(sum(sum(1 for line in f.read_text().splitlines() if line.strip()) for f in files))
 
 
 def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
     """A markdown table of mean [95% CI] over seeds, and the same figures as a dict."""
-    synthetic = any(m.split_metric(m.TEST, m.TRUE_RATING_NORM) in t for runs in rows.values() for t in runs)
-    primary = m.split_metric(m.TEST, m.TRUE_RATING_NORM if synthetic else m.NDCG)
-    columns = [m.SCORE] + [m.split_metric(m.TEST, c) for c in COLUMNS if synthetic or c != m.TRUE_RATING_NORM]
+    present = {k for runs in rows.values() for t in runs for k in t}
+    primary = next(m.split_metric(m.TEST, c) for c in PRIMARY if m.split_metric(m.TEST, c) in present)
+    columns = [m.SCORE] + [m.split_metric(m.TEST, c) for c in COLUMNS if m.split_metric(m.TEST, c) in present]
+    columns += [COMPUTE] if COMPUTE in present else []
     header = ["model", "seeds", "valid score"] + [c for c in columns[1:]] + [f"{primary} - {reference} (paired)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     figures: dict = {}
@@ -150,7 +185,7 @@ def run(argv: list[str] | None = None) -> int:
                 where = plan.storage.experiment(plan.name)
                 print(f"error: {model} (seed {seed}): no trial finished; see {where}", file=sys.stderr)
                 return 1
-            rows[model].append({**tests[0], "seed": seed})
+            rows[model].append({**tests[0], "seed": seed, COMPUTE: compute(plan.local_dir)})
     except (ConfigError, StalledRun) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -160,10 +195,10 @@ def run(argv: list[str] | None = None) -> int:
     text, figures = table(rows, args.models[0])
     root = planned[0][3].storage
     split = dataclasses.asdict(planned[0][3].config)
+    on = f"data {split['data']!r}, split {split['split']!r}" if "split" in split else f"env {split.get('env')!r}"
     head = (
         f"Comparison over {args.seeds} seed(s) ({'data and training' if args.vary_data else 'training'} seeds), "
-        f"data {split['data']!r}, split {split['split']!r}; valid score selects, test figures measured once "
-        f"on each selected trial; mean [95% t-interval]."
+        f"{on}; valid score selects, test figures measured once on each selected trial; mean [95% t-interval]."
     )
     print("\n" + head + "\n" + text)
     if not root.is_uri:

@@ -22,8 +22,15 @@ from platform.schedulers import ResumableASHA, ResumableFIFO, ResumablePBT
 from search_spaces import Budget, ModelSpec, resolve
 from trainables.config import ConfigError
 
-SEARCHES = ("pbt", "optuna", "random", "none")
+SEARCHES = ("pbt", "optuna", "random", "none", "optuna+pbt")
 OPTUNA_DB = "optuna.db"
+# optuna+pbt: the Optuna study takes this fraction of the compute `--search pbt` would use
+# (population x iterations); the PBT population it seeds takes the rest. The study runs twice as
+# many trials as the population, each cut short at STUDY_FRACTION / 2 of the iterations, so that the
+# population is its top (1 - STUDY_FRACTION) x population configs out of 2 x population.
+STUDY_FRACTION = 0.25
+STUDY = "study"  # the study's Tune experiment, inside the PBT experiment's folder
+SEED_STRIDE = 1_000  # optuna+pbt: member i of the seeded population trains with seed + i * SEED_STRIDE
 log = logging.getLogger("tunelab")
 
 
@@ -68,7 +75,8 @@ class Replay:
         if not folder.is_dir():
             folder = Path(storage.root) / location
         recorded = json.loads((folder / "lineage.json").read_text()) if (folder / "lineage.json").exists() else {}
-        if recorded.get("search", "pbt" if list(folder.glob("pbt_policy_*.txt")) else None) != "pbt":
+        search = recorded.get("search", "pbt" if list(folder.glob("pbt_policy_*.txt")) else None)
+        if search not in ("pbt", "optuna+pbt"):
             raise ConfigError(f"--replay {text}: {folder} is not a PBT experiment; name the folder of a PBT run")
         trials = {}
         for path in sorted(folder.glob("*/result.json")):
@@ -112,6 +120,9 @@ class Plan:
     vary_data: bool = False  # with seeds > 1: data_seed follows seed
     replay: "Replay | None" = None  # --replay: the schedule retrained over the seeds
     mlflow: str | None = None  # --mlflow: a tracking URI every trial is logged to as well
+    stop_at: int | None = None  # stop every trial after this many iterations (the optuna+pbt study)
+    asha: bool = True  # optuna: stop bad trials early with ASHA (not in the optuna+pbt study)
+    start: tuple = ()  # optuna+pbt: the configs the PBT population starts from, chosen by the study
 
     @property
     def local_dir(self) -> Path | None:
@@ -133,9 +144,10 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
     every = plan.config.checkpoint_every
     # PBT clones the latest checkpoint of a top trial some iterations after recording it; with a
     # small num_to_keep Tune has deleted it by then. Keep every checkpoint of the last few rounds.
-    keep = max(4, 3 * plan.budget.perturbation_interval) if plan.search == "pbt" else 2
+    keep = max(4, 3 * plan.budget.perturbation_interval) if plan.search in ("pbt", "optuna+pbt") else 2
     return tune.RunConfig(
         name=plan.name,
+        stop={"training_iteration": plan.stop_at} if plan.stop_at else None,
         storage_path=plan.storage.root,
         # Each trial's stdout and stderr go to files in its folder: the console stays quiet, nothing is lost.
         log_to_file=True,
@@ -179,7 +191,7 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
     elif plan.search == "replay":
         param_space = {**base, **seeds}
         tune_config = tune.TuneConfig(num_samples=1, scheduler=plan.replay.scheduler, reuse_actors=True)
-    elif plan.search == "pbt":
+    elif plan.search in ("pbt", "optuna+pbt"):
         mutations = {k: v for k, v in spec.pbt_mutations.items() if k not in plan.pinned}
         scheduler = ResumablePBT(
             time_attr="training_iteration",
@@ -199,8 +211,11 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
         # The initial population is drawn from the same domains PBT perturbs within.
         initial = {k: tune.choice(v) if isinstance(v, list) else v for k, v in mutations.items()}
         param_space = {**base, **initial, **(seeds if plan.seeds > 1 else {})}
+        samples = plan.samples
+        if plan.start:  # optuna+pbt: the study's configs, one trial each
+            param_space, samples = starting_space(plan, mutations), 1
         tune_config = tune.TuneConfig(
-            metric=spec.metric, mode=spec.mode, scheduler=scheduler, num_samples=plan.samples, reuse_actors=True
+            metric=spec.metric, mode=spec.mode, scheduler=scheduler, num_samples=samples, reuse_actors=True
         )
     else:
         sampler = (
@@ -223,7 +238,7 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
             storage=storage,
         )
         scheduler = ResumableFIFO()
-        if plan.search == "optuna":
+        if plan.search == "optuna" and plan.asha:
             scheduler = ResumableASHA(
                 metric=spec.metric,
                 mode=spec.mode,
@@ -242,6 +257,62 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
     return tune.Tuner(
         trainable(plan), param_space=param_space, tune_config=tune_config, run_config=run_config(plan, callbacks)
     )
+
+
+def study_plan(plan: Plan) -> Plan:
+    """optuna+pbt, first part: an Optuna study of 2 x population trials inside the experiment's folder,
+    each stopped after STUDY_FRACTION / 2 of the iterations (schedules keep the full run's horizon, so
+    a study trial is the start of the run it would become). No ASHA: the compute is what it says."""
+    where = Storage(plan.storage.experiment(plan.name))
+    stop_at = max(1, round(plan.config.iterations * STUDY_FRACTION / 2))
+    return dataclasses.replace(
+        plan, search="optuna", name=STUDY, storage=where, samples=2 * plan.samples, stop_at=stop_at, asha=False
+    )
+
+
+def population_size(samples: int) -> int:
+    """optuna+pbt: the seeded population, sized so study + population use the compute of `--search pbt`."""
+    return max(2, round(samples * (1 - STUDY_FRACTION)))
+
+
+def seeded_plan(plan: Plan, study_results) -> Plan:
+    """optuna+pbt, second part: PBT whose population starts from the study's best configs (best last
+    validation score; every study trial ran the same iterations)."""
+    metric, sign = plan.spec.metric, 1 if plan.spec.mode == "max" else -1
+    ranked = sorted(
+        (r for r in study_results if r.error is None and r.metrics and metric in r.metrics),
+        key=lambda r: -sign * float(r.metrics[metric]),
+    )
+    start = tuple(dict(r.config) for r in ranked[: population_size(plan.samples)])
+    if len(start) < 2:
+        raise ConfigError(f"optuna+pbt: only {len(start)} study trial(s) reported {metric}; see {STUDY}/ in the run")
+    return dataclasses.replace(plan, start=start, samples=len(start))
+
+
+def starting_space(plan: Plan, mutations: dict) -> dict:
+    """A param space whose grid over `seed` gives one trial per starting config: member i trains with
+    seed + i * SEED_STRIDE and takes every other value from start[i]. (Tune's points_to_evaluate cannot
+    set nested dicts such as schedules that differ in shape between points, so the seed picks the point.)"""
+    first = plan.config.seed
+    keys = set(plan.base_config) | {k for config in plan.start for k in config} | set(mutations)
+    keys.discard("seed")
+    defaults = {k: getattr(plan.config, k) for k in keys}  # for a key some study configs lack
+    points = [{**defaults, **plan.base_config, **config} for config in plan.start]
+    seeds = [first + i * SEED_STRIDE for i in range(len(points))]
+    return {
+        "seed": tune.grid_search(seeds),
+        **{k: tune.sample_from(StartingValue(points, k, first)) for k in sorted(keys)},
+    }
+
+
+class StartingValue:
+    """`key` of the starting config the trial's seed picks (see starting_space). A class, so it pickles."""
+
+    def __init__(self, points: list[dict], key: str, first_seed: int):
+        self.points, self.key, self.first_seed = points, key, first_seed
+
+    def __call__(self, spec):
+        return self.points[(spec.config.seed - self.first_seed) // SEED_STRIDE][self.key]
 
 
 class SameAsSeed:

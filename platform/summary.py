@@ -30,6 +30,7 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
         rebuilt = {
             "pbt": "; the PBT population and its synchronisation point were rebuilt from the trials' results",
             "optuna": "; the Optuna study continued and ASHA's rungs were rebuilt from the trials' results",
+            "optuna+pbt": "; the study was read back (or finished) and the PBT population rebuilt",
         }
         lines.append(f"Resumed: unfinished trials continued from their last checkpoints{rebuilt.get(plan.search, '')}")
     errors = [r for r in results if r.error is not None]
@@ -53,6 +54,14 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
             else:
                 lines.append(f"  {key}: {value:.4f}" if math.isfinite(value) else f"  {key}: not reached")
         lines.append(f"  config (differs from defaults): {_changed(best.config, plan.spec.config)}")
+        if plan.start:
+            from platform.experiment import STUDY  # not at the top: experiment imports this module
+
+            where = f"{results.experiment_path}/{STUDY}"
+            lines.append(
+                f"  optuna+pbt: the population started from the best {len(plan.start)} configs of the Optuna "
+                f"study in {where} (python -m platform.report {where} for its importances)"
+            )
         if plan.replay is not None:
             lines += _replay_lines(finished, metric, plan.replay)
         elif plan.search == "pbt" and plan.seeds > 1:
@@ -84,15 +93,19 @@ def _replay_lines(results, metric: str, replay) -> list[str]:
 
 def test_lines(tests: list[dict]) -> list[str]:
     """The test figures of the selected trial(s): measured once, after selection, never selected on."""
-    headline = tuple("/" + name for name in (m.HR, m.NDCG, m.TRUE_RATING_NORM))
-    keys = [k for k in tests[0] if k.startswith(m.TEST + "/") and not k.endswith("/" + m.USERS)]
-    # then popularity and random on the same test users, headline figures only
+    counts = (m.USERS, m.EPISODES)
+    headline = tuple("/" + name for name in (m.HR, m.NDCG, m.TRUE_RATING_NORM, m.RETURN_MEAN))
+    keys = [k for k in tests[0] if k.startswith(m.TEST + "/") and not k.endswith(tuple("/" + c for c in counts))]
+    # then the baselines (recommenders: popularity and random; RL: the random policy) on the same
+    # test users or episodes, headline figures only
     keys += [k for k in tests[0] if k.startswith(m.BASELINE_PREFIX) and k.endswith(headline)]
-    users = int(tests[0].get(m.split_metric(m.TEST, m.USERS), 0))
+    on = ", ".join(
+        f"{int(tests[0][m.split_metric(m.TEST, c)])} test {c}" for c in counts if m.split_metric(m.TEST, c) in tests[0]
+    )
     if len(tests) == 1:
-        head = f"TEST (measured once, after selection; {users} test users): {tests[0]['trial']}"
+        head = f"TEST (measured once, after selection; {on}): {tests[0]['trial']}"
         return [head] + [f"  {k}: {tests[0][k]:.4f}" for k in keys]
-    out = [f"TEST (measured once per seed on its selected trial, {len(tests)} seeds, {users} test users):"]
+    out = [f"TEST (measured once per seed on its selected trial, {len(tests)} seeds, {on}):"]
     for k in keys:
         mean, std, low, high = confidence_interval([t[k] for t in tests])
         out.append(f"  {k}: mean {mean:.4f}, std {std:.4f}, 95% CI [{low:.4f}, {high:.4f}]")

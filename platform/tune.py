@@ -15,7 +15,19 @@ from pathlib import Path
 
 import search_spaces
 from platform.callbacks import StalledRun, use_console_reporter
-from platform.experiment import SEARCHES, Plan, Replay, Storage, build_tuner, resources, restore_tuner
+from platform.experiment import (
+    SEARCHES,
+    STUDY,
+    Plan,
+    Replay,
+    Storage,
+    build_tuner,
+    population_size,
+    resources,
+    restore_tuner,
+    seeded_plan,
+    study_plan,
+)
 from trainables.config import ConfigError, apply_assignments, field_types, parse_assignment
 
 log = logging.getLogger("tunelab")
@@ -40,7 +52,12 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m platform.tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("model", nargs="?", help="model to tune; see --list")
-    p.add_argument("--search", choices=SEARCHES, help="search algorithm (default: pbt; closed-form baselines: optuna)")
+    p.add_argument(
+        "--search",
+        choices=SEARCHES,
+        help="search algorithm (default: pbt; closed-form baselines: optuna); optuna+pbt: a short Optuna "
+        "study picks the starting population of a PBT run, at the compute of --search pbt",
+    )
     p.add_argument("--samples", type=int, help="trials / PBT population (default: the budget's)")
     p.add_argument("--budget", choices=("smoke", "full"), default="full", help="smoke: seconds, for tests")
     p.add_argument("--seeds", type=int, default=1, help="repeat each config over N seeds")
@@ -108,7 +125,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     spec = search_spaces.get(args.model)
     budget = spec.budgets[args.budget]
     args.search = args.search or spec.default_search
-    if args.search == "pbt" and not spec.pbt_mutations:
+    if args.search in ("pbt", "optuna+pbt") and not spec.pbt_mutations:
         raise ConfigError(f"{args.model} has no hyperparameter PBT could mutate; use --search optuna, random or none")
     for flag, value, low in [("--samples", args.samples, 1), ("--seeds", args.seeds, 1)]:
         if value is not None and value < low:
@@ -121,7 +138,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--vary-data: {args.model} has no data_seed (it is not a recommender)")
     if args.vary_data and args.seeds < 2:
         raise ConfigError("--vary-data varies data_seed with the seed: use it with --seeds N (N >= 2)")
-    if args.seeds > 1 and args.search in ("optuna", "random"):
+    if args.seeds > 1 and args.search in ("optuna", "random", "optuna+pbt"):
         raise ConfigError(f"--seeds repeats one config; use it with --search none or pbt, not {args.search}")
     assignments = [parse_assignment(spec.config, text, args.model) for text in args.set]
     values = apply_assignments(budget.overrides, assignments)
@@ -168,7 +185,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--resume: no experiment {name!r} under {storage.root}; check --name and --storage")
     # A folder without Tune's tuner.pkl holds no run (it stopped after writing its lineage, before
     # Tune started): it is started again rather than resumed.
-    started = exists and (plan.local_dir / "tuner.pkl").exists()
+    started = exists and any((folder / "tuner.pkl").exists() for folder in (plan.local_dir, plan.local_dir / STUDY))
     if args.resume and exists and not started:
         raise ConfigError(f"--resume: experiment {name!r} never started a trial; run the command without --resume")
     exists = started
@@ -287,6 +304,7 @@ def execute(plan: Plan, argv: list[str], resume: bool = False, callbacks: list |
     """Runs (or resumes) the planned experiment on the Ray this process joined, measures the test
     figures of the selected trial(s) and prints the summary: (Tune's ResultGrid, test figures)."""
     import ray
+    from ray import tune
 
     from platform import lineage
     from platform.selection import measure_test
@@ -301,16 +319,36 @@ def execute(plan: Plan, argv: list[str], resume: bool = False, callbacks: list |
     print(start_lines(plan, argv, ray.cluster_resources().get("CPU", 0)))
     source = lineage.source_line(lineage.record(plan, argv, ROOT, resume))
     use_console_reporter()
-    tuner = restore_tuner(plan) if resume else build_tuner(plan, callbacks)
+    if plan.search == "optuna+pbt":
+        plan = run_study(plan, resume)
+    started = resume and tune.Tuner.can_restore(plan.storage.experiment(plan.name))
+    tuner = restore_tuner(plan) if started else build_tuner(plan, callbacks)
     results = resume_lost_trials(plan, tuner.fit())
     tests = measure_test(results, plan)
     print(render(results, plan, tests, resumed=resume, source=source))
     return results, tests
 
 
+def run_study(plan: Plan, resume: bool) -> Plan:
+    """optuna+pbt: runs (or resumes, or reads back when it finished) the Optuna study in the
+    experiment's folder; returns the PBT plan seeded with its best configs."""
+    from ray import tune
+
+    study = study_plan(plan)
+    where = study.storage.experiment(study.name)
+    print(
+        f"optuna+pbt: Optuna study of {study.samples} trials x {study.stop_at} iterations ({where}), "
+        f"then PBT from its best {population_size(plan.samples)} configs"
+    )
+    tuner = restore_tuner(study) if resume and tune.Tuner.can_restore(where) else build_tuner(study)
+    return seeded_plan(plan, resume_lost_trials(study, tuner.fit()))
+
+
 def start_lines(plan: Plan, argv: list[str], cpus: float) -> str:
     """Where the results go, how to watch and resume the run, and how big the budget is."""
     trials = {"pbt": plan.samples * plan.seeds, "none": plan.seeds, "replay": plan.seeds}.get(plan.search, plan.samples)
+    if plan.search == "optuna+pbt":
+        trials = population_size(plan.samples)
     at_once = max(1, min(trials, int(cpus // plan.cpus_per_trial)))
     where = plan.storage.experiment(plan.name)
     again = [a for a in argv if a != "--resume"]

@@ -91,4 +91,5 @@ SPEC = ModelSpec(
         "full": Budget(samples=4, overrides={}, perturbation_interval=10, grace_period=10),
     },
     seed_metrics=(m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS),
+    measures_test=True,
 )

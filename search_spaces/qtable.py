@@ -47,4 +47,5 @@ SPEC = ModelSpec(
         "full": Budget(samples=4, overrides={}, perturbation_interval=3, grace_period=3),
     },
     seed_metrics=(m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS),
+    measures_test=True,
 )

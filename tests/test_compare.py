@@ -51,7 +51,8 @@ def test_compare_tunes_each_model_and_reports_paired_intervals(ray_session, tmp_
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["dt", "dqn"], "dqn is not a recommender"),
+        (["dt", "dqn"], "dt and dqn are measured on different things"),
+        (["dt", "ppo"], "ppo measures no test figures"),
         (["dt", "nope"], "unknown model 'nope'"),
         (["dt", "--set", "width_x=3"], "no model among dt has the key 'width_x'"),
         (["dt", "--seeds", "0"], "--seeds must be >= 1"),

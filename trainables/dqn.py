@@ -287,6 +287,10 @@ class DQNTrainable(ray.tune.Trainable):
         }
         return self.evaluation.complete(result, self.greedy, self.iteration, rollout.env_steps)
 
+    def test(self) -> dict:
+        """Test figures of the greedy policy on fresh episodes: once, on the selected trial, by the driver."""
+        return self.evaluation.test(self.greedy)
+
     # ------------------------------------------------------------------ checkpoints and PBT
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:

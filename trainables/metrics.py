@@ -27,6 +27,13 @@ EVAL_SECONDS = "eval/seconds"
 
 # Reinforcement learning (dqn, qtable, RLlib baselines): greedy evaluation, no exploration, the
 # environment's own reward. The score is EVAL_RETURN_MEAN.
+# The selected trial's policy is measured once more after the search, on `test_episodes` episodes
+# with other seeds: "test/return_mean" etc. (split_metric(TEST, RETURN_MEAN)).
+RETURN_MEAN = "return_mean"
+RETURN_STD = "return_std"
+EPISODES = "episodes"
+SOLVE = "solved"
+TEST_SOLVED = f"{TEST}/{SOLVE}"  # 1 when the test mean return reaches the solve threshold
 EVAL_RETURN_MEAN = "eval/return_mean"
 EVAL_RETURN_STD = "eval/return_std"
 EVAL_EPISODES = "eval/episodes"

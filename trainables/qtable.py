@@ -155,6 +155,10 @@ class QTableTrainable(ray.tune.Trainable):
         }
         return self.evaluation.complete(result, self.greedy, self.iteration, rollout.env_steps)
 
+    def test(self) -> dict:
+        """Test figures of the greedy policy on fresh episodes: once, on the selected trial, by the driver."""
+        return self.evaluation.test(self.greedy)
+
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         np.save(Path(checkpoint_dir) / "q.npy", self.q)
         with open(Path(checkpoint_dir) / "state.pkl", "wb") as f:

@@ -23,6 +23,7 @@ from trainables.config import ConfigError, check_range
 # Evaluation episodes start from the same seeds in every trial and every model (common random
 # numbers): two policies are compared on identical starts.
 EVAL_SEED = 1_000_003
+TEST_SEED = 2_000_003  # test episodes: never seen by the evaluation the search selects on
 VECTORIZATIONS = ("auto", "numpy", "sync")
 
 
@@ -45,6 +46,8 @@ class RLConfig:
     """Evaluate every this many iterations (the last evaluation is reported in between)."""
     eval_episodes: int = 20
     """Greedy episodes per evaluation; their mean return is the score."""
+    test_episodes: int = 100
+    """Greedy episodes (other seeds than the evaluation's) played once by the selected trial after the search."""
     solve_return: float = float("nan")
     """Mean greedy return that counts as solved; NaN: the env's reward_threshold (475 for CartPole-v1)."""
     stop_on_solve: bool = False
@@ -61,7 +64,7 @@ class RLConfig:
     """Learning-rate multiplier over training progress (trainables/schedules.py)."""
 
     def __post_init__(self):
-        check_range(self, "[1, inf)", "num_envs steps_per_iteration iterations eval_every eval_episodes")
+        check_range(self, "[1, inf)", "num_envs steps_per_iteration iterations eval_every eval_episodes test_episodes")
         check_range(self, "[1, inf)", "checkpoint_every")
         check_range(self, "(0, 1]", "gamma")
         check_range(self, "(0, inf)", "lr")
@@ -299,6 +302,20 @@ class Evaluation:
         out = {**result, **self.baselines, **self.last}
         out["done"] = iteration + 1 >= self.cfg.iterations or bool(self.cfg.stop_on_solve and out[m.SOLVED] > 0)
         return out
+
+    def test(self, policy: Callable[[np.ndarray], np.ndarray]) -> dict:
+        """Test figures of `policy` and of the random policy on the same test episodes: run once, on
+        the selected trial, by the driver (platform/selection.py)."""
+        episodes = self.cfg.test_episodes
+        returns = greedy_returns(policy, self.cfg.env, episodes, TEST_SEED)
+        floor = random_policy_returns(self.cfg.env, episodes, TEST_SEED)
+        return {
+            m.split_metric(m.TEST, m.RETURN_MEAN): float(returns.mean()),
+            m.split_metric(m.TEST, m.RETURN_STD): float(returns.std()),
+            m.split_metric(m.TEST, m.EPISODES): float(episodes),
+            m.TEST_SOLVED: float(returns.mean() >= self.clock.threshold),
+            m.baseline_metric(m.BASELINE_RANDOM, m.split_metric(m.TEST, m.RETURN_MEAN)): float(floor.mean()),
+        }
 
     def state_dict(self) -> dict:
         return {"clock": self.clock.state_dict(), "last": self.last}
