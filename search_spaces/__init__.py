@@ -22,6 +22,7 @@ MODELS = {
     "qtable": "search_spaces.qtable:SPEC",
     "ppo": "search_spaces.ppo:SPEC",
     "rllib-dqn": "search_spaces.rllib_dqn:SPEC",
+    "music": "search_spaces.music:SPEC",
 }
 
 

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import gymnasium as gym
 import numpy as np
 
+import envs
 from trainables import metrics as m
 from trainables import schedules
 from trainables.config import ConfigError, check_range
@@ -80,6 +81,7 @@ class RLConfig:
 
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of `env_id`, or a ConfigError naming a close match."""
+    envs.register()  # tunelab's own envs (tunelab/...), in whichever process asks
     try:
         return gym.spec(env_id)
     except gym.error.Error as err:

@@ -25,6 +25,7 @@ from ray.rllib.core.learner.learner import DEFAULT_OPTIMIZER, LR_KEY, Learner
 from ray.rllib.utils import metrics as rm
 from ray.tune import PlacementGroupFactory
 
+import envs
 from trainables import metrics as m
 from trainables import rl, runtime, schedules
 from trainables.config import ConfigError, check_range, from_dict, to_dict
@@ -62,13 +63,14 @@ def piecewise(spec: dict, scale: float, horizon: int, points: int = 11) -> list[
 
 def with_shared_settings(algorithm: AlgorithmConfig, cfg: RLlibConfig) -> AlgorithmConfig:
     """RLlib's config with the settings every baseline applies the same way."""
+    own = envs.env_class(cfg.env)  # tunelab's envs go to RLlib as classes, stepped by gymnasium's sync vector env
     return (
-        algorithm.environment(cfg.env)
+        algorithm.environment(own or cfg.env)
         .framework("torch")
         .env_runners(
             num_env_runners=cfg.num_env_runners,
             num_envs_per_env_runner=cfg.num_envs,
-            gym_env_vectorize_mode=rl.vectorize_mode(cfg.env, cfg.vectorization),
+            gym_env_vectorize_mode="sync" if own else rl.vectorize_mode(cfg.env, cfg.vectorization),
         )
         .rl_module(model_config={"fcnet_hiddens": [cfg.hidden] * cfg.layers, "fcnet_activation": "relu"})
         .debugging(seed=cfg.seed, log_level="ERROR")

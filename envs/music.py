@@ -1,0 +1,564 @@
+"""A music-session simulator: users listen to recommended tracks, skip, and leave.
+
+The catalogue is generated: artists are clusters of tracks in an embedding space (unit vectors),
+track popularity is Zipf-skewed. A user has 1-6 "interest" tracks and a listening sigmoid of their
+own (bias, sharpness). A session starts near one interest: its hidden session vector is that track's
+embedding plus noise, and its first track is one of the interest's nearest neighbours. For each
+recommended track the user listens to the fraction
+
+    listened = sigmoid(sharpness * (cos(track, session) - bias)) * artist_decay ** (earlier plays of
+               the track's artist in this session),   and 0 for a track already played,
+
+then loses one unit of a patience budget (5) with probability 1 - listened; the session ends at 0
+or at the step cap. After a session the user comes back for another with probability
+return_base + return_gain * (mean listened fraction), up to max_sessions.
+
+Every random draw is a hash of (population seed, user, session, step, purpose) (`uniform`), so a
+user's interests, session starts and patience coins are the same whichever recommender serves
+them: A/B arms see common random numbers, and differences are the arms' alone.
+
+`Sessions` steps any number of sessions at once in numpy (the A/B tool runs whole populations
+through it); `MusicSessionEnv` is one session as a gymnasium env for learned policies (observation:
+the session's state plus M candidate tracks with features; action: which candidate), and
+`MusicVectorEnv` is N of them stepped together by `Sessions`.
+"""
+
+import dataclasses
+import functools
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from trainables.config import check_range
+
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+PURPOSES = {name: i + 1 for i, name in enumerate(
+    ["interests", "interest", "bias", "sharpness", "start", "first", "noise", "patience", "return", "pick", "pad"]
+)}  # fmt: skip
+GLOBAL_FEATURES = 4  # last listened, patience left, step, mean listened so far
+CANDIDATE_FEATURES = 6  # cos to last, cos to first, same artist as last, artist plays, popularity, played
+STATE = ("user", "session", "bias", "sharpness", "vector", "played", "listened", "steps", "patience", "done")
+NEIGHBOURS = 50  # nearest tracks kept per track (candidates, session starts, item-to-item fallback)
+
+
+@dataclasses.dataclass(frozen=True)
+class MusicConfig:
+    """Catalogue, users and session dynamics (the course's dynamics are the defaults: artist decay
+    0.8, patience 5, repeats worth 0)."""
+
+    tracks: int = 10_000
+    """Tracks in the generated catalogue."""
+    artists: int = 1_000
+    """Artists; each track belongs to one (sizes vary, Poisson around tracks / artists)."""
+    dim: int = 16
+    """Embedding dimension."""
+    artist_spread: float = 0.5
+    """Spread of an artist's tracks around the artist's direction (0: identical tracks)."""
+    popularity_skew: float = 1.0
+    """Zipf exponent of track popularity (0: uniform)."""
+    catalogue_seed: int = 0
+    """Seeds the catalogue (artists, embeddings, popularity)."""
+    interests_min: int = 1
+    interests_max: int = 6
+    """Interest tracks per user, uniform in [min, max], drawn by popularity."""
+    bias_low: float = 0.3
+    bias_high: float = 0.6
+    """Cosine similarity at which a user listens to half a track, uniform per user in [low, high]."""
+    sharpness_low: float = 6.0
+    sharpness_high: float = 12.0
+    """Slope of the listening sigmoid, uniform per user in [low, high]."""
+    session_noise: float = 0.3
+    """Noise added to the interest's embedding to make the hidden session vector."""
+    artist_decay: float = 0.8
+    """Listened fraction is multiplied by this for every earlier play of the artist in the session."""
+    patience: int = 5
+    """Budget that drops by 1 with probability 1 - listened; the session ends at 0."""
+    max_steps: int = 100
+    """Tracks per session at most (the first track included)."""
+    max_sessions: int = 5
+    """Sessions per user at most."""
+    return_base: float = 0.2
+    return_gain: float = 0.6
+    """Probability of another session: return_base + return_gain * mean listened fraction."""
+    candidates: int = 20
+    """M: candidate tracks the env offers a learned policy per step."""
+
+    def __post_init__(self):
+        check_range(self, "[2, inf)", "tracks artists dim candidates")
+        check_range(self, "[1, inf)", "interests_min interests_max patience max_steps max_sessions")
+        check_range(self, "[0, inf)", "artist_spread popularity_skew session_noise sharpness_low sharpness_high")
+        check_range(self, "[0, 1]", "artist_decay return_base return_gain")
+        if self.interests_min > self.interests_max or self.bias_low > self.bias_high:
+            raise ValueError("interests_min/bias_low must not exceed interests_max/bias_high")
+        if self.sharpness_low > self.sharpness_high:
+            raise ValueError("sharpness_low must not exceed sharpness_high")
+        if self.artists > self.tracks:
+            raise ValueError(f"artists ({self.artists}) must not exceed tracks ({self.tracks})")
+        if self.return_base + self.return_gain > 1:
+            raise ValueError("return_base + return_gain must be <= 1 (it is a probability)")
+
+
+def parse(config: dict | None) -> MusicConfig:
+    """A MusicConfig from env kwargs (unknown keys named)."""
+    config = dict(config or {})
+    known = {f.name for f in dataclasses.fields(MusicConfig)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"unknown music simulator setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return MusicConfig(**config)
+
+
+# ----------------------------------------------------------------------------- random numbers
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 arrays (wrapping arithmetic)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def uniform(seed: int, purpose: str, *keys) -> np.ndarray:
+    """Uniform [0, 1) numbers that depend only on (seed, purpose, keys); keys broadcast."""
+    with np.errstate(over="ignore"):
+        h = _mix(np.atleast_1d(np.asarray(seed, np.uint64)) * GOLDEN + np.uint64(PURPOSES[purpose]))
+        for key in keys:
+            h = _mix(h ^ (np.asarray(key).astype(np.uint64) + GOLDEN))
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def normal(seed: int, purpose: str, *keys) -> np.ndarray:
+    """Standard normal numbers (Box-Muller on two hashed uniforms)."""
+    u1 = uniform(seed, purpose, *keys, 0)
+    u2 = uniform(seed, purpose, *keys, 1)
+    return np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2 * np.pi * u2)
+
+
+# ----------------------------------------------------------------------------- catalogue and users
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalogue:
+    embeddings: np.ndarray  # (T, d) float32, unit norm
+    artist: np.ndarray  # (T,) int
+    popularity: np.ndarray  # (T,) probabilities
+    by_popularity: np.ndarray  # (T,) track ids, most popular first
+    pop_score: np.ndarray  # (T,) 1 for the most popular track, 0 for the least (log rank)
+    artist_offsets: np.ndarray  # (A + 1,) CSR over artist_tracks
+    artist_tracks: np.ndarray  # (T,) track ids grouped by artist
+    neighbours: np.ndarray  # (T, NEIGHBOURS) nearest tracks by cosine, the track itself first
+
+    @property
+    def size(self) -> int:
+        return len(self.artist)
+
+
+@functools.lru_cache(maxsize=4)
+def catalogue(tracks: int, artists: int, dim: int, spread: float, skew: float, seed: int) -> Catalogue:
+    """The generated catalogue (cached per process: every env and arm of one config shares it)."""
+    rng = np.random.default_rng([seed, 7])
+    centres = rng.normal(size=(artists, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    artist = np.concatenate([np.arange(artists), rng.integers(0, artists, tracks - artists)])  # none empty
+    rng.shuffle(artist)
+    emb = centres[artist] + spread * rng.normal(size=(tracks, dim)) / np.sqrt(dim)
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    rank = rng.permutation(tracks)  # rank[t]: 0 = most popular
+    weight = 1.0 / (1.0 + rank) ** skew
+    popularity = weight / weight.sum()
+    order = np.argsort(artist, kind="stable")
+    offsets = np.searchsorted(artist[order], np.arange(artists + 1))
+    k = min(NEIGHBOURS, tracks)
+    neighbours = np.empty((tracks, k), np.int64)
+    for lo in range(0, tracks, 2048):  # (chunk, T) similarities at a time
+        sims = emb[lo : lo + 2048] @ emb.T
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        neighbours[lo : lo + 2048] = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, 1), 1), 1)
+    return Catalogue(
+        embeddings=emb,
+        artist=artist,
+        popularity=popularity,
+        by_popularity=np.argsort(rank),
+        pop_score=(1.0 - np.log1p(rank) / np.log(tracks)).astype(np.float32),
+        artist_offsets=offsets,
+        artist_tracks=order,
+        neighbours=neighbours,
+    )
+
+
+def catalogue_of(cfg: MusicConfig) -> Catalogue:
+    return catalogue(cfg.tracks, cfg.artists, cfg.dim, cfg.artist_spread, cfg.popularity_skew, cfg.catalogue_seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Users:
+    """Users 0..N-1 of population `seed`; any user's attributes are the same in any population size."""
+
+    interests: np.ndarray  # (N, interests_max) track ids, -1 past the user's count
+    count: np.ndarray  # (N,)
+    bias: np.ndarray  # (N,)
+    sharpness: np.ndarray  # (N,)
+
+    @staticmethod
+    def make(cfg: MusicConfig, cat: Catalogue, seed: int, ids: np.ndarray) -> "Users":
+        span = cfg.interests_max - cfg.interests_min + 1
+        count = cfg.interests_min + np.floor(uniform(seed, "interests", ids) * span).astype(int)
+        slots = np.arange(cfg.interests_max)
+        cdf = np.cumsum(cat.popularity)
+        drawn = np.searchsorted(cdf, uniform(seed, "interest", ids[:, None], slots[None, :]) * cdf[-1])
+        interests = np.where(slots[None, :] < count[:, None], np.minimum(drawn, cat.size - 1), -1)
+        bias = cfg.bias_low + (cfg.bias_high - cfg.bias_low) * uniform(seed, "bias", ids)
+        sharp = cfg.sharpness_low + (cfg.sharpness_high - cfg.sharpness_low) * uniform(seed, "sharpness", ids)
+        return Users(interests, count, bias, sharp)
+
+
+# ----------------------------------------------------------------------------- sessions, batched
+
+
+class Sessions:
+    """N sessions stepped together. Session i is session number `session[i]` of user `user[i]` of
+    population `seed`; its draws depend on nothing else, so any recommender meets the same starts."""
+
+    def __init__(self, cfg: MusicConfig, seed: int, user: np.ndarray, session: np.ndarray):
+        self.cfg, self.cat, self.seed = cfg, catalogue_of(cfg), seed
+        self.user, self.session = np.asarray(user, np.int64), np.asarray(session, np.int64)
+        n, d = len(self.user), cfg.dim
+        people = Users.make(cfg, self.cat, seed, self.user)
+        self.bias, self.sharpness = people.bias, people.sharpness
+        pick = np.floor(uniform(seed, "start", self.user, self.session) * people.count).astype(int)
+        interest = people.interests[np.arange(n), pick]  # (N,)
+        noise = normal(seed, "noise", self.user[:, None], self.session[:, None], np.arange(d)[None, :])
+        vec = self.cat.embeddings[interest] + self.cfg.session_noise * noise / np.sqrt(d)
+        self.vector = (vec / np.linalg.norm(vec, axis=1, keepdims=True)).astype(np.float32)  # (N, d) hidden
+        near = np.floor(uniform(seed, "first", self.user, self.session) * 10).astype(int)
+        first = self.cat.neighbours[interest, np.minimum(near, self.cat.neighbours.shape[1] - 1)]
+        self.played = np.full((n, cfg.max_steps), -1, np.int64)  # (N, max_steps) track ids in order
+        self.listened = np.zeros((n, cfg.max_steps), np.float32)
+        self.steps = np.zeros(n, np.int64)  # tracks played so far
+        self.patience = np.full(n, cfg.patience, np.int64)
+        self.done = np.zeros(n, bool)
+        self._expected = None  # (N, T) expected listened fractions, once the oracle asks
+        self.play(first)
+
+    @property
+    def first(self) -> np.ndarray:
+        return self.played[:, 0]
+
+    @property
+    def last(self) -> np.ndarray:
+        return self.played[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
+
+    @property
+    def last_listened(self) -> np.ndarray:
+        return self.listened[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
+
+    def artist_plays(self, tracks: np.ndarray) -> np.ndarray:
+        """(N, ...) earlier plays in each session of the artists of `tracks` (N, ...)."""
+        played_artist = np.where(self.played >= 0, self.cat.artist[np.maximum(self.played, 0)], -1)  # (N, S)
+        artists = self.cat.artist[tracks]
+        return (played_artist.reshape(len(tracks), *([1] * (artists.ndim - 1)), -1) == artists[..., None]).sum(-1)
+
+    def is_played(self, tracks: np.ndarray) -> np.ndarray:
+        """(N, ...) whether each of `tracks` (N, ...) was played in its session."""
+        return (self.played.reshape(len(tracks), *([1] * (tracks.ndim - 1)), -1) == tracks[..., None]).any(-1)
+
+    def expected(self, tracks: np.ndarray) -> np.ndarray:
+        """The fraction each session would listen to each of `tracks` (N, ...): what the oracle sees."""
+        sims = np.einsum("nd,n...d->n...", self.vector, self.cat.embeddings[tracks])
+        shape = (len(tracks),) + (1,) * (tracks.ndim - 1)
+        base = 1.0 / (1.0 + np.exp(-self.sharpness.reshape(shape) * (sims - self.bias.reshape(shape))))
+        fresh = ~self.is_played(tracks)
+        return (base * self.cfg.artist_decay ** self.artist_plays(tracks) * fresh).astype(np.float32)
+
+    def expected_all(self) -> np.ndarray:
+        """(N, T) the fraction each session would listen to every track: the oracle's view. Computed
+        once per session batch, then kept current by play() (an artist's tracks decay, a played
+        track drops to 0)."""
+        if self._expected is None:
+            cat, n = self.cat, len(self.user)
+            sims = self.vector @ cat.embeddings.T  # (N, T)
+            base = 1.0 / (1.0 + np.exp(-self.sharpness[:, None] * (sims - self.bias[:, None])))
+            rows, cols = np.nonzero(self.played >= 0)
+            counts = np.zeros((n, self.cfg.artists), np.int64)
+            np.add.at(counts, (rows, cat.artist[self.played[rows, cols]]), 1)
+            self._expected = (base * self.cfg.artist_decay ** counts[:, cat.artist]).astype(np.float32)
+            self._expected[rows, self.played[rows, cols]] = 0.0
+        return self._expected
+
+    def _update_expected(self, rows: np.ndarray, tracks: np.ndarray) -> None:
+        cat = self.cat
+        a = cat.artist[tracks]
+        start, size = cat.artist_offsets[a], cat.artist_offsets[a + 1] - cat.artist_offsets[a]
+        within = np.arange(size.sum()) - np.repeat(np.cumsum(size) - size, size)
+        cols = cat.artist_tracks[np.repeat(start, size) + within]
+        self._expected[np.repeat(rows, size), cols] *= self.cfg.artist_decay
+        self._expected[rows, tracks] = 0.0
+
+    def take(self, rows: np.ndarray) -> "Sessions":
+        """The sessions `rows` as a batch of their own (the A/B drops finished sessions this way)."""
+        out = object.__new__(Sessions)
+        out.__dict__.update(self.__dict__)
+        for name in STATE:
+            setattr(out, name, getattr(self, name)[rows])
+        out._expected = None if self._expected is None else self._expected[rows]
+        return out
+
+    def play(self, tracks: np.ndarray) -> np.ndarray:
+        """Plays one track in every session that is not done; returns the listened fractions (N,)
+        (0 for sessions already done)."""
+        tracks = np.asarray(tracks, np.int64)
+        live = ~self.done
+        listened = np.where(live, self.expected(tracks[:, None])[:, 0], 0.0).astype(np.float32)
+        rows = np.flatnonzero(live)
+        self.played[rows, self.steps[rows]] = tracks[rows]
+        self.listened[rows, self.steps[rows]] = listened[rows]
+        coin = uniform(self.seed, "patience", self.user, self.session, self.steps)
+        self.patience -= (live & (coin < 1.0 - listened)).astype(np.int64)
+        if self._expected is not None:
+            self._update_expected(rows, tracks[rows])
+        self.steps += live
+        self.done |= (self.patience <= 0) | (self.steps >= self.cfg.max_steps)
+        return listened
+
+    # ------------------------------------------------------------------ what a learned policy sees
+
+    def candidates(self) -> np.ndarray:
+        """(N, M) candidate tracks: unplayed tracks of the last track's artist, neighbours of the last
+        and the first track, then popular tracks; duplicates and played tracks removed."""
+        cfg, cat, n = self.cfg, self.cat, len(self.user)
+        last, first = self.last, self.first
+        a = cat.artist[last]
+        start, size = cat.artist_offsets[a], cat.artist_offsets[a + 1] - cat.artist_offsets[a]
+        pick = uniform(self.seed, "pick", self.user[:, None], self.session[:, None], self.steps[:, None],
+                       np.arange(8)[None, :])  # fmt: skip
+        same_artist = cat.artist_tracks[start[:, None] + np.floor(pick * size[:, None]).astype(int)]
+        top = cfg.candidates + cfg.max_steps  # more than a session can have played: every row fills
+        popular = np.broadcast_to(cat.by_popularity[:top], (n, top))
+        pool = np.concatenate([same_artist, cat.neighbours[last, 1:20], cat.neighbours[first, 1:10], popular], 1)
+        order = np.argsort(pool, axis=1, kind="stable")
+        ordered = np.take_along_axis(pool, order, 1)
+        repeat = np.zeros_like(ordered, bool)
+        repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+        duplicate = np.empty_like(repeat)
+        np.put_along_axis(duplicate, order, repeat, 1)
+        ok = ~duplicate & ~self.is_played(pool)
+        rank = np.cumsum(ok, 1) - 1
+        rows, cols = np.nonzero(ok & (rank < cfg.candidates))
+        out = np.empty((n, cfg.candidates), np.int64)
+        out[rows, rank[rows, cols]] = pool[rows, cols]
+        return out
+
+    def observe(self, candidates: np.ndarray) -> np.ndarray:
+        """(N, GLOBAL_FEATURES + M * CANDIDATE_FEATURES) float32 in [-1, 1]."""
+        cfg, cat, emb = self.cfg, self.cat, self.cat.embeddings
+        steps = np.maximum(self.steps, 1)
+        mean = self.listened.sum(1) / steps
+        glob = np.stack([self.last_listened, self.patience / cfg.patience, self.steps / cfg.max_steps, mean], 1)
+        feats = np.stack(
+            [
+                np.einsum("nd,nmd->nm", emb[self.last], emb[candidates]),
+                np.einsum("nd,nmd->nm", emb[self.first], emb[candidates]),
+                (cat.artist[candidates] == cat.artist[self.last][:, None]).astype(np.float32),
+                np.minimum(self.artist_plays(candidates) / 5.0, 1.0),
+                cat.pop_score[candidates],
+                self.is_played(candidates).astype(np.float32),
+            ],
+            2,
+        )  # (N, M, CANDIDATE_FEATURES)
+        return np.concatenate([glob, feats.reshape(len(candidates), -1)], 1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- gymnasium
+
+
+def observation_space(cfg: MusicConfig) -> gym.spaces.Box:
+    return gym.spaces.Box(-1.0, 1.0, (GLOBAL_FEATURES + cfg.candidates * CANDIDATE_FEATURES,), np.float32)
+
+
+def _info(sessions: Sessions, listened: np.ndarray, tracks: np.ndarray, repeat, same_artist) -> dict:
+    return {
+        "track": tracks,
+        "listened": listened,
+        "affinity": np.einsum("nd,nd->n", sessions.vector, sessions.cat.embeddings[tracks]),
+        "repeat": repeat,
+        "same_artist": same_artist,
+    }
+
+
+class MusicSessionEnv(gym.Env):
+    """One listening session per episode: reward = fraction of the chosen track listened to.
+
+    A reset draws a user and a session number from the env's RNG (users 0..population-1 of
+    `population_seed`); `options={"user": u, "session": s}` picks them.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, population: int = 10_000, population_seed: int = 0, **config):
+        self.cfg = parse(config)
+        self.population, self.population_seed = population, population_seed
+        self.observation_space = observation_space(self.cfg)
+        self.action_space = gym.spaces.Discrete(self.cfg.candidates)
+        catalogue_of(self.cfg)  # build (or fetch) the catalogue now, not in the first reset
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        options = options or {}
+        user = options.get("user", int(self.np_random.integers(self.population)))
+        session = options.get("session", int(self.np_random.integers(self.cfg.max_sessions)))
+        self.sessions = Sessions(self.cfg, self.population_seed, np.array([user]), np.array([session]))
+        self.offered = self.sessions.candidates()
+        return self.sessions.observe(self.offered)[0], {"user": user, "session": session}
+
+    def step(self, action):
+        s = self.sessions
+        track = self.offered[:, int(action)]
+        repeat, same = s.is_played(track[:, None])[:, 0], s.cat.artist[track] == s.cat.artist[s.last]
+        listened = s.play(track)
+        info = {k: v[0] for k, v in _info(s, listened, track, repeat, same).items()}
+        terminated = bool(s.done[0])
+        self.offered = s.candidates()
+        return s.observe(self.offered)[0], float(listened[0]), terminated, False, info
+
+
+class MusicVectorEnv(gym.vector.VectorEnv):
+    """`num_envs` sessions stepped by one `Sessions` batch; an env whose session ended is reset on
+    the next step (gymnasium's next-step autoreset: that step's reward is 0 and not part of an
+    episode). Each reset draws a fresh (user, session) from the env's RNG."""
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, population: int = 10_000, population_seed: int = 0, **config):
+        self.cfg = parse(config)
+        self.num_envs, self.population, self.population_seed = num_envs, population, population_seed
+        self.single_observation_space = observation_space(self.cfg)
+        self.single_action_space = gym.spaces.Discrete(self.cfg.candidates)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.rng = np.random.default_rng()
+
+    def _draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.rng.integers(self.population, size=n), self.rng.integers(self.cfg.max_sessions, size=n)
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.sessions = Sessions(self.cfg, self.population_seed, *self._draw(self.num_envs))
+        self.offered = self.sessions.candidates()
+        self.needs_reset = np.zeros(self.num_envs, bool)
+        return self.sessions.observe(self.offered), {}
+
+    def step(self, actions):
+        s, n = self.sessions, self.num_envs
+        track = self.offered[np.arange(n), np.asarray(actions, np.int64)]
+        repeat, same = s.is_played(track[:, None])[:, 0], s.cat.artist[track] == s.cat.artist[s.last]
+        s.done |= self.needs_reset  # sessions waiting for their reset play nothing
+        listened = s.play(track)
+        reward = np.where(self.needs_reset, 0.0, listened)
+        terminated = s.done & ~self.needs_reset
+        if self.needs_reset.any():  # replace the finished sessions with fresh ones
+            rows = np.flatnonzero(self.needs_reset)
+            fresh = Sessions(self.cfg, self.population_seed, *self._draw(len(rows)))
+            for name in STATE:
+                getattr(s, name)[rows] = getattr(fresh, name)
+            s._expected = None
+            terminated[rows] = False
+        self.needs_reset = terminated.copy()
+        self.offered = s.candidates()
+        info = _info(s, listened, track, repeat, same)
+        return s.observe(self.offered), reward, terminated, np.zeros(n, bool), info
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+def write_log(path: str | Path, rows: dict) -> Path:
+    """Session logs (user, session, step, track, listened, ...) as Parquet, for offline training."""
+    import pandas as pd
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path
+
+
+# ----------------------------------------------------------------------------- whole populations
+
+
+@dataclasses.dataclass
+class Outcome:
+    """Every session a population had under one recommender: one entry per session."""
+
+    user: np.ndarray
+    session: np.ndarray
+    tracks: np.ndarray  # tracks played (the first included)
+    time: np.ndarray  # sum of listened fractions, in tracks
+    artists: np.ndarray  # distinct artists
+    played: list  # per session, the track ids in order
+    listened: list  # per session, the listened fractions
+
+
+def simulate(cfg: MusicConfig, recommend, seed: int, users: np.ndarray) -> Outcome:
+    """Runs `users` of population `seed` through their sessions with `recommend(sessions) -> (N,)
+    track ids`. A session's batch shrinks as sessions end, so long sessions cost what they play."""
+    parts, active = [], np.asarray(users, np.int64)
+    for number in range(cfg.max_sessions):
+        if not len(active):
+            break
+        batch = Sessions(cfg, seed, active, np.full(len(active), number))
+        finished = []
+        while len(batch.user):
+            batch.play(recommend(batch))
+            if batch.done.any():
+                finished.append(batch.take(np.flatnonzero(batch.done)))
+                batch = batch.take(np.flatnonzero(~batch.done))
+        ended = _concat(finished)
+        parts.append(ended)
+        mean = ended.listened.sum(1) / np.maximum(ended.steps, 1)
+        again = uniform(seed, "return", ended.user, number) < cfg.return_base + cfg.return_gain * mean
+        active = np.sort(ended.user[again])
+    return _outcome(parts)
+
+
+def _concat(batches: list) -> Sessions:
+    out = object.__new__(Sessions)
+    out.__dict__.update(batches[0].__dict__)
+    for name in STATE:
+        setattr(out, name, np.concatenate([getattr(b, name) for b in batches]))
+    out._expected = None
+    return out
+
+
+def _outcome(parts: list) -> Outcome:
+    user = np.concatenate([p.user for p in parts])
+    session = np.concatenate([p.session for p in parts])
+    played = np.concatenate([p.played for p in parts])
+    listened = np.concatenate([p.listened for p in parts])
+    steps = np.concatenate([p.steps for p in parts])
+    artist = np.where(played >= 0, parts[0].cat.artist[np.maximum(played, 0)], -1)
+    ordered = np.sort(artist, 1)
+    distinct = ((ordered[:, 1:] != ordered[:, :-1]) & (ordered[:, 1:] >= 0)).sum(1) + (ordered[:, 0] >= 0)
+    order = np.lexsort((session, user))
+    return Outcome(
+        user=user[order],
+        session=session[order],
+        tracks=steps[order],
+        time=listened.sum(1)[order],
+        artists=distinct[order],
+        played=[played[i, : steps[i]] for i in order],
+        listened=[listened[i, : steps[i]] for i in order],
+    )
+
+
+def log_rows(outcome: Outcome, arm: str = "") -> dict:
+    """Columns of a session log: one row per played track."""
+    lengths = np.array([len(p) for p in outcome.played])
+    return {
+        "arm": np.repeat(arm, lengths.sum()),
+        "user": np.repeat(outcome.user, lengths),
+        "session": np.repeat(outcome.session, lengths),
+        "step": np.concatenate([np.arange(n) for n in lengths]),
+        "track": np.concatenate(outcome.played),
+        "listened": np.concatenate(outcome.listened),
+    }

@@ -1,0 +1,347 @@
+"""`python -m platform.ab music ARM [ARM ...] --users N`: an A/B test of recommenders in the music
+session simulator (envs/music.py). The first arm is the control.
+
+    python -m platform.ab music random sticky embed:~/ray_results/music-pbt-... oracle --users 10000
+    python -m platform.ab music toppop toppop#b --users 10000          # an A/A test
+    python -m platform.ab music sticky http://localhost:5000/next       # your own service as an arm
+
+Arms:
+  random, toppop, sticky, sticky-fallback, oracle   heuristics; the oracle reads the hidden session vector
+  i2i                  item-to-item from co-listens in a log of --log-users users (logging policy:
+                       a random candidate of the simulator's candidate generator)
+  embed:PATH           a trained `music` model: its experiment folder (the trial with the best
+                       validation score, its last checkpoint) or a model.npz
+  policy:PATH          an RL model trained on tunelab/MusicSession-v0 (`python -m platform.tune dqn
+                       --set env=tunelab/MusicSession-v0`, or ppo): its experiment folder, best trial
+  http://HOST:PORT/P   a recommender service: POST {"user", "track", "time"} -> {"track"}
+  ARM#TAG              the same arm again under another name (A/A tests)
+
+Users 0..N-1 of population --seed are split between the arms by a salted hash of the user id;
+every draw of the simulator is a hash of (seed, user, session, step), so a user's interests,
+session starts and patience coins are the same in whichever arm the user lands (common random
+numbers). Per user: listening time per session, tracks per session, sessions, distinct artists
+per session; per arm also catalogue coverage. Each treatment against the control: the relative
+effect with a Welch interval at --alpha, Bonferroni-corrected over the treatments (Holm-adjusted
+p-values beside), and a sample-ratio check of the split. Written to STORAGE/NAME: ab.csv, ab.json,
+ab.png (and sessions.parquet with --log).
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+import envs
+from envs import music
+from trainables import music_arms
+from trainables.config import ConfigError, apply_assignments, parse_assignment
+
+METRICS = ("time_per_session", "tracks_per_session", "sessions", "artists_per_session")
+PRIMARY = METRICS[0]
+EFFECT_COLUMNS = ("diff", "relative", "rel_low", "rel_high", "p", "p_holm", "significant")
+SRM_P = 0.001  # a sample-ratio p-value below this flags the split as broken
+
+
+@dataclasses.dataclass(frozen=True)
+class SimSettings:
+    """`--set` keys: the simulator's (envs/music.MusicConfig); a dataclass so --set is typed."""
+
+    sim: dict = dataclasses.field(default_factory=dict)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m platform.ab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("env", choices=["music"], help="the simulator")
+    p.add_argument("arms", nargs="+", help="the first is the control")
+    p.add_argument("--users", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0, help="population seed of the users (default 0)")
+    p.add_argument("--salt", default="tunelab", help="salt of the assignment hash")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="simulator setting, e.g. artist_decay=1.0"
+    )
+    p.add_argument("--log-users", type=int, default=5_000, help="users in the i2i arm's log")
+    p.add_argument("--log-seed", type=int, default=101, help="population seed of the i2i arm's log")
+    p.add_argument("--log", action="store_true", help="also write every session as sessions.parquet")
+    p.add_argument("--name", help="default: ab-music-TIMESTAMP")
+    p.add_argument("--storage", default=os.environ.get("TUNELAB_STORAGE", "~/ray_results"))
+    return p
+
+
+def assign(users: np.ndarray, arms: int, salt: str) -> np.ndarray:
+    """Arm index of every user: sha256(salt:user) mod arms."""
+    digest = [int.from_bytes(hashlib.sha256(f"{salt}:{u}".encode()).digest()[:8], "big") for u in users]
+    return np.array(digest, dtype=np.uint64) % np.uint64(arms)
+
+
+def sim_config(assignments: list[str]) -> music.MusicConfig:
+    values = apply_assignments({}, [parse_assignment(SimSettings, f"sim.{a}", "ab") for a in assignments])
+    try:
+        return music.parse(values.get("sim", {}))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"--set: {err}") from None
+
+
+def build_arm(spec: str, cfg: music.MusicConfig, log_users: int, log_seed: int):
+    """The recommender an ARM text names; ConfigError naming the problem otherwise."""
+    base = spec.split("#", 1)[0]
+    if base.startswith("http://") or base.startswith("https://"):
+        try:
+            return music_arms.Remote(base)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    if base.startswith("embed:"):
+        arm = music_arms.Embedding.load(model_file(base[len("embed:") :]))
+        if len(arm.bias) != cfg.tracks:
+            raise ConfigError(
+                f"{spec}: trained on {len(arm.bias)} tracks, this A/B's catalogue has {cfg.tracks}; "
+                "--set the simulator the model was trained with"
+            )
+        return arm
+    if base.startswith("policy:"):
+        return load_policy(base[len("policy:") :], cfg)
+    if base == "i2i":
+        policy = music_arms.candidate_policy(log_seed)
+        log = music.log_rows(music.simulate(cfg, policy, log_seed, np.arange(log_users)))
+        return music_arms.heuristic("i2i", log, music.catalogue_of(cfg).size)
+    if base in music_arms.HEURISTICS:
+        return music_arms.heuristic(base)
+    raise ConfigError(
+        f"unknown arm {spec!r}; choose from {', '.join(music_arms.HEURISTICS)}, embed:PATH or http://HOST:PORT/PATH"
+    )
+
+
+def model_file(path: str) -> Path:
+    """A model.npz, or the last checkpoint's of the best trial (by last validation score) of a
+    `music` experiment folder."""
+    from trainables.music import MODEL_FILE
+
+    where = Path(path).expanduser()
+    if where.is_file():
+        return where
+    if not where.is_dir():
+        raise ConfigError(f"embed:{path}: no such file or folder; name a `music` experiment folder or a {MODEL_FILE}")
+    trial, _ = best_trial(where)
+    return sorted(trial.glob(f"checkpoint_*/{MODEL_FILE}"))[-1]
+
+
+def best_trial(folder: Path) -> tuple[Path, dict]:
+    """(trial folder, its last result row) of the trial with the best last validation score."""
+    best, best_row = None, {"score": -math.inf}
+    for result in folder.glob("*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        if rows and list(result.parent.glob("checkpoint_*")) and rows[-1].get("score", -math.inf) > best_row["score"]:
+            best, best_row = result.parent, rows[-1]
+    if best is None:
+        raise ConfigError(f"{folder}: no trial with a score and a checkpoint; name a Tune experiment folder")
+    return best, best_row
+
+
+def load_policy(path: str, cfg: music.MusicConfig):
+    """The `policy:PATH` arm: the best trial of an RL experiment on the music env, restored."""
+    import search_spaces
+
+    folder = Path(path).expanduser()
+    lineage = folder / "lineage.json"
+    if not lineage.exists():
+        raise ConfigError(f"policy:{path}: no lineage.json there; name a tunelab experiment folder")
+    model = json.loads(lineage.read_text())["model"]
+    spec = search_spaces.get(model)
+    trial, row = best_trial(folder)
+    config = row["config"]
+    if config.get("env") != envs.MUSIC:
+        raise ConfigError(f"policy:{path}: {model} was trained on {config.get('env')!r}, not {envs.MUSIC}")
+    if cfg != music.MusicConfig():
+        raise ConfigError(f"policy:{path}: RL models train on the default simulator; leave out --set")
+    if model.startswith(("ppo", "rllib")):
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    return music_arms.Policy.load(spec.trainable, config, str(sorted(trial.glob("checkpoint_*"))[-1]))
+
+
+def per_user(outcome: music.Outcome, users: np.ndarray) -> dict[str, np.ndarray]:
+    """Each metric per user of `users` (every user has at least one session)."""
+    index = np.searchsorted(users, outcome.user)
+    sessions = np.bincount(index, minlength=len(users)).astype(float)
+    mean = lambda x: np.bincount(index, x, len(users)) / sessions  # noqa: E731
+    return {
+        "time_per_session": mean(outcome.time),
+        "tracks_per_session": mean(outcome.tracks.astype(float)),
+        "sessions": sessions,
+        "artists_per_session": mean(outcome.artists.astype(float)),
+    }
+
+
+def welch(treatment: np.ndarray, control: np.ndarray, alpha: float) -> dict:
+    """Difference of means with a Welch interval at `alpha`, its p-value, and both relative to the
+    control's mean (the control mean taken as known: the interval of a ratio is wider by its own
+    noise, small at these sample sizes)."""
+    mt, mc = treatment.mean(), control.mean()
+    vt, vc = treatment.var(ddof=1) / len(treatment), control.var(ddof=1) / len(control)
+    diff, se = mt - mc, math.sqrt(vt + vc)
+    if se == 0:
+        return {"diff": diff, "low": diff, "high": diff, "p": 1.0 if diff == 0 else 0.0,
+                "relative": diff / mc if mc else math.nan, "rel_low": math.nan, "rel_high": math.nan}  # fmt: skip
+    df = (vt + vc) ** 2 / (vt**2 / (len(treatment) - 1) + vc**2 / (len(control) - 1))
+    half = stats.t.ppf(1 - alpha / 2, df) * se
+    p = 2 * stats.t.sf(abs(diff) / se, df)
+    scale = mc if mc else math.nan
+    return {"diff": diff, "low": diff - half, "high": diff + half, "p": p, "relative": diff / scale,
+            "rel_low": (diff - half) / scale, "rel_high": (diff + half) / scale}  # fmt: skip
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values."""
+    order = np.argsort(pvalues)
+    adjusted, running = np.empty(len(pvalues)), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+def run_ab(cfg: music.MusicConfig, arms: dict, users: int, seed: int, salt: str, alpha: float) -> dict:
+    """The A/B itself: {"arms": per-arm figures, "effects": per treatment and metric, "srm": ...,
+    "outcomes": per-arm music.Outcome}."""
+    ids = np.arange(users)
+    groups = assign(ids, len(arms), salt)
+    names = list(arms)
+    outcomes, figures, per = {}, {}, {}
+    for i, name in enumerate(names):
+        mine = ids[groups == i]
+        if not len(mine):
+            raise ConfigError(f"arm {name} got no users; use more --users")
+        tick = time.perf_counter()
+        outcomes[name] = music.simulate(cfg, arms[name], seed, mine)
+        per[name] = per_user(outcomes[name], mine)
+        played = np.unique(np.concatenate(outcomes[name].played))
+        figures[name] = {
+            "users": len(mine),
+            **{k: float(v.mean()) for k, v in per[name].items()},
+            "coverage": len(played) / music.catalogue_of(cfg).size,
+            "seconds": time.perf_counter() - tick,
+        }
+    counts = np.array([figures[n]["users"] for n in names])
+    srm = stats.chisquare(counts).pvalue if len(names) > 1 else 1.0
+    treatments = names[1:]
+    level = alpha / max(1, len(treatments))  # Bonferroni: every interval at alpha / treatments
+    effects = {t: {} for t in treatments}
+    for metric in METRICS:
+        tests = [welch(per[t][metric], per[names[0]][metric], level) for t in treatments]
+        for t, test, adjusted in zip(treatments, tests, holm([x["p"] for x in tests]) if tests else []):
+            effects[t][metric] = {**test, "p_holm": adjusted, "significant": adjusted < alpha}
+    return {"arms": figures, "effects": effects, "srm_p": float(srm), "outcomes": outcomes, "alpha": alpha}
+
+
+def table(result: dict) -> str:
+    names = list(result["arms"])
+    head = ["arm", "users"] + list(METRICS) + ["coverage"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        a = result["arms"][name]
+        lines.append(
+            f"| {name} | {a['users']} | " + " | ".join(f"{a[k]:.3f}" for k in METRICS) + f" | {a['coverage']:.3f} |"
+        )
+    lines += ["", f"Against {names[0]} (relative effect [Bonferroni {1 - result['alpha']:.0%} interval], Holm p):"]
+    for t, by_metric in result["effects"].items():
+        cells = []
+        for metric, e in by_metric.items():
+            mark = " *" if e["significant"] else ""
+            cells.append(
+                f"{metric} {e['relative']:+.1%} [{e['rel_low']:+.1%}, {e['rel_high']:+.1%}] p={e['p_holm']:.3g}{mark}"
+            )
+        lines.append(f"  {t}: " + "; ".join(cells))
+    ok = result["srm_p"] >= SRM_P
+    lines.append(
+        f"Sample ratio: p={result['srm_p']:.3g} " + ("(ok)" if ok else "SAMPLE RATIO MISMATCH: the split is broken")
+    )
+    return "\n".join(lines)
+
+
+def write(result: dict, folder: Path, log: bool) -> None:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(result["arms"])
+    with open(folder / "ab.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arm", "metric", "mean", "users", *EFFECT_COLUMNS])
+        for name in names:
+            for metric in METRICS + ("coverage",):
+                e = result["effects"].get(name, {}).get(metric, {})
+                figures = result["arms"][name]
+                effect = [e.get(k, "") for k in EFFECT_COLUMNS]
+                w.writerow([name, metric, figures[metric], figures["users"], *effect])
+    keep = {k: v for k, v in result.items() if k != "outcomes"}
+    (folder / "ab.json").write_text(json.dumps(keep, indent=1, default=float))
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], METRICS):
+        treatments = list(result["effects"])
+        effects = [result["effects"][t][metric] for t in treatments]
+        rel = [100 * e["relative"] for e in effects]
+        below = [100 * (e["relative"] - e["rel_low"]) for e in effects]
+        err = [below, [100 * (e["rel_high"] - e["relative"]) for e in effects]]
+        labels = [t if len(t) <= 18 else "..." + t[-15:] for t in treatments]  # paths and URLs are long
+        ax.bar(labels, rel, yerr=err, capsize=4, color="tab:blue")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(metric)
+        ax.set_ylabel(f"% vs {names[0]}")
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(folder / "ab.png", dpi=110)
+    plt.close(fig)
+    if log:
+        import pandas as pd
+
+        frames = [pd.DataFrame(music.log_rows(o, name)) for name, o in result["outcomes"].items()]
+        pd.concat(frames).to_parquet(folder / "sessions.parquet", index=False)
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    name = args.name or f"ab-music-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = Path(args.storage).expanduser() / name
+    try:
+        if args.users < 2 * len(args.arms):
+            raise ConfigError(f"--users {args.users}: at least 2 per arm ({2 * len(args.arms)})")
+        if not 0 < args.alpha < 1:
+            raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha}")
+        if len(set(args.arms)) < len(args.arms):
+            raise ConfigError("an arm is named twice; give the copy a tag (ARM#b) for an A/A test")
+        if (folder / "ab.json").exists():
+            raise ConfigError(f"A/B {name!r} already exists at {folder}; pass a new --name (nothing was changed)")
+        cfg = sim_config(args.set)
+        arms = {spec: build_arm(spec, cfg, args.log_users, args.log_seed) for spec in args.arms}
+        result = run_ab(cfg, arms, args.users, args.seed, args.salt, args.alpha)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as err:  # an HTTP arm that does not answer, a file that cannot be read
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"A/B in the music simulator: {args.users} users of population {args.seed}, salt {args.salt!r}")
+    print(table(result))
+    write(result, folder, args.log)
+    print(f"Written: {folder / 'ab.csv'}, ab.json, ab.png" + (", sessions.parquet" if args.log else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,191 @@
+"""The music-session simulator (envs/music.py), its arms and the A/B tool (platform/ab.py)."""
+
+import json
+import pickle
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs import music
+from platform import ab
+from tests.conftest import run_cli, trial_dirs
+from trainables import music_arms
+
+SMALL = {"tracks": 600, "artists": 60}
+
+
+def test_env_passes_gymnasiums_checker_and_is_deterministic_and_picklable():
+    env = music.MusicSessionEnv(**SMALL)
+    check_env(env, skip_render_check=True)
+
+    def episode(env, seed):
+        obs, _ = env.reset(seed=seed)
+        trace, done, rng = [obs], False, np.random.default_rng(0)
+        while not done:
+            obs, reward, done, _, info = env.step(int(rng.integers(env.action_space.n)))
+            trace += [obs, reward, info["repeat"], info["same_artist"]]
+        return trace
+
+    first, again = episode(env, 3), episode(music.MusicSessionEnv(**SMALL), 3)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again)) and len(first) == len(again)
+    clone = pickle.loads(pickle.dumps(env))
+    assert all(np.array_equal(a, b) for a, b in zip(episode(clone, 4), episode(env, 4)))
+    assert len(episode(env, 5)) != len(first) or not all(np.array_equal(a, b) for a, b in zip(episode(env, 5), first))
+
+
+def test_vector_env_steps_many_sessions_and_resets_the_finished_ones():
+    envs.register()
+    vec = gym.make_vec(envs.MUSIC, num_envs=64, vectorization_mode="vector_entry_point", **SMALL)
+    obs, _ = vec.reset(seed=0)
+    assert obs.shape == (64, music.GLOBAL_FEATURES + 20 * music.CANDIDATE_FEATURES) and obs.dtype == np.float32
+    ended = 0
+    for _ in range(60):
+        previous_done = ended
+        obs, reward, terminated, truncated, _ = vec.step(vec.action_space.sample())
+        assert vec.single_observation_space.contains(obs[0]) and ((reward >= 0) & (reward <= 1)).all()
+        ended += int(terminated.sum())
+    assert ended > previous_done > 0  # sessions end and fresh ones take their place
+    vec.close()
+
+
+def test_dynamics_follow_the_stated_rules():
+    cfg = music.MusicConfig(**SMALL)
+    s = music.Sessions(cfg, seed=0, user=np.array([3, 4]), session=np.array([0, 0]))
+    first = s.first.copy()
+    # a repeat is worth nothing; each earlier play of the artist multiplies the fraction by 0.8
+    assert (s.expected(first[:, None])[:, 0] == 0).all()
+    cat = s.cat
+    a = cat.artist[first[0]]
+    mates = cat.artist_tracks[cat.artist_offsets[a] : cat.artist_offsets[a + 1]]
+    mates = mates[mates != first[0]][:2]
+    fresh = music.Sessions(cfg, seed=0, user=np.array([3]), session=np.array([0]))
+    fresh.played[:] = -1  # as if nothing had played: the same track's raw fraction
+    raw = fresh.expected(mates[None, :])[0]
+    assert np.allclose(s.take(np.array([0])).expected(mates[None, :])[0], raw * 0.8, rtol=1e-5)
+    # common random numbers: a user's session does not depend on who else is in the batch
+    alone = music.Sessions(cfg, seed=0, user=np.array([4]), session=np.array([0]))
+    assert alone.first[0] == first[1] and np.allclose(alone.vector[0], s.vector[1])
+    # patience: a session of tracks listened to 0 ends after `patience` steps at most
+    while not s.done.all():
+        s.play(s.first)  # repeats, worth 0: every step costs one unit of patience
+    assert ((s.steps >= cfg.patience) & (s.steps <= cfg.patience + 1)).all()  # the first track may cost one too
+
+
+def ab_figures(arms: list[str], users: int, **sim) -> dict:
+    cfg = music.MusicConfig(**sim)
+    built = {name: ab.build_arm(name, cfg, 2_000, 101) for name in arms}
+    return ab.run_ab(cfg, built, users, seed=0, salt="t", alpha=0.05)
+
+
+def test_sanity_sticky_artist_decay_oracle_and_aa():
+    loyal = ab_figures(["random", "sticky", "oracle"], 3_000, artist_decay=1.0)
+    fickle = ab_figures(["random", "sticky", "oracle", "random#aa"], 3_000, artist_decay=0.8)
+    sticky_loyal = loyal["effects"]["sticky"]["time_per_session"]
+    sticky_fickle = fickle["effects"]["sticky"]["time_per_session"]
+    assert sticky_loyal["rel_low"] > 3.0 and sticky_loyal["significant"]  # > +300% with decay 1.0
+    assert sticky_fickle["relative"] < sticky_loyal["relative"] / 2  # with 0.8 it loses most of its edge
+    for result in (loyal, fickle):
+        oracle = result["arms"]["oracle"]["time_per_session"]
+        assert all(oracle > a["time_per_session"] for name, a in result["arms"].items() if name != "oracle")
+        assert result["srm_p"] > ab.SRM_P
+    assert not any(e["significant"] for e in fickle["effects"]["random#aa"].values())
+
+
+def test_aa_false_positive_rate_is_calibrated():
+    """200 A/A tests (new users and a new split each time): the rate of significant differences
+    at alpha 0.05 stays within binomial noise (99% range for 200 tests: 3 to 19)."""
+    cfg = music.MusicConfig()
+    arm = music_arms.Random()
+    positives = {metric: 0 for metric in ab.METRICS}
+    for run in range(200):
+        result = ab.run_ab(cfg, {"a": arm, "b": arm}, 300, seed=1_000 + run, salt=f"aa{run}", alpha=0.05)
+        for metric in ab.METRICS:
+            positives[metric] += result["effects"]["b"][metric]["significant"]
+    assert all(3 <= count <= 19 for count in positives.values()), positives
+
+
+class NextTrack(BaseHTTPRequestHandler):
+    """A user's own recommender service: another track of the last track's artist, by a hash."""
+
+    requests = 0
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cat = music.catalogue_of(music.MusicConfig())
+        a = cat.artist[body["track"]]
+        mates = cat.artist_tracks[cat.artist_offsets[a] : cat.artist_offsets[a + 1]]
+        pick = int(mates[(body["user"] * 31 + int(body["time"] * 1000)) % len(mates)])
+        NextTrack.requests += 1
+        payload = json.dumps({"track": pick}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_http_service_is_an_arm(tmp_path, capsys):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NextTrack)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/next"
+    try:
+        code = ab.run(["music", "random", url, "--users", "200", "--storage", str(tmp_path), "--name", "svc", "--log"])
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    figures = json.loads((tmp_path / "svc" / "ab.json").read_text())
+    import pandas as pd
+
+    sessions = pd.read_parquet(tmp_path / "svc" / "sessions.parquet")
+    # one request per track after each session's first
+    assert NextTrack.requests == ((sessions["arm"] == url) & (sessions["step"] > 0)).sum() > 0
+    assert figures["effects"][url]["time_per_session"]["rel_low"] > 0.5  # an artist-sticky service beats random
+    for name in ("ab.csv", "ab.png"):
+        assert (tmp_path / "svc" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "argv, problem",
+    [
+        (["random", "nonsense"], "unknown arm 'nonsense'"),
+        (["random", "random"], "an arm is named twice"),
+        (["random", "sticky", "--set", "artist_decay=2"], "artist_decay"),
+        (["random", "embed:/nowhere"], "embed:/nowhere: no such file or folder"),
+        (["random", "http://127.0.0.1:9/next"], "Connection refused"),
+    ],
+)
+def test_bad_ab_input_is_one_line_and_writes_nothing(argv, problem, tmp_path, capsys):
+    code = ab.run(["music", *argv, "--users", "100", "--storage", str(tmp_path), "--name", "bad"])
+    err = capsys.readouterr().err
+    assert code in (1, 2) and problem in err and err.count("\n") == 1, err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_trained_models_are_arms(ray_session, tmp_path, capsys):
+    """The embedding model (PBT, smoke budget) trained on a written log, and the platform's DQN
+    trained on the env, each serve an A/B."""
+    assert ab.run(["music", "random", "toppop", "--users", "300", "--log", "--storage", str(tmp_path),
+                   "--name", "logged", "--set", "tracks=600", "--set", "artists=60"]) == 0  # fmt: skip
+    log = tmp_path / "logged" / "sessions.parquet"
+    code, out, err = run_cli(capsys, "music", "--budget", "smoke", "--storage", str(tmp_path), "--name", "embed",
+                             "--set", f"log={log}")  # fmt: skip
+    assert code == 0, err
+    assert len(trial_dirs(tmp_path / "embed")) == 2
+    code, out, err = run_cli(capsys, "dqn", "--budget", "smoke", "--search", "none", "--storage", str(tmp_path),
+                             "--name", "rl", "--set", f"env={envs.MUSIC}")  # fmt: skip
+    assert code == 0, err
+    assert ab.run(["music", "random", f"embed:{tmp_path / 'embed'}", "--users", "300", "--set", "tracks=600",
+                   "--set", "artists=60", "--storage", str(tmp_path), "--name", "e"]) == 0  # fmt: skip
+    assert ab.run(["music", "random", f"policy:{tmp_path / 'rl'}", "--users", "300", "--storage", str(tmp_path),
+                   "--name", "p"]) == 0  # fmt: skip
+    figures = json.loads((tmp_path / "p" / "ab.json").read_text())
+    assert figures["arms"][f"policy:{tmp_path / 'rl'}"]["users"] > 100
