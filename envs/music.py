@@ -395,9 +395,12 @@ class MusicSessionEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, population: int = 10_000, population_seed: int = 0, **config):
+    def __init__(self, env_config: dict | None = None, **config):
+        # RLlib hands its env_config (a dict) as the one positional argument; gymnasium passes kwargs
+        config = {**dict(env_config or {}), **config}
+        self.population = config.pop("population", 10_000)
+        self.population_seed = config.pop("population_seed", 0)
         self.cfg = parse(config)
-        self.population, self.population_seed = population, population_seed
         self.observation_space = observation_space(self.cfg)
         self.action_space = gym.spaces.Discrete(self.cfg.candidates)
         catalogue_of(self.cfg)  # build (or fetch) the catalogue now, not in the first reset

@@ -12,7 +12,8 @@ Arms:
   embed:PATH           a trained `music` model: its experiment folder (the trial with the best
                        validation score, its last checkpoint) or a model.npz
   policy:PATH          an RL model trained on tunelab/MusicSession-v0 (`python -m platform.tune dqn
-                       --set env=tunelab/MusicSession-v0`, or ppo): its experiment folder, best trial
+                       --set env=tunelab/MusicSession-v0`, or ppo): its experiment folder (the
+                       best trial) or one trial's folder
   http://HOST:PORT/P   a recommender service: POST {"user", "track", "time"} -> {"track"}
   ARM#TAG              the same arm again under another name (A/A tests)
 
@@ -148,22 +149,28 @@ def best_trial(folder: Path) -> tuple[Path, dict]:
 
 
 def load_policy(path: str, cfg: music.MusicConfig):
-    """The `policy:PATH` arm: the best trial of an RL experiment on the music env, restored."""
+    """The `policy:PATH` arm: an RL model trained on the music env, restored from its last checkpoint.
+    PATH is an experiment folder (its best trial by validation score) or one trial's folder."""
     import search_spaces
 
     folder = Path(path).expanduser()
-    lineage = folder / "lineage.json"
+    single = (folder / "params.json").exists()
+    lineage = (folder.parent if single else folder) / "lineage.json"
     if not lineage.exists():
-        raise ConfigError(f"policy:{path}: no lineage.json there; name a tunelab experiment folder")
+        raise ConfigError(f"policy:{path}: no tunelab experiment there (lineage.json); name its folder or a trial's")
     model = json.loads(lineage.read_text())["model"]
     spec = search_spaces.get(model)
-    trial, row = best_trial(folder)
+    if single:
+        rows = [json.loads(line) for line in (folder / "result.json").read_text().splitlines() if line.strip()]
+        trial, row = folder, rows[-1]
+    else:
+        trial, row = best_trial(folder)
     config = row["config"]
     if config.get("env") != envs.MUSIC:
         raise ConfigError(f"policy:{path}: {model} was trained on {config.get('env')!r}, not {envs.MUSIC}")
     if cfg != music.MusicConfig():
         raise ConfigError(f"policy:{path}: RL models train on the default simulator; leave out --set")
-    if model.startswith(("ppo", "rllib")):
+    if "num_env_runners" in config:  # an RLlib model: its algorithm needs a Ray to build in
         import ray
 
         if not ray.is_initialized():
