@@ -253,15 +253,21 @@ class Sessions:
     def last_listened(self) -> np.ndarray:
         return self.listened[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
 
+    def _width(self) -> int:
+        """Columns of `played` in use (sessions are mostly far shorter than max_steps)."""
+        return max(1, int(self.steps.max(initial=0)))
+
     def artist_plays(self, tracks: np.ndarray) -> np.ndarray:
         """(N, ...) earlier plays in each session of the artists of `tracks` (N, ...)."""
-        played_artist = np.where(self.played >= 0, self.cat.artist[np.maximum(self.played, 0)], -1)  # (N, S)
+        played = self.played[:, : self._width()]
+        played_artist = np.where(played >= 0, self.cat.artist[np.maximum(played, 0)], -1)  # (N, W)
         artists = self.cat.artist[tracks]
         return (played_artist.reshape(len(tracks), *([1] * (artists.ndim - 1)), -1) == artists[..., None]).sum(-1)
 
     def is_played(self, tracks: np.ndarray) -> np.ndarray:
         """(N, ...) whether each of `tracks` (N, ...) was played in its session."""
-        return (self.played.reshape(len(tracks), *([1] * (tracks.ndim - 1)), -1) == tracks[..., None]).any(-1)
+        played = self.played[:, : self._width()]
+        return (played.reshape(len(tracks), *([1] * (tracks.ndim - 1)), -1) == tracks[..., None]).any(-1)
 
     def expected(self, tracks: np.ndarray) -> np.ndarray:
         """The fraction each session would listen to each of `tracks` (N, ...): what the oracle sees."""
