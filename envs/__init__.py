@@ -7,6 +7,7 @@ import importlib
 import gymnasium as gym
 
 MUSIC = "tunelab/MusicSession-v0"
+ACTIVE = "tunelab/ActiveLearning-v0"
 
 # id -> gymnasium.register keyword arguments (string entry points: workers import them on demand)
 ENVS = {
@@ -16,6 +17,7 @@ ENVS = {
         # Sessions end by themselves (patience, then the config's step cap): no TimeLimit wrapper.
         "max_episode_steps": None,
     },
+    ACTIVE: {"entry_point": "envs.active:ActiveLearningEnv", "max_episode_steps": None},
 }
 
 

@@ -209,7 +209,7 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
             population_key="seed" if plan.seeds > 1 else None,
         )
         # The initial population is drawn from the same domains PBT perturbs within.
-        initial = {k: tune.choice(v) if isinstance(v, list) else v for k, v in mutations.items()}
+        initial = {k: initial_domain(v, getattr(plan.config, k)) for k, v in mutations.items()}
         param_space = {**base, **initial, **(seeds if plan.seeds > 1 else {})}
         samples = plan.samples
         if plan.start:  # optuna+pbt: the study's configs, one trial each
@@ -257,6 +257,16 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
     return tune.Tuner(
         trainable(plan), param_space=param_space, tune_config=tune_config, run_config=run_config(plan, callbacks)
     )
+
+
+def initial_domain(mutation, current):
+    """What the starting population samples a mutated key from: a list becomes a choice; a dict
+    (PBT perturbs some keys of a schedule) keeps the config's other keys."""
+    if isinstance(mutation, list):
+        return tune.choice(mutation)
+    if isinstance(mutation, dict):
+        return {**current, **{k: initial_domain(v, current.get(k)) for k, v in mutation.items()}}
+    return mutation
 
 
 def study_plan(plan: Plan) -> Plan:

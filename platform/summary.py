@@ -4,21 +4,8 @@ baselines, seed statistics, failed trials with their error files, and where ever
 import dataclasses
 import math
 
-import numpy as np
-from scipy import stats
-
 from trainables import metrics as m
-
-
-def confidence_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float, float]:
-    """(mean, sample std, low, high) with a Student-t interval; a single value has zero width."""
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, 0.0, mean, mean
-    std = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * std / math.sqrt(len(x))
-    return mean, std, mean - half, mean + half
+from trainables.stats import confidence_interval
 
 
 def render(results, plan, tests: list[dict] | None = None, resumed: bool = False, source: str = "") -> str:
@@ -103,9 +90,9 @@ def test_lines(tests: list[dict]) -> list[str]:
         f"{int(tests[0][m.split_metric(m.TEST, c)])} test {c}" for c in counts if m.split_metric(m.TEST, c) in tests[0]
     )
     if len(tests) == 1:
-        head = f"TEST (measured once, after selection; {on}): {tests[0]['trial']}"
+        head = f"TEST (measured once, after selection{'; ' + on if on else ''}): {tests[0]['trial']}"
         return [head] + [f"  {k}: {tests[0][k]:.4f}" for k in keys]
-    out = [f"TEST (measured once per seed on its selected trial, {len(tests)} seeds, {on}):"]
+    out = [f"TEST (measured once per seed on its selected trial, {len(tests)} seeds{', ' + on if on else ''}):"]
     for k in keys:
         mean, std, low, high = confidence_interval([t[k] for t in tests])
         out.append(f"  {k}: mean {mean:.4f}, std {std:.4f}, 95% CI [{low:.4f}, {high:.4f}]")

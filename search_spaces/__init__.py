@@ -23,6 +23,7 @@ MODELS = {
     "ppo": "search_spaces.ppo:SPEC",
     "rllib-dqn": "search_spaces.rllib_dqn:SPEC",
     "music": "search_spaces.music:SPEC",
+    "al": "search_spaces.al:SPEC",
 }
 
 

@@ -1,0 +1,296 @@
+"""Pool-based batch active learning as a gymnasium env.
+
+A task (a scikit-learn dataset or a generated `make_classification` problem) is split, per seed,
+into an unlabelled pool (60%), a validation set (20%: rewards and selection come from it) and a
+test set (20%: reported, never used for a reward or a choice), with a small labelled start set
+drawn from the pool (`start` points, one per class at least). A classifier (logistic regression by
+default, a small MLP as an option, the same settings for every strategy) is retrained after each
+batch of K labels.
+
+At each step the agent sees the classifier's state (sorted max-probabilities on a fixed probe
+set of pool points, the fraction of the budget used, the position in the batch) and M candidate
+points described by features (margin, entropy, least confidence, distance to the labelled set,
+distance to the points already picked for this batch, density, cluster size), and picks one.
+K picks make a batch; the classifier retrains and the reward is the change in validation
+accuracy, centred by the mean change a batch has brought so far in this env (the research found
+raw rewards too noisy to learn from). The episode ends when `budget` labels have been bought.
+
+Resets reuse what does not change with the seed: the dataset is loaded and standardised once per
+process (`load_task`), so a reset costs one split and one classifier fit.
+"""
+
+import dataclasses
+import functools
+
+import gymnasium as gym
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+from trainables.config import check_range
+
+GENERATED = {  # name -> make_classification settings, from easy to hard
+    "gen-easy": {"n_samples": 1500, "n_features": 20, "n_informative": 10, "n_classes": 3, "class_sep": 1.5},
+    "gen-medium": {"n_samples": 1500, "n_features": 20, "n_informative": 6, "n_classes": 4, "class_sep": 1.0},
+    "gen-hard": {"n_samples": 1500, "n_features": 30, "n_informative": 5, "n_classes": 5, "class_sep": 0.7,
+                 "flip_y": 0.05},
+}  # fmt: skip
+SKLEARN = {"digits": load_digits, "breast_cancer": load_breast_cancer, "wine": load_wine, "iris": load_iris}
+DATASETS = tuple(SKLEARN) + tuple(GENERATED)
+CLASSIFIERS = ("logreg", "mlp")
+PROBES = 32  # pool points whose sorted max-probabilities describe the classifier's state
+STATE_FEATURES = PROBES + 3  # probes, budget used, position in batch, validation accuracy
+CANDIDATE_FEATURES = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveConfig:
+    dataset: str = "digits"
+    """One of DATASETS: scikit-learn's digits, breast_cancer, wine, iris, or generated gen-easy/medium/hard."""
+    batch: int = 10
+    """K: labels bought per batch (one retraining per batch)."""
+    budget: int = 200
+    """Labels bought in an episode, after the start set."""
+    start: int = 20
+    """Labelled start set (at least one per class)."""
+    candidates: int = 32
+    """M: candidates per pick (half the pool's most uncertain by margin, half at random)."""
+    classifier: str = "logreg"
+    """logreg (fast) or mlp (one hidden layer of 32)."""
+    pool_limit: int = 1500
+    """Pool points at most (the rest of the 60% is dropped): keeps episodes comparable in cost."""
+    center: bool = True
+    """Centre the reward by the mean validation gain of the batches so far."""
+
+    def __post_init__(self):
+        check_range(self, "[1, inf)", "batch budget candidates pool_limit")
+        check_range(self, "[2, inf)", "start")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be logreg or mlp, got {self.classifier!r}")
+
+
+def parse(config: dict | None) -> ActiveConfig:
+    config = dict(config or {})
+    known = {f.name for f in dataclasses.fields(ActiveConfig)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"unknown active-learning setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return ActiveConfig(**config)
+
+
+@functools.lru_cache(maxsize=16)
+def load_task(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X standardised, y as 0..C-1): loaded once per process."""
+    if name in SKLEARN:
+        x, y = SKLEARN[name](return_X_y=True)
+    else:
+        x, y = make_classification(random_state=0, **GENERATED[name])
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)  # unsupervised preprocessing: uses no label
+    return x.astype(np.float64), np.unique(y, return_inverse=True)[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    pool: np.ndarray  # indices into the task's rows
+    valid: np.ndarray
+    test: np.ndarray
+    start: np.ndarray  # positions in `pool` labelled at the start
+    probes: np.ndarray  # positions in `pool` whose probabilities describe the state
+
+    @staticmethod
+    def make(cfg: ActiveConfig, seed: int) -> "Split":
+        x, y = load_task(cfg.dataset)
+        rng = np.random.default_rng([seed, 11])
+        order = rng.permutation(len(y))
+        n_valid = n_test = len(y) // 5
+        valid, test, pool = order[:n_valid], order[n_valid : n_valid + n_test], order[n_valid + n_test :]
+        pool = pool[: cfg.pool_limit]
+        classes = np.unique(y)
+        first = [np.flatnonzero(y[pool] == c)[:1] for c in classes]  # one per class the pool has
+        rest = rng.permutation(np.setdiff1d(np.arange(len(pool)), np.concatenate(first)))
+        start = np.concatenate(first + [rest[: max(0, cfg.start - len(classes))]])
+        return Split(pool, valid, test, np.sort(start), rng.choice(len(pool), min(PROBES, len(pool)), replace=False))
+
+
+def make_classifier(kind: str, seed: int):
+    if kind == "mlp":
+        return MLPClassifier(hidden_layer_sizes=(32,), max_iter=300, random_state=seed)
+    return LogisticRegression(C=1.0, max_iter=300)
+
+
+class Learner:
+    """The labelled set, the classifier trained on it and what it predicts: the state every
+    strategy and the env share."""
+
+    def __init__(self, cfg: ActiveConfig, seed: int):
+        self.cfg, self.seed = cfg, seed
+        self.x, self.y = load_task(cfg.dataset)
+        self.split = Split.make(cfg, seed)
+        self.classes = int(self.y.max()) + 1
+        self.xp = self.x[self.split.pool]  # (P, D) pool features
+        self.labelled = np.zeros(len(self.split.pool), bool)
+        self.labelled[self.split.start] = True
+        self.curve: list[tuple[int, float, float]] = []  # (labels, validation accuracy, test accuracy)
+        self.fit()
+
+    @property
+    def labels(self) -> int:
+        return int(self.labelled.sum())
+
+    def fit(self) -> None:
+        rows = self.split.pool[self.labelled]
+        model = make_classifier(self.cfg.classifier, self.seed)
+        ys = self.y[rows]
+        if len(np.unique(ys)) < 2:  # degenerate start: predict the one class
+            self.proba = np.eye(self.classes)[np.full(len(self.xp), ys[0])]
+            self.valid_acc = float((self.y[self.split.valid] == ys[0]).mean())
+            self.test_acc = float((self.y[self.split.test] == ys[0]).mean())
+        else:
+            model.fit(self.x[rows], ys)
+            self.model = model
+            self.proba = self._proba(self.xp)
+            self.valid_acc = self._accuracy(self.split.valid)
+            self.test_acc = self._accuracy(self.split.test)
+        self.curve.append((self.labels, self.valid_acc, self.test_acc))
+
+    def _proba(self, x: np.ndarray) -> np.ndarray:
+        """(n, C) probabilities over every class (a class missing from the labels gets 0)."""
+        out = np.zeros((len(x), self.classes))
+        out[:, self.model.classes_] = self.model.predict_proba(x)
+        return out
+
+    def _accuracy(self, rows: np.ndarray) -> float:
+        return float((self.model.predict(self.x[rows]) == self.y[rows]).mean())
+
+    def label(self, positions: np.ndarray) -> None:
+        """Buys the labels of pool `positions` and retrains."""
+        self.labelled[positions] = True
+        self.fit()
+
+    # ------------------------------------------------------------------ uncertainty and geometry
+
+    def margin(self) -> np.ndarray:
+        """(P,) top-1 minus top-2 probability: small = uncertain."""
+        top = np.sort(self.proba, 1)
+        return top[:, -1] - top[:, -2]
+
+    def entropy(self) -> np.ndarray:
+        p = np.clip(self.proba, 1e-12, 1)
+        return -(p * np.log(p)).sum(1) / np.log(self.classes)
+
+    def least_confidence(self) -> np.ndarray:
+        return 1.0 - self.proba.max(1)
+
+    def distance_to(self, mask: np.ndarray) -> np.ndarray:
+        """(P,) Euclidean distance of every pool point to the nearest point of `mask` (inf if none)."""
+        if not mask.any():
+            return np.full(len(self.xp), np.inf)
+        chosen = self.xp[mask]
+        d2 = (self.xp**2).sum(1)[:, None] - 2 * self.xp @ chosen.T + (chosen**2).sum(1)[None, :]
+        return np.sqrt(np.maximum(d2.min(1), 0))
+
+    @functools.cached_property
+    def geometry(self) -> dict:
+        """Per pool point: density (mean distance to its 10 nearest pool points, inverted) and the
+        size of its k-means cluster: fixed for a split."""
+        d2 = (self.xp**2).sum(1)[:, None] - 2 * self.xp @ self.xp.T + (self.xp**2).sum(1)[None, :]
+        near = np.sqrt(np.maximum(np.sort(d2, 1)[:, 1:11], 0)).mean(1)
+        clusters = KMeans(n_clusters=min(20, len(self.xp)), n_init=1, random_state=self.seed).fit_predict(self.xp)
+        sizes = np.bincount(clusters)[clusters] / len(self.xp)
+        scale = np.median(near) + 1e-8
+        return {"density": 1.0 / (1.0 + near / scale), "cluster": clusters, "cluster_size": sizes, "scale": scale}
+
+
+def candidate_features(learner: Learner, candidates: np.ndarray, picked: np.ndarray) -> np.ndarray:
+    """(M, CANDIDATE_FEATURES) in roughly [0, 1]: margin, entropy, least confidence, distance to the
+    labelled set, distance to this batch's picks, density, cluster size, already picked."""
+    g = learner.geometry
+    scale = g["scale"]
+    to_labelled = learner.distance_to(learner.labelled)[candidates]
+    batch_mask = np.zeros(len(learner.xp), bool)
+    batch_mask[picked] = True
+    to_batch = learner.distance_to(batch_mask)[candidates] if len(picked) else np.full(len(candidates), 4 * scale)
+    return np.stack(
+        [
+            learner.margin()[candidates],
+            learner.entropy()[candidates],
+            learner.least_confidence()[candidates],
+            np.minimum(to_labelled / (4 * scale), 1.0),
+            np.minimum(to_batch / (4 * scale), 1.0),
+            g["density"][candidates],
+            np.minimum(g["cluster_size"][candidates] * 10, 1.0),
+            batch_mask[candidates].astype(float),
+        ],
+        1,
+    ).astype(np.float32)
+
+
+def state_features(learner: Learner, position: int) -> np.ndarray:
+    probes = np.sort(learner.proba[learner.split.probes].max(1))
+    probes = np.pad(probes, (0, PROBES - len(probes)), constant_values=1.0)
+    used = (learner.labels - len(learner.split.start)) / learner.cfg.budget
+    return np.concatenate([probes, [used, position / learner.cfg.batch, learner.valid_acc]]).astype(np.float32)
+
+
+def draw_candidates(learner: Learner, picked: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """M unlabelled, unpicked pool positions: half the most uncertain by margin, half at random."""
+    free = ~learner.labelled
+    free[picked] = False
+    open_ = np.flatnonzero(free)
+    if len(open_) <= m:
+        return np.resize(open_, m)
+    half = m // 2
+    uncertain = open_[np.argsort(learner.margin()[open_], kind="stable")[:half]]
+    rest = np.setdiff1d(open_, uncertain)
+    return np.concatenate([uncertain, rng.choice(rest, m - half, replace=False)])
+
+
+class ActiveLearningEnv(gym.Env):
+    """One active-learning run per episode; reset(seed) draws the split and start set."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, env_config: dict | None = None, **config):
+        self.cfg = parse({**dict(env_config or {}), **config})
+        m = self.cfg.candidates
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (STATE_FEATURES + m * CANDIDATE_FEATURES,), np.float32)
+        self.action_space = gym.spaces.Discrete(m)
+        self.gains: list[float] = []  # validation gain of every batch so far: the reward's centre
+        load_task(self.cfg.dataset)
+
+    def _observe(self) -> np.ndarray:
+        picked = np.asarray(self.picked, np.int64)
+        self.offered = draw_candidates(self.learner, picked, self.cfg.candidates, self.np_random)
+        feats = candidate_features(self.learner, self.offered, picked)
+        return np.concatenate([state_features(self.learner, len(self.picked)), feats.ravel()]).astype(np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        split_seed = int(self.np_random.integers(2**31)) if (options or {}).get("split") is None else options["split"]
+        self.learner = Learner(self.cfg, split_seed)
+        self.picked: list[int] = []
+        self.bought = 0
+        return self._observe(), {"split": split_seed}
+
+    def step(self, action):
+        choice = int(self.offered[int(action)])
+        repeat = choice in self.picked or self.learner.labelled[choice]
+        if not repeat:
+            self.picked.append(choice)
+        reward, info = 0.0, {"pick": choice, "repeat": repeat}
+        batch_full = len(self.picked) >= min(self.cfg.batch, self.cfg.budget - self.bought)
+        if batch_full:
+            before = self.learner.valid_acc
+            self.learner.label(np.asarray(self.picked))
+            self.bought += len(self.picked)
+            gain = self.learner.valid_acc - before
+            reward = gain - (float(np.mean(self.gains)) if self.cfg.center and self.gains else 0.0)
+            self.gains.append(gain)
+            self.picked = []
+            info.update(valid_accuracy=self.learner.valid_acc, test_accuracy=self.learner.test_acc)
+        terminated = self.bought >= self.cfg.budget or not (~self.learner.labelled).any()
+        return self._observe(), float(reward), terminated, False, info
