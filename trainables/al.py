@@ -139,6 +139,14 @@ def play(model: Scorer, env: active.ActiveLearningEnv, split: int, greedy: bool,
     return env.learner.curve, steps
 
 
+def load_policy(checkpoint: str) -> Scorer:
+    """The scoring network saved in a checkpoint folder of this trainable."""
+    state = torch.load(Path(checkpoint) / "state.pt", weights_only=False)
+    model = Scorer(state["config"]["hidden"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
 class PolicyStrategy:
     """The greedy learned policy as an al_strategies-style runner (through the env's candidates)."""
 

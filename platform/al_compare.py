@@ -1,0 +1,124 @@
+"""`python -m platform.al_compare`: batch active-learning strategies, paired over seeds.
+
+    python -m platform.al_compare --datasets digits --k 10 --budget 200 --seeds 20
+    python -m platform.al_compare --datasets digits --k 1,5,10,20 --strategies random,margin,kmeans,coreset,badge
+    python -m platform.al_compare --datasets digits,wine --policy ~/ray_results/al-pbt-...   # a learned policy too
+
+Every (dataset, K, strategy, seed) is one Ray task (a local Ray, or --address); seed s gives every
+strategy the same split, start set and classifier settings, so differences are paired. Written to
+STORAGE/NAME: al.json (every curve), then the report of `python -m platform.al_report` (al_report.md
+and PNGs) beside it.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from envs import active
+from trainables import al_strategies
+from trainables.config import ConfigError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m platform.al_compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--datasets", default="digits", help=f"comma-separated, of {', '.join(active.DATASETS)}")
+    p.add_argument("--strategies", default=",".join(al_strategies.STRATEGIES), help="comma-separated")
+    p.add_argument("--k", default="10", help="batch sizes, comma-separated (e.g. 1,5,10,20)")
+    p.add_argument("--budget", type=int, default=200)
+    p.add_argument("--start", type=int, default=20)
+    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--classifier", choices=active.CLASSIFIERS, default="logreg")
+    p.add_argument("--policy", help="an `al` experiment folder: its best trial's policy joins as `policy`")
+    p.add_argument("--name", help="default: al-TIMESTAMP")
+    p.add_argument("--storage", default=os.environ.get("TUNELAB_STORAGE", "~/ray_results"))
+    p.add_argument("--address", help="Ray cluster to join; default: a local Ray")
+    return p
+
+
+def policy_checkpoint(folder: str) -> str:
+    """The last checkpoint of the `al` trial with the best last validation score."""
+    where = Path(folder).expanduser()
+    best, best_score = None, -float("inf")
+    for result in where.glob("*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        checkpoints = sorted(result.parent.glob("checkpoint_*"))
+        if rows and checkpoints and rows[-1].get("score", -float("inf")) > best_score:
+            best, best_score = checkpoints[-1], rows[-1]["score"]
+    if best is None:
+        raise ConfigError(f"--policy {folder}: no `al` trial with a checkpoint there; name an al experiment folder")
+    return str(best)
+
+
+def cells(args) -> list[tuple[dict, str, int]]:
+    datasets = [d for d in args.datasets.split(",") if d]
+    strategies = [s for s in args.strategies.split(",") if s]
+    bad = [d for d in datasets if d not in active.DATASETS]
+    if bad:
+        raise ConfigError(f"--datasets: unknown {bad[0]!r}; choose from {', '.join(active.DATASETS)}")
+    bad = [s for s in strategies if s not in al_strategies.STRATEGIES]
+    if bad:
+        raise ConfigError(f"--strategies: unknown {bad[0]!r}; choose from {', '.join(al_strategies.STRATEGIES)}")
+    try:
+        ks = [int(k) for k in args.k.split(",") if k]
+    except ValueError:
+        raise ConfigError(f"--k {args.k!r}: give whole numbers separated by commas, e.g. 1,5,10,20") from None
+    if args.seeds < 2:
+        raise ConfigError("--seeds must be >= 2 (intervals need them)")
+    out = []
+    for dataset in datasets:
+        for k in ks:
+            try:
+                env = dataclasses.asdict(active.ActiveConfig(dataset=dataset, batch=k, budget=args.budget,
+                                                             start=args.start, classifier=args.classifier))  # fmt: skip
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+            for strategy in strategies + (["policy"] if args.policy else []):
+                out += [(env, strategy, seed) for seed in range(args.seeds)]
+    return out
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    name = args.name or f"al-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = Path(args.storage).expanduser() / name
+    try:
+        if (folder / "al.json").exists():
+            raise ConfigError(f"{folder} already holds a comparison; pass a new --name (nothing was changed)")
+        todo = cells(args)
+        policy = policy_checkpoint(args.policy) if args.policy else None
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=args.address or "local", include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(al_strategies.run_cell).options(num_cpus=1)
+        tick = time.perf_counter()
+        results = ray.get([task.remote(env, strategy, seed, policy) for env, strategy, seed in todo])
+        seconds = time.perf_counter() - tick
+    finally:
+        if started:
+            ray.shutdown()
+    rows = [{"dataset": env["dataset"], "k": env["batch"], "strategy": strategy, "seed": seed, **result}
+            for (env, strategy, seed), result in zip(todo, results)]  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "al.json").write_text(json.dumps({"args": vars(args), "policy": policy, "seconds": seconds,
+                                                "cells": rows}))  # fmt: skip
+    from platform import al_report
+
+    print(al_report.render(folder))
+    print(f"{len(rows)} runs in {seconds:.0f} s; written: {folder / 'al.json'}, {folder / 'al_report.md'} and PNGs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,212 @@
+"""`python -m platform.al_report FOLDER`: the report of a `platform.al_compare` run (its al.json).
+
+Writes beside it al_report.md and PNGs, and prints the tables:
+- per dataset and K: each strategy's normalised area under the test learning curve (AULC),
+  accuracy at 50/100/200 labels and labels to reach 0.9 x full-pool accuracy, mean [95% interval]
+  over seeds, and the paired difference of AULC to random and to margin;
+- a win/tie/loss matrix: strategy A against B over every (dataset, K), a win when the paired 95%
+  interval of A - B lies above 0;
+- when K varies: top-K margin minus the best diversity method (k-means, coreset, BADGE) per K;
+- learning curves with 95% bands (curves_DATASET_kK.png), the matrix (matrix.png), the K sweep
+  (k_sweep.png) and, for a learned policy, its decisions over time: the mean features of the
+  candidates it picked as labels accumulate (decisions.png).
+"""
+
+import argparse
+import itertools
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from trainables.stats import confidence_interval
+
+DIVERSITY = ("kmeans", "coreset", "badge")
+FEATURES = ("margin", "entropy", "least conf.", "dist. labelled", "dist. batch", "density", "cluster size")
+
+
+def load(folder: Path) -> dict:
+    path = folder / "al.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{folder}: no al.json; run python -m platform.al_compare first")
+    return json.loads(path.read_text())
+
+
+def groups(cells: list[dict]) -> dict:
+    """(dataset, k) -> strategy -> seed -> cell."""
+    out: dict = {}
+    for c in cells:
+        out.setdefault((c["dataset"], c["k"]), {}).setdefault(c["strategy"], {})[c["seed"]] = c
+    return out
+
+
+def paired(a: dict, b: dict, key: str = "aulc") -> tuple[float, float, float]:
+    seeds = sorted(set(a) & set(b))
+    mean, _, low, high = confidence_interval([a[s]["test"][key] - b[s]["test"][key] for s in seeds])
+    return mean, low, high
+
+
+def fmt(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "never"
+    mean, _, low, high = confidence_interval(values)
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def render(folder: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    data = load(folder)
+    by = groups(data["cells"])
+    lines = [f"# Batch active learning: {folder.name}", "",
+             "Test figures (the test split is never used for a reward or a choice); mean [95% t-interval] "
+             "over seeds; differences paired by seed.", ""]  # fmt: skip
+    for (dataset, k), strategies in sorted(by.items()):
+        seeds = len(next(iter(strategies.values())))
+        lines += [f"## {dataset}, K = {k} ({seeds} seeds)", "",
+                  "| strategy | AULC | acc@50 | acc@100 | acc@200 | labels to 0.9 x full | AULC - random "
+                  "| AULC - margin |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name, runs in strategies.items():
+            cells = list(runs.values())
+            cols = [fmt([c["test"][key] for c in cells]) for key in ("aulc", "acc@50", "acc@100", "acc@200")]
+            needed = [c["test"]["labels_to_90"] for c in cells]
+            reached = sum(not math.isnan(x) for x in needed)
+            cols.append(f"{fmt(needed)} ({reached}/{len(cells)} reach it)")
+            for ref in ("random", "margin"):
+                if ref in strategies and ref != name:
+                    mean, low, high = paired(runs, strategies[ref])
+                    cols.append(f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+                else:
+                    cols.append("")
+            lines.append(f"| {name} | " + " | ".join(cols) + " |")
+        lines.append("")
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for name, runs in strategies.items():
+            curves = np.array([[p[2] for p in c["curve"]] for c in runs.values()])  # (seeds, points)
+            labels = np.array(next(iter(runs.values()))["curve"])[:, 0]
+            mean = curves.mean(0)
+            half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
+            ax.plot(labels, mean, label=name)
+            ax.fill_between(labels, mean - half, mean + half, alpha=0.2)
+        ax.set_xlabel("labels")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"{dataset}, K = {k}")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(folder / f"curves_{dataset}_k{k}.png", dpi=100)
+        plt.close(fig)
+
+    names = sorted({s for strategies in by.values() for s in strategies})
+    wins = np.zeros((len(names), len(names), 3), int)  # win, tie, loss of row against column
+    for strategies in by.values():
+        for (i, a), (j, b) in itertools.product(enumerate(names), repeat=2):
+            if a == b or a not in strategies or b not in strategies:
+                continue
+            _, low, high = paired(strategies[a], strategies[b])
+            wins[i, j, 0 if low > 0 else 2 if high < 0 else 1] += 1
+    lines += ["## Win / tie / loss (row against column, over every dataset and K)", "",
+              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]  # fmt: skip
+    for i, a in enumerate(names):
+        cells = ["" if a == b else "/".join(map(str, wins[i, j])) for j, b in enumerate(names)]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines.append("")
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * len(names), 1 + 0.6 * len(names)))
+    net = wins[:, :, 0] - wins[:, :, 2]
+    ax.imshow(net, cmap="RdBu", vmin=-max(1, abs(net).max()), vmax=max(1, abs(net).max()))
+    ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    for i, j in itertools.product(range(len(names)), repeat=2):
+        if i != j:
+            ax.text(j, i, "/".join(map(str, wins[i, j])), ha="center", va="center", fontsize=6)
+    ax.set_title("wins/ties/losses (row vs column)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "matrix.png", dpi=100)
+    plt.close(fig)
+
+    lines += k_sweep(by, folder, plt)
+    lines += decisions(data["cells"], folder, plt)
+    text = "\n".join(lines)
+    (folder / "al_report.md").write_text(text + "\n")
+    return text
+
+
+def k_sweep(by: dict, folder: Path, plt) -> list[str]:
+    """Top-K margin minus the best diversity method, per K (the research's hypothesis)."""
+    out = []
+    for dataset in sorted({d for d, _ in by}):
+        ks = sorted(k for d, k in by if d == dataset)
+        present = [k for k in ks if "margin" in by[(dataset, k)] and any(d in by[(dataset, k)] for d in DIVERSITY)]
+        if len(present) < 2:
+            continue
+        out += [f"## {dataset}: margin minus the best diversity method, by K", "",
+                "| K | best diversity method | margin - it (AULC, paired) |", "|---|---|---|"]  # fmt: skip
+        gaps = []
+        for k in present:
+            s = by[(dataset, k)]
+            mean_aulc = {d: np.mean([c["test"]["aulc"] for c in s[d].values()]) for d in DIVERSITY if d in s}
+            best = max(mean_aulc, key=mean_aulc.get)
+            mean, low, high = paired(s["margin"], s[best])
+            gaps.append((k, mean, low, high))
+            out.append(f"| {k} | {best} | {mean:+.4f} [{low:+.4f}, {high:+.4f}] |")
+        out.append("")
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        k_, mean, low, high = map(np.array, zip(*gaps))
+        ax.errorbar(k_, mean, yerr=[mean - low, high - mean], marker="o", capsize=4)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xlabel("K (labels per batch)")
+        ax.set_ylabel("AULC: margin - best diversity")
+        ax.set_title(dataset)
+        fig.tight_layout()
+        fig.savefig(folder / f"k_sweep_{dataset}.png", dpi=100)
+        plt.close(fig)
+    return out
+
+
+def decisions(cells: list[dict], folder: Path, plt) -> list[str]:
+    """The learned policy's picks: mean candidate features by fifth of the budget used."""
+    rows = [np.asarray(c["decisions"]) for c in cells if c.get("decisions")]
+    if not rows:
+        return []
+    picks = np.concatenate(rows)  # (picks, 1 + features): budget used, then the candidate's features
+    bins = np.minimum((picks[:, 0] * 5).astype(int), 4)
+    table = np.array([picks[bins == b, 1 : 1 + len(FEATURES)].mean(0) for b in range(5) if (bins == b).any()])
+    out = ["## The learned policy's decisions over time", "",
+           "Mean features of the candidates it picked, by fifth of the label budget used:", "",
+           "| budget used | " + " | ".join(FEATURES) + " |", "|---|" + "---|" * len(FEATURES)]  # fmt: skip
+    for b, row in enumerate(table):
+        out.append(f"| {20 * b}-{20 * (b + 1)}% | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for f, name in enumerate(FEATURES):
+        ax.plot(range(1, len(table) + 1), table[:, f], marker="o", label=name)
+    ax.set_xlabel("fifth of the budget")
+    ax.set_ylabel("mean feature of picked candidates")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "decisions.png", dpi=100)
+    plt.close(fig)
+    return out + [""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m platform.al_report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("folder", help="a platform.al_compare output folder")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        print(render(Path(args.folder).expanduser()))
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
