@@ -7,7 +7,7 @@ from trainables import music
 
 PBT_MUTATIONS = {
     "lr": tune.loguniform(3e-4, 3e-2),
-    "weight_decay": tune.loguniform(1e-6, 1e-2),
+    "weight_decay": tune.loguniform(1e-6, 1e-1),
 }
 assert set(PBT_MUTATIONS) <= set(music.MUTABLE_FIELDS)
 
@@ -20,7 +20,7 @@ def optuna_space(trial) -> dict:
     return {
         "lr": trial.suggest_float("lr", 3e-4, 3e-2, log=True),
         "lr_schedule": schedule,
-        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
         "dim": trial.suggest_categorical("dim", [16, 32, 64]),
         "batch_size": trial.suggest_categorical("batch_size", [512, 2048, 8192]),
     }
@@ -48,6 +48,6 @@ SPEC = ModelSpec(
             },  # fmt: skip
             perturbation_interval=1,
         ),
-        "full": Budget(samples=4, overrides={}, perturbation_interval=3, grace_period=3),
+        "full": Budget(samples=4, overrides={}, perturbation_interval=4, grace_period=4),
     },
 )

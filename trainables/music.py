@@ -57,9 +57,12 @@ class MusicEmbedConfig:
     weight_decay: float = 1e-4
     """AdamW decoupled weight decay."""
     batch_size: int = 2048
-    steps_per_iteration: int = 100
-    """Gradient steps per Tune iteration."""
-    iterations: int = 15
+    steps_per_iteration: int = 25
+    """Gradient steps per Tune iteration (each iteration also simulates the validation users)."""
+    iterations: int = 16
+    """Validation time per session peaks after a few hundred steps and then declines as the
+    pointwise loss keeps falling (measured: 5.6 at 200 steps, 4.2 at 1,500), so training is short
+    and every iteration is scored."""
     checkpoint_every: int = 1
     seed: int = 0
     device: str = "auto"
