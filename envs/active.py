@@ -34,6 +34,7 @@ from trainables.config import check_range
 GENERATED = {  # name -> make_classification settings, from easy to hard
     "gen-easy": {"n_samples": 1500, "n_features": 20, "n_informative": 10, "n_classes": 3, "class_sep": 1.5},
     "gen-medium": {"n_samples": 1500, "n_features": 20, "n_informative": 6, "n_classes": 4, "class_sep": 1.0},
+    "gen-large": {"n_samples": 2500, "n_features": 20, "n_informative": 8, "n_classes": 4, "class_sep": 1.0},
     "gen-hard": {"n_samples": 1500, "n_features": 30, "n_informative": 5, "n_classes": 5, "class_sep": 0.7,
                  "flip_y": 0.05},
 }  # fmt: skip
@@ -155,6 +156,7 @@ class Learner:
             self.proba = self._proba(self.xp)
             self.valid_acc = self._accuracy(self.split.valid)
             self.test_acc = self._accuracy(self.split.test)
+        self._cache: dict = {}  # uncertainty and distances of this fit
         self.curve.append((self.labels, self.valid_acc, self.test_acc))
 
     def _proba(self, x: np.ndarray) -> np.ndarray:
@@ -175,15 +177,31 @@ class Learner:
 
     def margin(self) -> np.ndarray:
         """(P,) top-1 minus top-2 probability: small = uncertain."""
-        top = np.sort(self.proba, 1)
-        return top[:, -1] - top[:, -2]
+        if "margin" not in self._cache:
+            top = np.sort(self.proba, 1)
+            self._cache["margin"] = top[:, -1] - top[:, -2]
+        return self._cache["margin"]
+
+    def margin_order(self) -> np.ndarray:
+        """Pool positions from the most to the least uncertain by margin (once per fit)."""
+        if "order" not in self._cache:
+            self._cache["order"] = np.argsort(self.margin(), kind="stable")
+        return self._cache["order"]
 
     def entropy(self) -> np.ndarray:
-        p = np.clip(self.proba, 1e-12, 1)
-        return -(p * np.log(p)).sum(1) / np.log(self.classes)
+        if "entropy" not in self._cache:
+            p = np.clip(self.proba, 1e-12, 1)
+            self._cache["entropy"] = -(p * np.log(p)).sum(1) / np.log(self.classes)
+        return self._cache["entropy"]
 
     def least_confidence(self) -> np.ndarray:
         return 1.0 - self.proba.max(1)
+
+    def distance_to_labelled(self) -> np.ndarray:
+        """(P,) distance of every pool point to the labelled set (changes only with a fit)."""
+        if "labelled" not in self._cache:
+            self._cache["labelled"] = self.distance_to(self.labelled)
+        return self._cache["labelled"]
 
     def distance_to(self, mask: np.ndarray) -> np.ndarray:
         """(P,) Euclidean distance of every pool point to the nearest point of `mask` (inf if none)."""
@@ -193,16 +211,29 @@ class Learner:
         d2 = (self.xp**2).sum(1)[:, None] - 2 * self.xp @ chosen.T + (chosen**2).sum(1)[None, :]
         return np.sqrt(np.maximum(d2.min(1), 0))
 
-    @functools.cached_property
+    @property
     def geometry(self) -> dict:
-        """Per pool point: density (mean distance to its 10 nearest pool points, inverted) and the
-        size of its k-means cluster: fixed for a split."""
-        d2 = (self.xp**2).sum(1)[:, None] - 2 * self.xp @ self.xp.T + (self.xp**2).sum(1)[None, :]
-        near = np.sqrt(np.maximum(np.sort(d2, 1)[:, 1:11], 0)).mean(1)
-        clusters = KMeans(n_clusters=min(20, len(self.xp)), n_init=1, random_state=self.seed).fit_predict(self.xp)
-        sizes = np.bincount(clusters)[clusters] / len(self.xp)
-        scale = np.median(near) + 1e-8
-        return {"density": 1.0 / (1.0 + near / scale), "cluster": clusters, "cluster_size": sizes, "scale": scale}
+        """Per pool point: density and k-means cluster size, from the task's geometry (computed once
+        per task and process, not per split)."""
+        g = task_geometry(self.cfg.dataset)
+        rows = self.split.pool
+        return {"density": g["density"][rows], "cluster_size": g["cluster_size"][rows], "scale": g["scale"]}
+
+
+@functools.lru_cache(maxsize=16)
+def task_geometry(name: str) -> dict:
+    """Density (inverse mean distance to the 10 nearest points) and k-means (20) cluster size of every
+    point of a task: label-free, so shared by every split."""
+    x, _ = load_task(name)
+    near = np.empty(len(x))
+    sq = (x**2).sum(1)
+    for lo in range(0, len(x), 1024):
+        d2 = sq[lo : lo + 1024, None] - 2 * x[lo : lo + 1024] @ x.T + sq[None, :]
+        near[lo : lo + 1024] = np.sqrt(np.maximum(np.sort(d2, 1)[:, 1:11], 0)).mean(1)
+    clusters = KMeans(n_clusters=min(20, len(x)), n_init=1, random_state=0).fit_predict(x)
+    scale = float(np.median(near)) + 1e-8
+    return {"density": 1.0 / (1.0 + near / scale), "cluster_size": np.bincount(clusters)[clusters] / len(x),
+            "scale": scale}  # fmt: skip
 
 
 def candidate_features(learner: Learner, candidates: np.ndarray, picked: np.ndarray) -> np.ndarray:
@@ -210,10 +241,14 @@ def candidate_features(learner: Learner, candidates: np.ndarray, picked: np.ndar
     labelled set, distance to this batch's picks, density, cluster size, already picked."""
     g = learner.geometry
     scale = g["scale"]
-    to_labelled = learner.distance_to(learner.labelled)[candidates]
+    to_labelled = learner.distance_to_labelled()[candidates]
     batch_mask = np.zeros(len(learner.xp), bool)
     batch_mask[picked] = True
-    to_batch = learner.distance_to(batch_mask)[candidates] if len(picked) else np.full(len(candidates), 4 * scale)
+    if len(picked):  # (M, picked) distances only
+        diff = learner.xp[candidates][:, None, :] - learner.xp[picked][None, :, :]
+        to_batch = np.sqrt((diff**2).sum(-1)).min(1)
+    else:
+        to_batch = np.full(len(candidates), 4 * scale)
     return np.stack(
         [
             learner.margin()[candidates],
@@ -243,10 +278,10 @@ def draw_candidates(learner: Learner, picked: np.ndarray, m: int, rng: np.random
     open_ = np.flatnonzero(free)
     if len(open_) <= m:
         return np.resize(open_, m)
-    half = m // 2
-    uncertain = open_[np.argsort(learner.margin()[open_], kind="stable")[:half]]
-    rest = np.setdiff1d(open_, uncertain)
-    return np.concatenate([uncertain, rng.choice(rest, m - half, replace=False)])
+    order = learner.margin_order()
+    uncertain = order[free[order]][: m // 2]
+    free[uncertain] = False
+    return np.concatenate([uncertain, rng.choice(np.flatnonzero(free), m - len(uncertain), replace=False)])
 
 
 class ActiveLearningEnv(gym.Env):

@@ -74,7 +74,7 @@ class Coreset:
     the points picked so far, K times."""
 
     def select(self, learner, k, rng):
-        dist = learner.distance_to(learner.labelled)
+        dist = learner.distance_to_labelled().copy()
         dist[learner.labelled] = -1
         chosen = []
         for _ in range(k):
