@@ -29,7 +29,7 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wi
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from trainables.config import check_range
+from trainables.config import check_range, from_dict
 
 GENERATED = {  # name -> make_classification settings, from easy to hard
     "gen-easy": {"n_samples": 1500, "n_features": 20, "n_informative": 10, "n_classes": 3, "class_sep": 1.5},
@@ -75,12 +75,8 @@ class ActiveConfig:
 
 
 def parse(config: dict | None) -> ActiveConfig:
-    config = dict(config or {})
-    known = {f.name for f in dataclasses.fields(ActiveConfig)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ValueError(f"unknown active-learning setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    return ActiveConfig(**config)
+    """A ActiveConfig from env kwargs: unknown keys and bad values are one ConfigError naming them."""
+    return from_dict(ActiveConfig, dict(config or {}), "active-learning env")
 
 
 @functools.lru_cache(maxsize=16)

@@ -30,7 +30,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from trainables.config import check_range
+from trainables.config import check_range, from_dict
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 PURPOSES = {name: i + 1 for i, name in enumerate(
@@ -100,13 +100,8 @@ class MusicConfig:
 
 
 def parse(config: dict | None) -> MusicConfig:
-    """A MusicConfig from env kwargs (unknown keys named)."""
-    config = dict(config or {})
-    known = {f.name for f in dataclasses.fields(MusicConfig)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ValueError(f"unknown music simulator setting {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    return MusicConfig(**config)
+    """A MusicConfig from env kwargs: unknown keys and bad values are one ConfigError naming them."""
+    return from_dict(MusicConfig, dict(config or {}), "music simulator")
 
 
 # ----------------------------------------------------------------------------- random numbers

@@ -68,3 +68,15 @@ def trial_dirs(experiment: Path) -> list[Path]:
 def trial_results(experiment: Path) -> list[list[dict]]:
     """Every trial's result rows, in trial_dirs order."""
     return [read_results(path) for path in trial_dirs(experiment)]
+
+
+@pytest.fixture
+def own_ray():
+    """For a test whose driver starts its own local Ray on both CPUs: pauses the session's."""
+    import ray
+
+    had_ray = ray.is_initialized()
+    ray.shutdown()
+    yield
+    if had_ray:
+        start_local_ray()

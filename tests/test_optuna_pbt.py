@@ -15,24 +15,14 @@ import time
 
 import optuna
 import pytest
-import ray
 
 from platform import compare
 from platform.experiment import OPTUNA_DB, SEED_STRIDE, STUDY
-from tests.conftest import ROOT, read_results, start_local_ray, trial_dirs
+from tests.conftest import ROOT, read_results, trial_dirs
 from trainables import metrics as m
 from trainables.config import ConfigError
 
 POPULATION, ITERATIONS = 4, 8  # study: 8 trials x 1 iteration; PBT: 3 trials x 8 iterations
-
-
-@pytest.fixture
-def own_ray():
-    had_ray = ray.is_initialized()
-    ray.shutdown()
-    yield
-    if had_ray:
-        start_local_ray()
 
 
 def test_study_seeds_the_population_and_survives_a_crash(own_ray, tmp_path):

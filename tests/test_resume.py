@@ -20,7 +20,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import ray
 from ray.train._internal.storage import StorageContext
 from ray.tune.experiment import Trial
 
@@ -28,7 +27,7 @@ from platform import tune as cli
 from platform.callbacks import StalledRun, StallGuard
 from platform.experiment import OPTUNA_DB
 from platform.schedulers import ResumableASHA
-from tests.conftest import ROOT, read_results, run_cli, start_local_ray, trial_dirs
+from tests.conftest import ROOT, read_results, run_cli, trial_dirs
 from trainables import metrics as m
 
 # (search arguments, trials, iterations, random kill moments): PBT three times, it is the default.
@@ -40,16 +39,6 @@ CASES = {
     "random": (["--search", "random", "--samples", "3"], 3, 6),
     "none-seeds": (["--search", "none", "--seeds", "3"], 3, 8),
 }
-
-
-@pytest.fixture
-def own_ray():
-    """The driver under test starts its own local Ray on both CPUs: pause the session's."""
-    had_ray = ray.is_initialized()
-    ray.shutdown()
-    yield
-    if had_ray:
-        start_local_ray()
 
 
 def rows_of(experiment: Path) -> dict[str, list[dict]]:
