@@ -248,7 +248,8 @@ def run_ab(cfg: music.MusicConfig, arms: dict, users: int, seed: int, salt: str,
     for metric in METRICS:
         tests = [welch(per[t][metric], per[names[0]][metric], level) for t in treatments]
         for t, test, adjusted in zip(treatments, tests, holm([x["p"] for x in tests]) if tests else []):
-            effects[t][metric] = {**test, "p_holm": adjusted, "significant": adjusted < alpha}
+            # "significant" agrees with the interval shown: Bonferroni (Holm's p, more powerful, is beside)
+            effects[t][metric] = {**test, "p_holm": adjusted, "significant": not test["low"] <= 0 <= test["high"]}
     return {"arms": figures, "effects": effects, "srm_p": float(srm), "outcomes": outcomes, "alpha": alpha}
 
 
@@ -261,7 +262,11 @@ def table(result: dict) -> str:
         lines.append(
             f"| {name} | {a['users']} | " + " | ".join(f"{a[k]:.3f}" for k in METRICS) + f" | {a['coverage']:.3f} |"
         )
-    lines += ["", f"Against {names[0]} (relative effect [Bonferroni {1 - result['alpha']:.0%} interval], Holm p):"]
+    lines += [
+        "",
+        f"Against {names[0]} (relative effect [Bonferroni {1 - result['alpha']:.0%} interval], Holm p; "
+        "* the interval excludes 0):",
+    ]
     for t, by_metric in result["effects"].items():
         cells = []
         for metric, e in by_metric.items():
