@@ -313,7 +313,9 @@ class ActiveLearningEnv(gym.Env):
         if not repeat:
             self.picked.append(choice)
         reward, info = 0.0, {"pick": choice, "repeat": repeat}
-        batch_full = len(self.picked) >= min(self.cfg.batch, self.cfg.budget - self.bought)
+        # a batch closes at K picks, at the budget, or when the pool has nothing left to pick
+        remaining = int((~self.learner.labelled).sum())
+        batch_full = len(self.picked) >= min(self.cfg.batch, self.cfg.budget - self.bought, remaining)
         if batch_full:
             before = self.learner.valid_acc
             self.learner.label(np.asarray(self.picked))

@@ -113,3 +113,14 @@ def test_bad_compare_input_is_one_line(argv, problem, tmp_path, capsys):
     err = capsys.readouterr().err
     assert problem in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_an_episode_ends_when_the_pool_runs_out_before_the_budget():
+    env = active.ActiveLearningEnv(dataset="iris", batch=10, budget=500, start=6)  # pool 90 < 6 + 500
+    env.reset(seed=0)
+    done, steps = False, 0
+    while not done:
+        _, _, done, _, _ = env.step(steps % env.action_space.n)
+        steps += 1
+        assert steps <= 200, "the episode did not end"
+    assert env.learner.labelled.all() and env.learner.labels == 90
