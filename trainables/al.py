@@ -30,8 +30,9 @@ from trainables.config import ConfigError, check_range, from_dict, to_dict
 from trainables.stats import confidence_interval
 
 MUTABLE_FIELDS = ("lr", "entropy", "temperature")
-ARCHITECTURE_FIELDS = ("hidden", "candidates")
-VALID_SEED, TEST_SEED = 10_000, 20_000  # split seeds: training episodes use 0..9,999
+ARCHITECTURE_FIELDS = ("hidden", "candidates", "prior")
+VALID_SEED, TEST_SEED = 10_000, 20_000
+MARGIN = 0  # index of the margin among envs/active's candidate features  # split seeds: training episodes use 0..9,999
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,11 @@ class ALConfig:
     candidates: int = 32
     classifier: str = "logreg"
     hidden: int = 64
+    prior: float = 5.0
+    """The policy starts as soft margin sampling: score = prior x (-margin) + the network, whose
+    output layer starts at 0, so learning changes a known strategy rather than a random one
+    (measured: from scratch, 100 training episodes left a policy 0.14 AULC below random on digits).
+    0: start from scratch."""
     lr: float = 1e-3
     lr_schedule: dict = dataclasses.field(default_factory=lambda: {"kind": "constant", "start": 1.0})
     entropy: dict = dataclasses.field(default_factory=lambda: {"kind": "linear", "start": 0.02, "end": 0.002})
@@ -92,19 +98,24 @@ def parse(config: dict) -> ALConfig:
 
 
 class Scorer(nn.Module):
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, prior: float = 0.0):
         super().__init__()
         width = active.STATE_FEATURES + active.CANDIDATE_FEATURES
         self.score = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                    nn.Linear(hidden, 1))  # fmt: skip
         self.value = nn.Sequential(nn.Linear(active.STATE_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.prior = prior
+        if prior:
+            nn.init.zeros_(self.score[-1].weight)
+            nn.init.zeros_(self.score[-1].bias)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (B, STATE + M * CAND) -> (scores (B, M), values (B,))."""
         state = obs[:, : active.STATE_FEATURES]
         cands = obs[:, active.STATE_FEATURES :].reshape(len(obs), -1, active.CANDIDATE_FEATURES)  # (B, M, F)
         joint = torch.cat([state[:, None, :].expand(-1, cands.shape[1], -1), cands], 2)
-        return self.score(joint).squeeze(2), self.value(state).squeeze(1)
+        scores = self.score(joint).squeeze(2) - self.prior * cands[:, :, MARGIN]  # (B, M)
+        return scores, self.value(state).squeeze(1)
 
 
 class Decisions:
@@ -142,7 +153,7 @@ def play(model: Scorer, env: active.ActiveLearningEnv, split: int, greedy: bool,
 def load_policy(checkpoint: str) -> Scorer:
     """The scoring network saved in a checkpoint folder of this trainable."""
     state = torch.load(Path(checkpoint) / "state.pt", weights_only=False)
-    model = Scorer(state["config"]["hidden"])
+    model = Scorer(state["config"]["hidden"], state["config"].get("prior", 0.0))
     model.load_state_dict(state["model"])
     return model.eval()
 
@@ -165,7 +176,7 @@ class ActiveLearningTrainable(ray.tune.Trainable):
         runtime.set_torch_threads(cfg.torch_threads, cpus)
         self.rng = runtime.seed_everything(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.model = Scorer(cfg.hidden)
+        self.model = Scorer(cfg.hidden, cfg.prior)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.envs = {d: active.ActiveLearningEnv(**dataclasses.asdict(cfg.env(d))) for d in cfg.datasets}
         self.episodes = 0
