@@ -42,6 +42,8 @@ def _default(field: dataclasses.Field):
 def _domain(value) -> str:
     if isinstance(value, list):
         return f"one of {value}"
+    if isinstance(value, dict):  # some keys of a schedule
+        return ", ".join(f"{k}: {_domain(v)}" for k, v in value.items())
     sampler = type(value.get_sampler()).__name__.lower()
     return f"{value.lower:g} to {value.upper:g}" + (" (log scale)" if "log" in sampler else "")
 

@@ -13,30 +13,52 @@ from platform.experiment import ClipToDomains
 from trainables.config import from_dict
 
 
-def initial(mutations: dict, rng: random.Random) -> dict:
-    return {k: rng.choice(v) if isinstance(v, list) else v.sample() for k, v in mutations.items()}
+def leaves(mutations: dict, prefix: tuple = ()):
+    """(path, domain) of every mutated value; a dict mutates some keys of a schedule."""
+    for key, value in mutations.items():
+        if isinstance(value, dict):
+            yield from leaves(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
+
+
+def at(config: dict, path: tuple):
+    for key in path:
+        config = config[key]
+    return config
+
+
+def initial(mutations: dict, rng: random.Random, defaults) -> dict:
+    out = {}
+    for key, value in mutations.items():
+        if isinstance(value, dict):  # the default schedule with the mutated keys drawn
+            out[key] = {**getattr(defaults, key), **initial(value, rng, None)}
+        else:
+            out[key] = rng.choice(value) if isinstance(value, list) else value.sample()
+    return out
 
 
 @pytest.mark.parametrize("model", sorted(search_spaces.MODELS))
 def test_pbt_perturbations_stay_valid(model):
     spec = search_spaces.get(model)
     mutations = spec.pbt_mutations
-    assert all(isinstance(v, list) or (isinstance(v, Domain) and hasattr(v, "lower")) for v in mutations.values()), (
+    assert all(isinstance(v, list) or (isinstance(v, Domain) and hasattr(v, "lower")) for _, v in leaves(mutations)), (
         "discrete PBT values must be lists: PBT multiplies a tune.choice value by 0.8 or 1.2"
     )
+    defaults = spec.check(dict(spec.budgets["smoke"].overrides))
     rng = random.Random(0)
     random.seed(0)
     clip = ClipToDomains(mutations)
     for _ in range(5):
-        config = {**spec.budgets["smoke"].overrides, **initial(mutations, rng)}
+        config = {**spec.budgets["smoke"].overrides, **initial(mutations, rng, defaults)}
         for _ in range(40):  # 40 exploit/explore rounds in a row
             config, _ = _explore(config, mutations, 0.25, (1.2, 0.8), clip)
             from_dict(spec.config, config, model)  # raises ConfigError if PBT left the valid range
-            for key, domain in mutations.items():
+            for path, domain in leaves(mutations):
                 if isinstance(domain, list):
-                    assert config[key] in domain
+                    assert at(config, path) in domain
                 else:
-                    assert domain.lower <= config[key] <= domain.upper
+                    assert domain.lower <= at(config, path) <= domain.upper
 
 
 @pytest.mark.parametrize("budget", ["smoke", "full"])
