@@ -12,8 +12,10 @@ set of pool points, the fraction of the budget used, the position in the batch) 
 points described by features (margin, entropy, least confidence, distance to the labelled set,
 distance to the points already picked for this batch, density, cluster size), and picks one.
 K picks make a batch; the classifier retrains and the reward is the change in validation
-accuracy, centred by the mean change a batch has brought so far in this env (the research found
-raw rewards too noisy to learn from). The episode ends when `budget` labels have been bought.
+accuracy minus the change a random batch of the same size would have brought from the same state
+(the research found raw rewards too noisy to learn from: the random batch is a control variate, and
+an episode's return says how far the picks beat random). The episode ends when `budget` labels
+have been bought or the pool is used up.
 
 Resets reuse what does not change with the seed: the dataset is loaded and standardised once per
 process (`load_task`), so a reset costs one split and one classifier fit.
@@ -63,7 +65,8 @@ class ActiveConfig:
     pool_limit: int = 1500
     """Pool points at most (the rest of the 60% is dropped): keeps episodes comparable in cost."""
     center: bool = True
-    """Centre the reward by the mean validation gain of the batches so far."""
+    """Reward = the batch's validation gain minus the gain of a random batch of the same size from
+    the same state (one more fit per batch); False: the raw gain."""
 
     def __post_init__(self):
         check_range(self, "[1, inf)", "batch budget candidates pool_limit")
@@ -163,6 +166,14 @@ class Learner:
 
     def _accuracy(self, rows: np.ndarray) -> float:
         return float((self.model.predict(self.x[rows]) == self.y[rows]).mean())
+
+    def valid_accuracy_with(self, positions: np.ndarray) -> float:
+        """Validation accuracy of a classifier trained with `positions` labelled too (state unchanged)."""
+        mask = self.labelled.copy()
+        mask[positions] = True
+        rows = self.split.pool[mask]
+        model = make_classifier(self.cfg.classifier, self.seed).fit(self.x[rows], self.y[rows])
+        return float((model.predict(self.x[self.split.valid]) == self.y[self.split.valid]).mean())
 
     def label(self, positions: np.ndarray) -> None:
         """Buys the labels of pool `positions` and retrains."""
@@ -290,7 +301,6 @@ class ActiveLearningEnv(gym.Env):
         m = self.cfg.candidates
         self.observation_space = gym.spaces.Box(0.0, 1.0, (STATE_FEATURES + m * CANDIDATE_FEATURES,), np.float32)
         self.action_space = gym.spaces.Discrete(m)
-        self.gains: list[float] = []  # validation gain of every batch so far: the reward's centre
         load_task(self.cfg.dataset)
 
     def _observe(self) -> np.ndarray:
@@ -318,12 +328,16 @@ class ActiveLearningEnv(gym.Env):
         batch_full = len(self.picked) >= min(self.cfg.batch, self.cfg.budget - self.bought, remaining)
         if batch_full:
             before = self.learner.valid_acc
+            control = 0.0
+            if self.cfg.center:  # what a random batch would have brought from this state
+                free = np.flatnonzero(~self.learner.labelled)
+                batch = self.np_random.choice(free, len(self.picked), replace=False)
+                control = self.learner.valid_accuracy_with(batch) - before
             self.learner.label(np.asarray(self.picked))
             self.bought += len(self.picked)
             gain = self.learner.valid_acc - before
-            reward = gain - (float(np.mean(self.gains)) if self.cfg.center and self.gains else 0.0)
-            self.gains.append(gain)
+            reward = gain - control
             self.picked = []
-            info.update(valid_accuracy=self.learner.valid_acc, test_accuracy=self.learner.test_acc)
+            info.update(valid_accuracy=self.learner.valid_acc, test_accuracy=self.learner.test_acc, gain=gain)
         terminated = self.bought >= self.cfg.budget or not (~self.learner.labelled).any()
         return self._observe(), float(reward), terminated, False, info

@@ -155,13 +155,8 @@ class Oracle:
         while len(proposals) < self.tries:
             proposals.append(Random().select(learner, k, rng))
         best, best_acc = proposals[0], -1.0
-        rows = learner.split.pool
         for batch in proposals:
-            mask = learner.labelled.copy()
-            mask[batch] = True
-            model = active.make_classifier(learner.cfg.classifier, learner.seed)
-            model.fit(learner.x[rows[mask]], learner.y[rows[mask]])
-            acc = float((model.predict(learner.x[learner.split.valid]) == learner.y[learner.split.valid]).mean())
+            acc = learner.valid_accuracy_with(batch)
             if acc > best_acc:
                 best, best_acc = batch, acc
         return best
