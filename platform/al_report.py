@@ -48,10 +48,10 @@ def paired(a: dict, b: dict, key: str = "aulc") -> tuple[float, float, float]:
     return mean, low, high
 
 
-def fmt(values: list[float]) -> str:
+def fmt(values: list[float], empty: str = "n/a") -> str:
     values = [v for v in values if not math.isnan(v)]
     if not values:
-        return "never"
+        return empty
     mean, _, low, high = confidence_interval(values)
     return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
@@ -79,7 +79,7 @@ def render(folder: Path) -> str:
             cols = [fmt([c["test"][key] for c in cells]) for key in ("aulc", "acc@50", "acc@100", "acc@200")]
             needed = [c["test"]["labels_to_90"] for c in cells]
             reached = sum(not math.isnan(x) for x in needed)
-            cols.append(f"{fmt(needed)} ({reached}/{len(cells)} reach it)")
+            cols.append(f"{fmt(needed, 'never')} ({reached}/{len(cells)} reach it)")
             for ref in ("random", "margin"):
                 if ref in strategies and ref != name:
                     mean, low, high = paired(runs, strategies[ref])

@@ -207,9 +207,9 @@ def summarise(curve: list[tuple[int, float, float]], full: float, start: int, sp
     span = labels[-1] - labels[0]
     aulc = float(np.trapezoid(acc, labels) / span) if span > 0 else float(acc[0])
     out = {"aulc": aulc, "final": float(acc[-1])}
-    for b in BUDGET_POINTS:
+    for b in BUDGET_POINTS:  # NaN for a budget the run did not reach
         reached = labels <= start + b
-        out[f"acc@{b}"] = float(acc[reached][-1]) if reached.any() else math.nan
+        out[f"acc@{b}"] = float(acc[reached][-1]) if reached.any() and labels[-1] >= start + b else math.nan
     hit = np.flatnonzero(acc >= 0.9 * full)
     out["labels_to_90"] = float(labels[hit[0]]) if len(hit) else math.nan
     return out
