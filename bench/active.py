@@ -2,8 +2,8 @@
 
 One run, one process: a full episode of the env (pool of 1,500 points from `gen-large`, K = 10,
 budget 200, logistic regression; random actions) against a plain loop of the same retraining (the
-same 20 batches of labels: fit, then score the validation and test sets, nothing else), both on
-the same splits; then seconds per episode of each strategy on the same task.
+same 20 batches of labels: fit, then score the validation and test sets, plus the reward's fit on a
+random control batch), both on the same splits; then seconds per episode of each strategy.
 """
 
 import sys
@@ -22,13 +22,20 @@ SEEDS = range(3)
 
 
 def plain_loop(cfg: active.ActiveConfig, seed: int, batches: list[np.ndarray]) -> float:
-    """The retraining alone: fit on the growing labelled set, score validation and test."""
+    """The retraining alone: fit on the growing labelled set, score validation and test, and (as the
+    env's reward does) fit once more with a random batch of the same size instead, scored on validation."""
     x, y = active.load_task(cfg.dataset)
     split = active.Split.make(cfg, seed)
     labelled = np.zeros(len(split.pool), bool)
     labelled[split.start] = True
+    rng = np.random.default_rng(seed)
     tick = time.perf_counter()
     for batch in [np.array([], int)] + batches:
+        if len(batch) and cfg.center:
+            control = labelled.copy()
+            control[rng.choice(np.flatnonzero(~labelled), len(batch), replace=False)] = True
+            rows = split.pool[control]
+            active.make_classifier(cfg.classifier, seed).fit(x[rows], y[rows]).score(x[split.valid], y[split.valid])
         labelled[batch] = True
         rows = split.pool[labelled]
         model = active.make_classifier(cfg.classifier, seed).fit(x[rows], y[rows])
