@@ -76,7 +76,8 @@ def test_margin_beats_random_on_digits():
 
 
 def test_compare_and_report_with_a_learned_policy(ray_session, tmp_path, capsys):
-    code, out, err = run_cli(capsys, "al", "--budget", "smoke", "--storage", str(tmp_path), "--name", "pol")
+    code, out, err = run_cli(capsys, "al", "--budget", "smoke", "--search", "none", "--storage", str(tmp_path),
+                             "--name", "pol")  # fmt: skip
     assert code == 0, err
     assert "TEST (measured once, after selection): al_0000" in out and "test/minus_margin" in out
     argv = ["--datasets", "iris", "--k", "2,5", "--budget", "10", "--start", "6", "--seeds", "3",

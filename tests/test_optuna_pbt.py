@@ -22,7 +22,7 @@ from tests.conftest import ROOT, read_results, trial_dirs
 from trainables import metrics as m
 from trainables.config import ConfigError
 
-POPULATION, ITERATIONS = 4, 8  # study: 8 trials x 1 iteration; PBT: 3 trials x 8 iterations
+POPULATION, ITERATIONS = 2, 8  # study: 4 trials x 1 iteration; PBT: 2 trials (at least 2) x 8 iterations
 
 
 def test_study_seeds_the_population_and_survives_a_crash(own_ray, tmp_path):
@@ -31,7 +31,7 @@ def test_study_seeds_the_population_and_survives_a_crash(own_ray, tmp_path):
             "--storage", str(tmp_path), "--name", "seeded"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     study_dir = tmp_path / "seeded" / STUDY
-    kill_at = random.Random(7).randint(2, 5)  # study rows written, of 8
+    kill_at = random.Random(7).randint(1, 3)  # study rows written, of 4
     driver = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)  # fmt: skip
     deadline = time.time() + 180
@@ -52,21 +52,22 @@ def test_study_seeds_the_population_and_survives_a_crash(own_ray, tmp_path):
     study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{study_dir / OPTUNA_DB}")
     assert len(study.trials) == 2 * POPULATION and all(t.state.is_finished() for t in study.trials)
 
-    # The population: the study's 3 best configs (by last validation score), seeds 0, 1000, 2000.
+    # The population: the study's 2 best configs (by last validation score), seeds 0 and 1000.
     ranked = sorted(study_trials, key=lambda name: -study_trials[name][-1][m.SCORE])
-    best = [json.loads((study_dir / name / "params.json").read_text()) for name in ranked[:3]]
+    best = [json.loads((study_dir / name / "params.json").read_text()) for name in ranked[:2]]
     population = trial_dirs(tmp_path / "seeded")
-    assert len(population) == 3
+    assert len(population) == 2
     started = [read_results(p)[0]["config"] for p in population]  # params.json follows PBT's clones
-    assert [c["seed"] for c in started] == [i * SEED_STRIDE for i in range(3)]
+    assert [c["seed"] for c in started] == [i * SEED_STRIDE for i in range(2)]
     without_seed = [{k: v for k, v in c.items() if k != "seed"} for c in started]
     assert without_seed == [{k: v for k, v in c.items() if k != "seed"} for c in best]
     for path in population:
         assert [r["training_iteration"] for r in read_results(path)] == list(range(1, ITERATIONS + 1))
 
-    # Compute: 8 x 1 + 3 x 8 = 32 trial iterations, as plain PBT's 4 x 8.
-    assert compare.compute(tmp_path / "seeded") == POPULATION * ITERATIONS
-    assert "optuna+pbt: the population started from the best 3 configs" in resumed.stdout
+    # Compute: 4 x 1 + 2 x 8 = 20 trial iterations (a population of 4 would match plain PBT's exactly;
+    # a population is at least 2, so 2 costs a quarter more)
+    assert compare.compute(tmp_path / "seeded") == 2 * POPULATION * 1 + 2 * ITERATIONS
+    assert "optuna+pbt: the population started from the best 2 configs" in resumed.stdout
     assert "TEST (measured once, after selection; 100 test episodes)" in resumed.stdout
     assert "test/return_mean" in json.loads((tmp_path / "seeded" / "test.json").read_text())[0]
 
