@@ -52,6 +52,9 @@ CANDIDATE_FEATURES = 8
 class ActiveConfig:
     dataset: str = "digits"
     """One of DATASETS: scikit-learn's digits, breast_cancer, wine, iris, or generated gen-easy/medium/hard."""
+    datasets: str = ""
+    """Comma-separated DATASETS; each reset draws one of them uniformly (meta-training across tasks,
+    e.g. for RLlib PPO). Empty: every episode is on `dataset`."""
     batch: int = 10
     """K: labels bought per batch (one retraining per batch)."""
     budget: int = 200
@@ -71,10 +74,16 @@ class ActiveConfig:
     def __post_init__(self):
         check_range(self, "[1, inf)", "batch budget candidates pool_limit")
         check_range(self, "[2, inf)", "start")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        for name in (self.dataset, *self.names):
+            if name not in DATASETS:
+                raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be logreg or mlp, got {self.classifier!r}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The datasets episodes are drawn from."""
+        return tuple(d.strip() for d in self.datasets.split(",") if d.strip()) or (self.dataset,)
 
 
 def parse(config: dict | None) -> ActiveConfig:
@@ -292,7 +301,8 @@ def draw_candidates(learner: Learner, picked: np.ndarray, m: int, rng: np.random
 
 
 class ActiveLearningEnv(gym.Env):
-    """One active-learning run per episode; reset(seed) draws the split and start set."""
+    """One active-learning run per episode; reset(seed) draws the dataset (of `datasets`), the split
+    and the start set; options {"dataset": name, "split": seed} fix them."""
 
     metadata = {"render_modes": []}
 
@@ -301,7 +311,8 @@ class ActiveLearningEnv(gym.Env):
         m = self.cfg.candidates
         self.observation_space = gym.spaces.Box(0.0, 1.0, (STATE_FEATURES + m * CANDIDATE_FEATURES,), np.float32)
         self.action_space = gym.spaces.Discrete(m)
-        load_task(self.cfg.dataset)
+        for name in self.cfg.names:
+            load_task(name)
 
     def _observe(self) -> np.ndarray:
         picked = np.asarray(self.picked, np.int64)
@@ -311,11 +322,15 @@ class ActiveLearningEnv(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        split_seed = int(self.np_random.integers(2**31)) if (options or {}).get("split") is None else options["split"]
-        self.learner = Learner(self.cfg, split_seed)
+        options = options or {}
+        names = self.cfg.names
+        dataset = options.get("dataset") or names[int(self.np_random.integers(len(names)))]
+        split_seed = int(self.np_random.integers(2**31)) if options.get("split") is None else options["split"]
+        cfg = self.cfg if dataset == self.cfg.dataset else dataclasses.replace(self.cfg, dataset=dataset)
+        self.learner = Learner(cfg, split_seed)
         self.picked: list[int] = []
         self.bought = 0
-        return self._observe(), {"split": split_seed}
+        return self._observe(), {"split": split_seed, "dataset": dataset}
 
     def step(self, action):
         choice = int(self.offered[int(action)])

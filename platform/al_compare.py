@@ -3,6 +3,7 @@
     python -m platform.al_compare --datasets digits --k 10 --budget 200 --seeds 20
     python -m platform.al_compare --datasets digits --k 1,5,10,20 --strategies random,margin,kmeans,coreset,badge
     python -m platform.al_compare --datasets digits,wine --policy ~/ray_results/al-pbt-...   # a learned policy too
+    python -m platform.al_compare --datasets digits --policy ~/ray_results/ppo-pbt-...  # RLlib PPO's
 
 Every (dataset, K, strategy, seed) is one Ray task (a local Ray, or --address); seed s gives every
 strategy the same split, start set and classifier settings, so differences are paired. Written to
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import envs
 from envs import active
 from trainables import al_strategies
 from trainables.config import ConfigError
@@ -34,25 +36,50 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, default=20)
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--classifier", choices=active.CLASSIFIERS, default="logreg")
-    p.add_argument("--policy", help="an `al` experiment folder: its best trial's policy joins as `policy`")
+    p.add_argument(
+        "--policy",
+        help="an `al` or ppo (env tunelab/ActiveLearning-v0) experiment folder: its best trial's "
+        "policy joins as `policy`; it must not have trained on --datasets",
+    )
     p.add_argument("--name", help="default: al-TIMESTAMP")
     p.add_argument("--storage", default=os.environ.get("TUNELAB_STORAGE", "~/ray_results"))
     p.add_argument("--address", help="Ray cluster to join; default: a local Ray")
     return p
 
 
-def policy_checkpoint(folder: str) -> str:
-    """The last checkpoint of the `al` trial with the best last validation score."""
+def policy_checkpoint(folder: str, datasets: list[str]) -> str:
+    """The last checkpoint of the trial with the best last validation score in an experiment of `al`
+    or of an RLlib model (ppo) trained on tunelab/ActiveLearning-v0. Refused when a dataset of the
+    comparison was trained on (its figures would not be held-out ones) or the policy sees another
+    number of candidates than the comparison offers."""
     where = Path(folder).expanduser()
-    best, best_score = None, -float("inf")
+    best, best_row = None, {"score": -float("inf")}
     for result in where.glob("*/result.json"):
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
         checkpoints = sorted(result.parent.glob("checkpoint_*"))
-        if rows and checkpoints and rows[-1].get("score", -float("inf")) > best_score:
-            best, best_score = checkpoints[-1], rows[-1]["score"]
+        if rows and checkpoints and rows[-1].get("score", -float("inf")) > best_row["score"]:
+            best, best_row = checkpoints[-1], rows[-1]
     if best is None:
-        raise ConfigError(f"--policy {folder}: no `al` trial with a checkpoint there; name an al experiment folder")
+        raise ConfigError(f"--policy {folder}: no trial with a checkpoint there; name an `al` or ppo experiment folder")
+    config = best_row.get("config", {})
+    if "train_datasets" in config:  # an `al` policy
+        trained, candidates = al_trained_on(config), config.get("candidates", 32)
+    elif config.get("env") == envs.ACTIVE:  # an RLlib policy on the env
+        env = active.parse(config.get("env_config"))
+        trained, candidates = set(env.names), env.candidates
+    else:
+        raise ConfigError(f"--policy {folder}: its trials were not trained on {envs.ACTIVE}; name an `al` or ppo one")
+    seen = sorted(trained & set(datasets))
+    if seen:
+        raise ConfigError(f"--policy {folder} was trained on {', '.join(seen)}; compare it on held-out datasets only")
+    if candidates != active.ActiveConfig().candidates:
+        raise ConfigError(f"--policy {folder} sees {candidates} candidates, the comparison offers "
+                          f"{active.ActiveConfig().candidates}; train it with the default")  # fmt: skip
     return str(best)
+
+
+def al_trained_on(config: dict) -> set[str]:
+    return {d.strip() for d in str(config["train_datasets"]).split(",") if d.strip()}
 
 
 def cells(args) -> list[tuple[dict, str, int]]:
@@ -91,7 +118,7 @@ def run(argv: list[str] | None = None) -> int:
         if (folder / "al.json").exists():
             raise ConfigError(f"{folder} already holds a comparison; pass a new --name (nothing was changed)")
         todo = cells(args)
-        policy = policy_checkpoint(args.policy) if args.policy else None
+        policy = policy_checkpoint(args.policy, [d for d in args.datasets.split(",") if d]) if args.policy else None
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

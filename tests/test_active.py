@@ -38,6 +38,51 @@ def test_env_checker_determinism_and_cheap_resets():
     assert active.load_task.cache_info().misses == misses and len(env.learner.curve) == 1
 
 
+def test_episodes_draw_from_the_listed_datasets():
+    env = active.ActiveLearningEnv(datasets="iris,wine", batch=5, budget=10, start=6)
+    drawn = [env.reset(seed=s)[1]["dataset"] for s in range(12)]
+    assert set(drawn) == {"iris", "wine"}
+    assert drawn == [active.ActiveLearningEnv(datasets="iris,wine").reset(seed=s)[1]["dataset"] for s in range(12)]
+    assert env.reset(seed=0, options={"dataset": "wine"})[1]["dataset"] == "wine"
+    assert env.learner.y.max() == 2 and len(env.learner.x) == 178  # wine's rows
+
+
+def test_ppo_trains_on_the_env_config_and_joins_the_comparison(ray_session, tmp_path, capsys):
+    """RLlib PPO as the second learner: its env runners and its evaluation get env_config (a list of
+    training datasets), and al_compare plays its RL module greedily on a held-out dataset."""
+    from tests.conftest import read_results
+    from trainables import rl, rllib_algorithm
+
+    env_config = {"datasets": "wine,gen-easy", "budget": 20, "batch": 5, "start": 6}
+    sets = [f"env_config.{k}={v}" for k, v in env_config.items()]
+    code, _, err = run_cli(capsys, "ppo", "--budget", "smoke", "--search", "none", "--storage", str(tmp_path),
+                           "--name", "ppo", "--cpus-per-trial", "2", "--set", "env=tunelab/ActiveLearning-v0",
+                           *[arg for s in sets for arg in ("--set", s)])  # fmt: skip
+    assert code == 0, err
+    trial = next((tmp_path / "ppo").glob("ppo_*"))
+    last = read_results(trial)[-1]
+    assert last["config"]["num_env_runners"] == 1  # sampling in a remote env runner, beside the learner
+    # 512 env steps of 20-label episodes: ~25 episodes (the default budget of 200 would give ~2)
+    assert last["train/episodes"] >= 20
+    # the reported evaluation is the greedy module of the last checkpoint on env_config's episodes
+    module = rllib_algorithm.module_from_checkpoint(str(sorted(trial.glob("checkpoint_*"))[-1]))
+    returns = rl.greedy_returns(
+        lambda obs: rllib_algorithm.greedy_actions(module, obs),
+        "tunelab/ActiveLearning-v0",
+        3,
+        rl.EVAL_SEED,
+        env_config,
+    )
+    assert returns.mean() == pytest.approx(last["eval/return_mean"], abs=1e-6)
+    argv = ["--datasets", "iris", "--k", "5", "--budget", "10", "--start", "6", "--seeds", "2",
+            "--strategies", "margin", "--policy", str(tmp_path / "ppo"), "--storage", str(tmp_path),
+            "--name", "c"]  # fmt: skip
+    assert al_compare.run(argv) == 0
+    cells = json.loads((tmp_path / "c" / "al.json").read_text())["cells"]
+    policy = [c for c in cells if c["strategy"] == "policy"]
+    assert len(policy) == 2 and all(len(c["decisions"]) == 10 for c in policy)
+
+
 def test_strategies_pick_what_they_say():
     cfg = active.ActiveConfig(**IRIS)
     learner = active.Learner(cfg, 0)
@@ -77,8 +122,12 @@ def test_margin_beats_random_on_digits():
 
 def test_compare_and_report_with_a_learned_policy(ray_session, tmp_path, capsys):
     code, out, err = run_cli(capsys, "al", "--budget", "smoke", "--search", "none", "--storage", str(tmp_path),
-                             "--name", "pol")  # fmt: skip
+                             "--name", "pol", "--set", "train_datasets=wine,gen-easy",
+                             "--set", "held_out=iris")  # fmt: skip
     assert code == 0, err
+    # a policy is compared on held-out datasets only
+    assert al_compare.run(["--datasets", "wine", "--policy", str(tmp_path / "pol"), "--storage", str(tmp_path)]) == 2
+    assert "was trained on wine" in capsys.readouterr().err
     assert "TEST (measured once, after selection): al_0000" in out and "test/minus_margin" in out
     argv = ["--datasets", "iris", "--k", "2,5", "--budget", "10", "--start", "6", "--seeds", "3",
             "--strategies", "random,margin,coreset", "--policy", str(tmp_path / "pol"),
@@ -106,7 +155,7 @@ def test_compare_and_report_with_a_learned_policy(ray_session, tmp_path, capsys)
         (["--strategies", "random,psychic"], "unknown 'psychic'"),
         (["--k", "ten"], "give whole numbers"),
         (["--seeds", "1"], "--seeds must be >= 2"),
-        (["--policy", "/nowhere"], "no `al` trial with a checkpoint"),
+        (["--policy", "/nowhere"], "no trial with a checkpoint there"),
     ],
 )
 def test_bad_compare_input_is_one_line(argv, problem, tmp_path, capsys):

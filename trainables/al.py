@@ -16,6 +16,7 @@ test AULC and its paired differences to margin and random.
 """
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -129,44 +130,60 @@ class Decisions:
         self.rows.append(np.concatenate([[obs[active.STATE_FEATURES - 3]], cand]))  # budget used, features
 
 
-def play(model: Scorer, env: active.ActiveLearningEnv, split: int, greedy: bool, temperature: float = 1.0,
-         rng: torch.Generator | None = None, decisions: Decisions | None = None):  # fmt: skip
-    """One episode; returns (curve, [(obs, action, reward)])."""
+def play(model: Scorer, env: active.ActiveLearningEnv, split: int, temperature: float, rng: torch.Generator):
+    """One training episode, sampling from softmax(scores / temperature); returns (curve, [(obs, action, reward)])."""
     obs, _ = env.reset(options={"split": split}, seed=split)
     steps, done = [], False
     while not done:
         with torch.no_grad():
             scores, _ = model(torch.as_tensor(obs[None]))
-        if greedy:
-            action = int(scores[0].argmax())
-        else:
-            probs = torch.softmax(scores[0] / temperature, 0)
-            action = int(torch.multinomial(probs, 1, generator=rng))
-        if decisions is not None:
-            decisions.record(obs, action)
+        probs = torch.softmax(scores[0] / temperature, 0)
+        action = int(torch.multinomial(probs, 1, generator=rng))
         next_obs, reward, done, _, _ = env.step(action)
         steps.append((obs, action, reward))
         obs = next_obs
     return env.learner.curve, steps
 
 
-def load_policy(checkpoint: str) -> Scorer:
-    """The scoring network saved in a checkpoint folder of this trainable."""
-    state = torch.load(Path(checkpoint) / "state.pt", weights_only=False)
-    model = Scorer(state["config"]["hidden"], state["config"].get("prior", 0.0))
-    model.load_state_dict(state["model"])
-    return model.eval()
+def load_policy(checkpoint: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Greedy actions (B,) for observations (B, obs) of the policy in a checkpoint folder: an `al`
+    trial's scoring network, or the RL module of an RLlib model (ppo) trained on the env."""
+    if (Path(checkpoint) / "state.pt").exists():
+        state = torch.load(Path(checkpoint) / "state.pt", weights_only=False)
+        model = Scorer(state["config"]["hidden"], state["config"].get("prior", 0.0))
+        model.load_state_dict(state["model"])
+        return scorer_actions(model.eval())
+    from trainables import rllib_algorithm
+
+    module = rllib_algorithm.module_from_checkpoint(checkpoint)
+    return lambda obs: rllib_algorithm.greedy_actions(module, obs)
+
+
+def scorer_actions(model: Scorer) -> Callable[[np.ndarray], np.ndarray]:
+    @torch.no_grad()
+    def act(obs: np.ndarray) -> np.ndarray:
+        return model(torch.as_tensor(obs, dtype=torch.float32))[0].argmax(1).numpy()
+
+    return act
 
 
 class PolicyStrategy:
-    """The greedy learned policy as an al_strategies-style runner (through the env's candidates)."""
+    """A greedy policy (observations (B, obs) -> actions (B,)) as an al_strategies-style runner,
+    choosing among the env's candidates."""
 
-    def __init__(self, model: Scorer):
-        self.model = model
+    def __init__(self, act: Callable[[np.ndarray], np.ndarray]):
+        self.act = act
 
     def curve(self, cfg: active.ActiveConfig, split: int, decisions: Decisions | None = None) -> list:
-        return play(self.model, active.ActiveLearningEnv(**dataclasses.asdict(cfg)), split, True,
-                    decisions=decisions)[0]  # fmt: skip
+        env = active.ActiveLearningEnv(**dataclasses.asdict(cfg))
+        obs, _ = env.reset(options={"split": split}, seed=split)
+        done = False
+        while not done:
+            action = int(self.act(obs[None])[0])
+            if decisions is not None:
+                decisions.record(obs, action)
+            obs, _, done, _, _ = env.step(action)
+        return env.learner.curve
 
 
 class ActiveLearningTrainable(ray.tune.Trainable):
@@ -195,7 +212,7 @@ class ActiveLearningTrainable(ray.tune.Trainable):
         for _ in range(cfg.episodes_per_iteration):
             dataset = cfg.datasets[int(self.rng.integers(len(cfg.datasets)))]
             split = int(self.rng.integers(VALID_SEED))
-            _, steps = play(self.model, self.envs[dataset], split, False, temperature, self.generator)
+            _, steps = play(self.model, self.envs[dataset], split, temperature, self.generator)
             rewards = np.array([r for _, _, r in steps])
             observations += [o for o, _, _ in steps]
             actions += [a for _, a, _ in steps]
@@ -234,7 +251,7 @@ class ActiveLearningTrainable(ray.tune.Trainable):
 
     def validate(self) -> dict:
         """score: greedy policy's validation AULC minus margin's, on fresh splits of the training sets."""
-        policy, diffs, aulcs = PolicyStrategy(self.model), [], []
+        policy, diffs, aulcs = PolicyStrategy(scorer_actions(self.model)), [], []
         for dataset in self.cfg.datasets:
             env = self.cfg.env(dataset)
             for i in range(self.cfg.valid_seeds):
@@ -249,7 +266,7 @@ class ActiveLearningTrainable(ray.tune.Trainable):
     def test(self) -> dict:
         """Once, on the selected trial: the held-out dataset's test AULC, paired against margin and random."""
         cfg, env = self.cfg, self.cfg.env(self.cfg.held_out)
-        policy = PolicyStrategy(self.model)
+        policy = PolicyStrategy(scorer_actions(self.model))
         mine, margin, rand = [], [], []
         for i in range(cfg.test_seeds):
             split = TEST_SEED + i

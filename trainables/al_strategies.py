@@ -224,8 +224,8 @@ def run_cell(env: dict, strategy: str, seed: int, policy: str | None = None) -> 
     if strategy == "policy":
         from trainables import al
 
-        model, decisions = al.load_policy(policy), al.Decisions()
-        curve = al.PolicyStrategy(model).curve(cfg, seed, decisions)
+        decisions = al.Decisions()
+        curve = al.PolicyStrategy(al.load_policy(policy)).curve(cfg, seed, decisions)
     else:
         curve = episode(cfg, STRATEGIES[strategy](), seed)
     start = len(active.Split.make(cfg, seed).start)

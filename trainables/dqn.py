@@ -113,14 +113,14 @@ MUTABLE_FIELDS = (
     "per_alpha",
 )
 # A checkpoint loads only into a trial with the same env and network.
-ARCHITECTURE_FIELDS = ("env", "hidden", "layers")
+ARCHITECTURE_FIELDS = ("env", "env_config", "hidden", "layers")
 
 
 def parse(config: dict) -> DQNConfig:
     """The config, validated: the driver's preflight and the trial's setup both call this.
     The env must have a flat Box observation and Discrete actions, and vectorize as asked."""
     cfg = from_dict(DQNConfig, config, "dqn")
-    rl.check_discrete_env(cfg.env, "dqn")
+    rl.check_discrete_env(cfg.env, "dqn", cfg.env_config)
     rl.vectorize_mode(cfg.env, cfg.vectorization)
     shaping(cfg)
     return cfg
@@ -153,7 +153,7 @@ class QNetwork(nn.Module):
 class DQNTrainable(ray.tune.Trainable):
     def setup(self, config: dict):
         cfg = self.cfg = parse(config)
-        obs_space, act_space = rl.spaces(cfg.env)
+        obs_space, act_space = rl.spaces(cfg.env, cfg.env_config)
         self.shaping = shaping(cfg)
         cpus, gpus = runtime.trial_share(self)
         runtime.set_torch_threads(cfg.torch_threads, cpus)
@@ -172,7 +172,9 @@ class DQNTrainable(ray.tune.Trainable):
             else ReplayBuffer(cfg.buffer_size, self.obs_dim, self.rng)
         )
         self.nstep = NStep(cfg.n_step, cfg.gamma)
-        self.rollout = rl.Rollout(cfg.env, cfg.num_envs, cfg.vectorization, seed=int(self.rng.integers(2**31)))
+        self.rollout = rl.Rollout(
+            cfg.env, cfg.num_envs, cfg.vectorization, int(self.rng.integers(2**31)), cfg.env_config
+        )
         self.updates = 0
         self.update_credit = 0.0
         self.evaluation = rl.Evaluation(cfg)

@@ -88,7 +88,7 @@ def parse(config: dict) -> QTableConfig:
     """The config, validated (the driver's preflight and the trial's setup): a Box/Discrete env,
     finite clip ranges, a table that fits in memory."""
     cfg = from_dict(QTableConfig, config, "qtable")
-    obs_space, _ = rl.check_discrete_env(cfg.env, "qtable")
+    obs_space, _ = rl.check_discrete_env(cfg.env, "qtable", cfg.env_config)
     rl.vectorize_mode(cfg.env, cfg.vectorization)
     bounds(cfg, obs_space)
     states = int(np.prod(cfg.buckets))
@@ -100,13 +100,15 @@ def parse(config: dict) -> QTableConfig:
 class QTableTrainable(ray.tune.Trainable):
     def setup(self, config: dict):
         cfg = self.cfg = parse(config)
-        obs_space, act_space = rl.spaces(cfg.env)
+        obs_space, act_space = rl.spaces(cfg.env, cfg.env_config)
         self.low, self.high = bounds(cfg, obs_space)
         self.buckets = np.asarray(cfg.buckets)
         self.n_actions = int(act_space.n)
         self.rng = runtime.seed_everything(cfg.seed)
         self.q = np.zeros((int(np.prod(self.buckets)), self.n_actions))  # (states, actions)
-        self.rollout = rl.Rollout(cfg.env, cfg.num_envs, cfg.vectorization, seed=int(self.rng.integers(2**31)))
+        self.rollout = rl.Rollout(
+            cfg.env, cfg.num_envs, cfg.vectorization, int(self.rng.integers(2**31)), cfg.env_config
+        )
         self.updates = 0
         self.evaluation = rl.Evaluation(cfg)
 

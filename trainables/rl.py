@@ -5,6 +5,7 @@ alike, so their scores are computed the same way on the same episodes.
 
 import dataclasses
 import functools
+import json
 import math
 import pickle
 import resource
@@ -35,6 +36,9 @@ class RLConfig:
 
     env: str = "CartPole-v1"
     """A registered gymnasium env id (dqn and qtable: flat Box observation, Discrete actions)."""
+    env_config: dict = dataclasses.field(default_factory=dict)
+    """Keyword arguments of the env (e.g. --set env_config.datasets=gen-easy,wine for
+    tunelab/ActiveLearning-v0); every training, evaluation and test env gets the same."""
     num_envs: int = 8
     """Environments stepped together as one vector env (per env runner for the RLlib baselines)."""
     vectorization: str = "auto"
@@ -93,12 +97,17 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         ) from None
 
 
+def spaces(env_id: str, env_config: dict | None = None) -> tuple[gym.Space, gym.Space]:
+    """(observation space, action space) of `env_id` made with `env_config`; ConfigError if it is
+    unknown or cannot be made (a missing dependency, a bad env_config)."""
+    return _spaces(env_id, json.dumps(env_config or {}, sort_keys=True))
+
+
 @functools.cache
-def spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
-    """(observation space, action space) of `env_id`; ConfigError if it is unknown or cannot be made."""
+def _spaces(env_id: str, env_config: str) -> tuple[gym.Space, gym.Space]:
     env_spec(env_id)
     try:
-        env = gym.make(env_id)
+        env = gym.make(env_id, **json.loads(env_config))
     except Exception as err:  # a registered env whose dependencies are missing (box2d, mujoco, ...)
         raise ConfigError(f"env {env_id!r} could not be created: {type(err).__name__}: {err}") from None
     obs_space, act_space = env.observation_space, env.action_space
@@ -106,9 +115,11 @@ def spaces(env_id: str) -> tuple[gym.Space, gym.Space]:
     return obs_space, act_space
 
 
-def check_discrete_env(env_id: str, model: str) -> tuple[gym.spaces.Box, gym.spaces.Discrete]:
+def check_discrete_env(
+    env_id: str, model: str, env_config: dict | None = None
+) -> tuple[gym.spaces.Box, gym.spaces.Discrete]:
     """(observation space, action space) of an env with a Box observation and Discrete actions."""
-    obs_space, act_space = spaces(env_id)
+    obs_space, act_space = spaces(env_id, env_config)
     if not isinstance(act_space, gym.spaces.Discrete):
         raise ConfigError(
             f"{model} needs discrete actions, but {env_id} has {act_space} "
@@ -138,9 +149,13 @@ def vectorize_mode(env_id: str, vectorization: str) -> str:
     return "vector_entry_point" if has_numpy and vectorization != "sync" else "sync"
 
 
-def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto") -> gym.vector.VectorEnv:
-    """`num_envs` copies of `env_id` stepped as one, autoresetting on the step after an episode ends."""
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorize_mode(env_id, vectorization))
+def make_vector_env(
+    env_id: str, num_envs: int, vectorization: str = "auto", env_config: dict | None = None
+) -> gym.vector.VectorEnv:
+    """`num_envs` copies of `env_id` (made with `env_config`) stepped as one, autoresetting on the
+    step after an episode ends."""
+    mode = vectorize_mode(env_id, vectorization)
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **(env_config or {}))
 
 
 class Transition(NamedTuple):
@@ -162,8 +177,8 @@ class Rollout:
     marked invalid, so a model never learns from the jump between two episodes.
     """
 
-    def __init__(self, env_id: str, num_envs: int, vectorization: str, seed: int):
-        self.env = make_vector_env(env_id, num_envs, vectorization)
+    def __init__(self, env_id: str, num_envs: int, vectorization: str, seed: int, env_config: dict | None = None):
+        self.env = make_vector_env(env_id, num_envs, vectorization, env_config)
         self.num_envs = num_envs
         self.env_steps = self.episodes = 0
         self.finished: list[float] = []  # returns of training episodes since the last metrics()
@@ -239,14 +254,18 @@ def exploration(spec: dict, unit: str, horizon: int, rollout: Rollout) -> float:
 
 
 def greedy_returns(
-    policy: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int, seed: int = EVAL_SEED
+    policy: Callable[[np.ndarray], np.ndarray],
+    env_id: str,
+    episodes: int,
+    seed: int = EVAL_SEED,
+    env_config: dict | None = None,
 ) -> np.ndarray:
     """Undiscounted returns of `episodes` episodes, one per env of a vector env, with the env's reward.
 
     `policy` maps a batch of observations (E, obs_dim) to actions (E,). Envs that finished keep
     stepping (the vector env autoresets them) but their later rewards are not counted.
     """
-    env = make_vector_env(env_id, episodes)
+    env = make_vector_env(env_id, episodes, env_config=env_config)
     try:
         obs, _ = env.reset(seed=seed)
         returns = np.zeros(episodes)
@@ -260,11 +279,13 @@ def greedy_returns(
         env.close()
 
 
-def random_policy_returns(env_id: str, episodes: int, seed: int = EVAL_SEED) -> np.ndarray:
+def random_policy_returns(
+    env_id: str, episodes: int, seed: int = EVAL_SEED, env_config: dict | None = None
+) -> np.ndarray:
     """The uniform random policy on the evaluation episodes: the floor every model is compared with."""
-    actions = gym.vector.utils.batch_space(spaces(env_id)[1], episodes)
+    actions = gym.vector.utils.batch_space(spaces(env_id, env_config)[1], episodes)
     actions.seed(seed)
-    return greedy_returns(lambda obs: actions.sample(), env_id, episodes, seed)
+    return greedy_returns(lambda obs: actions.sample(), env_id, episodes, seed, env_config)
 
 
 def evaluation_metrics(returns: np.ndarray) -> dict:
@@ -284,7 +305,7 @@ class Evaluation:
     def __init__(self, cfg: RLConfig):
         self.cfg = cfg
         self.clock = SolveClock(solve_threshold(cfg.env, cfg.solve_return))
-        self.baselines = random_baseline(cfg.env, cfg.eval_episodes)
+        self.baselines = random_baseline(cfg.env, cfg.eval_episodes, cfg.env_config)
         self.last: dict = {}  # the latest evaluation, reported again until the next one
 
     def due(self, iteration: int) -> bool:
@@ -295,7 +316,7 @@ class Evaluation:
         """`result` with the baselines, the latest evaluation (run now if due) and `done`."""
         if self.due(iteration):
             tick = time.perf_counter()
-            returns = greedy_returns(policy, self.cfg.env, self.cfg.eval_episodes)
+            returns = greedy_returns(policy, self.cfg.env, self.cfg.eval_episodes, EVAL_SEED, self.cfg.env_config)
             self.last = {
                 **evaluation_metrics(returns),
                 m.EVAL_SECONDS: time.perf_counter() - tick,
@@ -309,8 +330,8 @@ class Evaluation:
         """Test figures of `policy` and of the random policy on the same test episodes: run once, on
         the selected trial, by the driver (platform/selection.py)."""
         episodes = self.cfg.test_episodes
-        returns = greedy_returns(policy, self.cfg.env, episodes, TEST_SEED)
-        floor = random_policy_returns(self.cfg.env, episodes, TEST_SEED)
+        returns = greedy_returns(policy, self.cfg.env, episodes, TEST_SEED, self.cfg.env_config)
+        floor = random_policy_returns(self.cfg.env, episodes, TEST_SEED, self.cfg.env_config)
         return {
             m.split_metric(m.TEST, m.RETURN_MEAN): float(returns.mean()),
             m.split_metric(m.TEST, m.RETURN_STD): float(returns.std()),
@@ -327,8 +348,8 @@ class Evaluation:
         self.last = state["last"]
 
 
-def random_baseline(env_id: str, episodes: int) -> dict:
-    returns = random_policy_returns(env_id, episodes)
+def random_baseline(env_id: str, episodes: int, env_config: dict | None = None) -> dict:
+    returns = random_policy_returns(env_id, episodes, EVAL_SEED, env_config)
     return {m.baseline_metric(m.BASELINE_RANDOM, m.SCORE): float(returns.mean())}
 
 

@@ -22,6 +22,7 @@ from ray.rllib.algorithms import AlgorithmConfig
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import DEFAULT_OPTIMIZER, LR_KEY, Learner
+from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.utils import metrics as rm
 from ray.tune import PlacementGroupFactory
 
@@ -53,7 +54,7 @@ class RLlibConfig(rl.RLConfig):
 
 
 # A checkpoint restores only into an algorithm with the same env and network.
-ARCHITECTURE_FIELDS = ("env", "hidden", "layers")
+ARCHITECTURE_FIELDS = ("env", "env_config", "hidden", "layers")
 
 
 def piecewise(spec: dict, scale: float, horizon: int, points: int = 11) -> list[list[float]]:
@@ -65,7 +66,7 @@ def with_shared_settings(algorithm: AlgorithmConfig, cfg: RLlibConfig) -> Algori
     """RLlib's config with the settings every baseline applies the same way."""
     own = envs.env_class(cfg.env)  # tunelab's envs go to RLlib as classes, stepped by gymnasium's sync vector env
     return (
-        algorithm.environment(own or cfg.env)
+        algorithm.environment(own or cfg.env, env_config=dict(cfg.env_config))
         .framework("torch")
         .env_runners(
             num_env_runners=cfg.num_env_runners,
@@ -114,15 +115,9 @@ class RLlibTrainable(ray.tune.Trainable):
         self.algo = algorithm.build_algo()
         self.evaluation = rl.Evaluation(cfg)
 
-    @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions of the current policy for a batch of observations."""
-        module = self.algo.get_module()
-        out = module.forward_inference({Columns.OBS: torch.as_tensor(obs, dtype=torch.float32)})
-        if Columns.ACTIONS in out:
-            return out[Columns.ACTIONS].cpu().numpy()
-        dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
-        return dist.to_deterministic().sample().cpu().numpy()
+        return greedy_actions(self.algo.get_module(), obs)
 
     def step(self) -> dict:
         cfg = self.cfg
@@ -172,13 +167,30 @@ class RLlibTrainable(ray.tune.Trainable):
         self.algo.stop()
 
 
+@torch.no_grad()
+def greedy_actions(module: RLModule, obs: np.ndarray) -> np.ndarray:
+    """Deterministic actions (B,) of an RL module for observations (B, obs_dim)."""
+    out = module.forward_inference({Columns.OBS: torch.as_tensor(obs, dtype=torch.float32)})
+    if Columns.ACTIONS in out:
+        return out[Columns.ACTIONS].cpu().numpy()
+    dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+    return dist.to_deterministic().sample().cpu().numpy()
+
+
+def module_from_checkpoint(checkpoint: str) -> RLModule:
+    """The policy's RL module from one of RLlibTrainable's checkpoint folders (no Algorithm, no Ray:
+    acting needs neither)."""
+    path = Path(checkpoint) / "algorithm" / "learner_group" / "learner" / "rl_module" / DEFAULT_MODULE_ID
+    return RLModule.from_checkpoint(str(path)).eval()
+
+
 def parse_config(config_cls: type, config: dict, model: str, discrete_only: bool = False):
     """An RLlib baseline's config, validated (the driver's preflight and the trial's setup): the
     fields parse, the env can be made and vectorized as asked."""
     cfg = from_dict(config_cls, config, model)
     if discrete_only:
-        rl.check_discrete_env(cfg.env, model)
+        rl.check_discrete_env(cfg.env, model, cfg.env_config)
     else:
-        rl.spaces(cfg.env)
+        rl.spaces(cfg.env, cfg.env_config)
     rl.vectorize_mode(cfg.env, cfg.vectorization)
     return cfg

@@ -95,7 +95,10 @@ def check_checkpoint(saved: dict, config: Any, fields: tuple[str, ...], where: s
     """A checkpoint loads only into a trial whose `fields` (architecture, env) match the config it
     was saved with (`saved`, a dict); otherwise one ConfigError naming the first difference."""
     for name in fields:
-        if saved.get(name) != getattr(config, name):
+        # a field added after the checkpoint was written holds its default there
+        field = next(f for f in dataclasses.fields(config) if f.name == name)
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        if saved.get(name, default) != getattr(config, name):
             mine = getattr(config, name)
             raise ConfigError(f"checkpoint in {where} has {name}={saved.get(name)!r}, this trial {mine!r}; must match")
 
