@@ -1,21 +1,30 @@
 """CartPole benchmark: time and env steps to solve for dqn, RLlib PPO and RLlib DQN, in one run.
 
-    python bench/cartpole.py [--seeds 5] [--cap-dqn 60] [--cap-rllib 240]
+    python bench/cartpole.py [--seeds 5] [--cap-dqn 60] [--cap-rllib 240] [--cap-rllib-dqn 1200]
 
 Solved = the greedy policy's mean return over the 20 evaluation episodes (the same seeds for
 every model, tunelab's evaluation) reaches 475, checked after every iteration. Wall seconds run
 from constructing the trainable (RLlib's algorithm build included; imports and ray.init not) to
 the solving iteration's end. RLlib samples in the trial's process (0 remote env runners), its
-fastest setting on 2 cores. Each run is a fresh process, so its peak
-memory (ru_maxrss) is its own. Also measured: gymnasium's numpy-vectorized CartPole against
-SyncVectorEnv, and dqn's time per update early vs late in a long run with a wrapping buffer.
+fastest setting on 2 cores. Each run is a fresh process, so its peak memory (ru_maxrss) is its own.
+
+Rows: `dqn` (the trainable driven directly, with the time split: stepping the envs, updating,
+evaluating, the rest), `dqn-cli` (the user's path: `python -m platform.tune dqn --search none`, the
+trial's solve clock from result.json: every checkpoint and Tune report inside it), RLlib `ppo`
+(tunelab's tuned settings), `rllib-dqn` (to its solve, however long) and `ppo-rllib-defaults`.
+Then the population: `python -m platform.tune dqn` (PBT, its full budget) on this machine's cores,
+against the same number of trials run one after another in one process; Tune's per-iteration
+overhead from a near-empty trainable through the CLI; and dqn's time per update early vs late in a
+long run with a wrapping buffer.
 """
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,13 +80,21 @@ def run_one(model: str, seed: int, cap: float) -> dict:
     trainable = cls(config=config)
     build = time.perf_counter() - start
     solved, result = False, {}
+    split = {"stepping": 0.0, "updating": 0.0, "evaluating": 0.0}
     while time.perf_counter() - start < cap:
         result = trainable.train()
+        split["stepping"] += result.get(m.TRAIN_SECONDS_STEPPING, 0.0)
+        split["updating"] += result.get(m.TRAIN_SECONDS_UPDATING, 0.0)
+        # an evaluation's seconds are reported again until the next one: count each once
+        if result.get(m.EVAL_SECONDS) is not None and trainable.evaluation.due(trainable.iteration - 1):
+            split["evaluating"] += result[m.EVAL_SECONDS]
         if result[m.SOLVED] > 0:
             solved = True
             break
     wall = time.perf_counter() - start
     trainable.stop()
+    split["setup"] = build
+    split["rest"] = wall - sum(split.values())
     return {
         "model": model,
         "seed": seed,
@@ -87,7 +104,118 @@ def run_one(model: str, seed: int, cap: float) -> dict:
         "env_steps": result.get(m.TRAIN_ENV_STEPS, 0),
         "score": result.get(m.SCORE),
         "peak_rss_mb": rl.peak_rss_mb(),
+        "split": split if model == "dqn" else None,
     }
+
+
+def run_cli(seed: int, cap: float) -> dict:
+    """The user's path: `python -m platform.tune dqn --search none` in a fresh process, stopped at
+    the first solving evaluation; the trial's solve clock (setup to the solving iteration, checkpoints
+    and Tune's reporting inside it) and its peak memory, read back from result.json."""
+    storage = tempfile.mkdtemp(prefix="bench-cli-")
+    argv = [sys.executable, "-m", "platform.tune", "dqn", "--search", "none", "--storage", storage,
+            "--name", f"seed{seed}", "--set", f"seed={seed}", "--set", "stop_on_solve=true"]  # fmt: skip
+    tick = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=cap + 120)
+    process_wall = time.perf_counter() - tick
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    result = next(Path(storage, f"seed{seed}").glob("dqn_*/result.json"))
+    rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+    solving = next((r for r in rows if r["eval/solved"] > 0), rows[-1])
+    return {
+        "model": "dqn-cli",
+        "seed": seed,
+        "solved": solving["eval/solved"] > 0,
+        "wall_s": solving["eval/solve_seconds"] if solving["eval/solved"] > 0 else solving["time_total_s"],
+        "build_s": float("nan"),
+        "tune_time_total_s": solving["time_total_s"],
+        "process_s": process_wall,
+        "env_steps": solving["train/env_steps"],
+        "score": solving["score"],
+        "peak_rss_mb": max(r["train/peak_rss_mb"] for r in rows),
+        "split": None,
+    }
+
+
+def population(samples: int) -> dict:
+    """`python -m platform.tune dqn` (PBT, full budget, `samples` trials, one CPU each) in a fresh
+    process: wall seconds from the first trial's start to the first solve and to the last trial's
+    end, the trials' own iteration seconds, and the iterations run."""
+    storage = tempfile.mkdtemp(prefix="bench-pbt-")
+    argv = [sys.executable, "-m", "platform.tune", "dqn", "--storage", storage, "--name", "pbt",
+            "--samples", str(samples)]  # fmt: skip
+    tick = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    process_wall = time.perf_counter() - tick
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    trials = [
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for path in Path(storage, "pbt").glob("dqn_*/result.json")
+    ]
+    rows = [r for t in trials for r in t]
+    # Tune stamps each row with the wall clock at the report; a trial's start is its first row's
+    # stamp minus that iteration's time (PBT restarts reuse the trial's rows).
+    first_start = min(t[0]["timestamp"] - t[0]["time_this_iter_s"] for t in trials)
+    solves = [r["timestamp"] for r in rows if r["eval/solved"] > 0]
+    return {
+        "process_s": process_wall,
+        "to_first_solve_s": (min(solves) - first_start) if solves else float("nan"),
+        "to_end_s": max(r["timestamp"] for r in rows) - first_start,
+        "iteration_s": sum(r["time_this_iter_s"] for r in rows),
+        "iterations": len(rows),
+        "trials": len(trials),
+        "solved_trials": sum(any(r["eval/solved"] > 0 for r in t) for t in trials),
+        "peak_rss_mb": max(r["train/peak_rss_mb"] for r in rows),
+    }
+
+
+def sequential(samples: int) -> dict:
+    """The same number of dqn trials (seeds 0..samples-1, full budget, defaults) one after another
+    in one process: the wall time a population has to beat on the machine's cores."""
+    import torch
+    import torch._dynamo  # noqa: F401
+
+    from trainables import metrics as m
+    from trainables.dqn import DQNTrainable
+
+    torch.set_num_threads(1)
+    tick, iterations, first_solve = time.perf_counter(), 0, float("nan")
+    for seed in range(samples):
+        trainable = DQNTrainable(config={"seed": seed})
+        while True:
+            result = trainable.train()
+            iterations += 1
+            if result[m.SOLVED] > 0 and first_solve != first_solve:
+                first_solve = time.perf_counter() - tick
+            if result.get("done"):
+                break
+        trainable.stop()
+    return {"wall_s": time.perf_counter() - tick, "iterations": iterations, "to_first_solve_s": first_solve}
+
+
+def cli_wall(iterations: int) -> float:
+    """Process seconds of `qtable --search none` with `iterations` near-empty iterations (one step of
+    one env each; evaluation at the first and last only; a checkpoint every iteration, as default)."""
+    storage = tempfile.mkdtemp(prefix="bench-empty-")
+    argv = [sys.executable, "-m", "platform.tune", "qtable", "--search", "none", "--storage", storage,
+            "--name", "empty", "--set", f"iterations={iterations}", "--set", "steps_per_iteration=1",
+            "--set", "num_envs=1", "--set", f"eval_every={iterations}"]  # fmt: skip
+    tick = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return time.perf_counter() - tick
+
+
+def tune_overhead(low: int = 100, high: int = 1100) -> dict:
+    """Tune's and the platform's cost per iteration through the CLI: the slope of the process wall
+    between a run of `low` and one of `high` near-empty iterations (Ray's start and the two
+    evaluations cancel out)."""
+    a, b = cli_wall(low), cli_wall(high)
+    per = (b - a) / (high - low)
+    return {"ms_per_iteration": 1000 * per, "iterations_per_s": 1 / per, "low_s": a, "high_s": b}
 
 
 def update_time_profile(env_steps: int) -> dict:
@@ -133,12 +261,22 @@ def child(*args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def split_line(runs: list[dict]) -> str:
+    total = {k: statistics.median(r["split"][k] for r in runs) for k in runs[0]["split"]}
+    wall = statistics.median(r["wall_s"] for r in runs)
+    return "  time split (median per seed): " + ", ".join(
+        f"{k} {v:.2f} s ({100 * v / wall:.0f}%)" for k, v in total.items()
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--cap-dqn", type=float, default=60.0)
     p.add_argument("--cap-rllib", type=float, default=240.0)
-    p.add_argument("--models", default="dqn,ppo,rllib-dqn,ppo-rllib-defaults")
+    p.add_argument("--cap-rllib-dqn", type=float, default=1200.0, help="RLlib DQN runs to its solve: a safety cap")
+    p.add_argument("--models", default="dqn,dqn-cli,ppo,rllib-dqn,ppo-rllib-defaults")
+    p.add_argument("--population", type=int, default=4, help="PBT trials of the population figures; 0: skip")
     p.add_argument("--profile-steps", type=int, default=150_000)
     p.add_argument("--child", nargs="+")
     args = p.parse_args()
@@ -148,24 +286,35 @@ def main() -> None:
             print(json.dumps(run_one(rest[0], int(rest[1]), float(rest[2]))))
         elif kind == "profile":
             print(json.dumps(update_time_profile(int(rest[0]))))
+        elif kind == "sequential":
+            print(json.dumps(sequential(int(rest[0]))))
         else:
             print(json.dumps(vectorization()))
         return
 
+    print(f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M')}", flush=True)
     vec = child("vectorization")
     print(
         f"CartPole-v1, 8 envs, random actions: numpy-vectorized {vec['vector_entry_point']:,.0f} env steps/s, "
-        f"SyncVectorEnv {vec['sync']:,.0f} ({vec['vector_entry_point'] / vec['sync']:.2f}x)"
+        f"SyncVectorEnv {vec['sync']:,.0f} ({vec['vector_entry_point'] / vec['sync']:.2f}x)",
+        flush=True,
     )
     medians = {}
-    for model in args.models.split(","):
-        cap = args.cap_dqn if model == "dqn" else args.cap_rllib
-        runs = [child("run", model, str(seed), str(cap)) for seed in range(args.seeds)]
+    for model in filter(None, args.models.split(",")):
+        cap = {"dqn": args.cap_dqn, "dqn-cli": args.cap_dqn, "rllib-dqn": args.cap_rllib_dqn}.get(model, args.cap_rllib)
+        if model == "dqn-cli":
+            runs = [run_cli(seed, cap) for seed in range(args.seeds)]
+        else:
+            runs = [child("run", model, str(seed), str(cap)) for seed in range(args.seeds)]
         for r in runs:
+            extra = (
+                f"(Tune time_total_s {r['tune_time_total_s']:.1f} s, process {r['process_s']:.1f} s)"
+                if model == "dqn-cli"
+                else f"(build {r['build_s']:.1f} s)"
+            )
             print(
                 f"  {model:9s} seed {r['seed']}: {'solved' if r['solved'] else 'CAP HIT'} at {r['wall_s']:.1f} s "
-                f"(build {r['build_s']:.1f} s), {r['env_steps']:,} env steps, last score {r['score']:.1f}, "
-                f"peak {r['peak_rss_mb']:.0f} MB",
+                f"{extra}, {r['env_steps']:,} env steps, last score {r['score']:.1f}, peak {r['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
         # A capped run counts with its cap: the median is then a lower bound, and says so.
@@ -180,16 +329,48 @@ def main() -> None:
             f"peak memory max {max(r['peak_rss_mb'] for r in runs):.0f} MB",
             flush=True,
         )
-    baselines = [medians[k] for k in ("ppo", "rllib-dqn") if k in medians]
-    if "dqn" in medians and baselines:
-        print(f"faster RLlib baseline / dqn: {min(baselines) / medians['dqn']:.2f}x (target >= 5x)")
-    if "dqn" in medians and "ppo-rllib-defaults" in medians:
-        print(f"RLlib PPO with RLlib's defaults / dqn: {medians['ppo-rllib-defaults'] / medians['dqn']:.2f}x")
+        if model == "dqn":
+            print(split_line(runs), flush=True)
+    if "dqn" in medians and "dqn-cli" in medians:
+        print(f"user's path (dqn-cli) / direct dqn: {medians['dqn-cli'] / medians['dqn']:.2f}x (target within 10%)")
+    for base in ("ppo", "rllib-dqn", "ppo-rllib-defaults"):
+        if "dqn" in medians and base in medians:
+            print(
+                f"{base} / dqn: {medians[base] / medians['dqn']:.2f}x" + (" (target >= 3.5x)" if base == "ppo" else "")
+            )
+    if args.population:
+        pop = population(args.population)
+        seq = child("sequential", str(args.population))
+        cores = min(os.cpu_count() or 1, args.population)
+        ideal = seq["wall_s"] / cores
+        print(
+            f"population (python -m platform.tune dqn, PBT, {pop['trials']} trials x full budget, {cores} at a time): "
+            f"first solve {pop['to_first_solve_s']:.0f} s, end {pop['to_end_s']:.0f} s after the first trial's start "
+            f"(Tune's timestamps: 1 s resolution; process {pop['process_s']:.1f} s with Ray's start), "
+            f"{pop['iterations']} iterations, {pop['solved_trials']}/{pop['trials']} trials solved, "
+            f"peak {pop['peak_rss_mb']:.0f} MB per trial",
+            flush=True,
+        )
+        print(
+            f"the same {args.population} trials one after another in one process: {seq['wall_s']:.1f} s "
+            f"({seq['iterations']} iterations, first solve {seq['to_first_solve_s']:.1f} s); ideal on {cores} cores "
+            f"{ideal:.1f} s; population / ideal: {pop['to_end_s'] / ideal:.2f}x",
+            flush=True,
+        )
+        tune = tune_overhead()
+        per_trial_iteration = 1000 * pop["to_end_s"] * cores / max(pop["iterations"], 1)
+        print(
+            f"Tune + platform per iteration (near-empty trainable through the CLI, checkpoint every iteration): "
+            f"{tune['ms_per_iteration']:.1f} ms ({tune['iterations_per_s']:.0f} iterations/s); against the "
+            f"population's {per_trial_iteration:.0f} ms per trial iteration: "
+            f"{100 * tune['ms_per_iteration'] / per_trial_iteration:.1f}% (target < 10%)",
+            flush=True,
+        )
     prof = child("profile", str(args.profile_steps))
     print(
         f"dqn time per update: {prof['early_ms']:.3f} ms in the first tenth, {prof['late_ms']:.3f} ms in the last "
         f"tenth of {prof['env_steps']:,} env steps / {prof['updates']:,} updates (buffer wraps twice); "
-        f"peak memory {prof['peak_rss_mb']:.0f} MB"
+        f"peak memory {prof['peak_rss_mb']:.0f} MB (target <= 500 MB)"
     )
 
 

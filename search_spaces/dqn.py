@@ -84,6 +84,7 @@ SPEC = ModelSpec(
                 "buffer_size": 2_000,
                 "batch_size": 32,
                 "eval_episodes": 3,
+                "checkpoint_every": 1,
             },
             perturbation_interval=1,
         ),

@@ -124,3 +124,58 @@ def test_dqn_learns_cartpole_far_above_random():
     random_score = result[m.baseline_metric(m.BASELINE_RANDOM, m.SCORE)]
     assert random_score < 40
     assert best > 200, best
+
+
+def test_hand_written_update_matches_autograd_and_torch_adam():
+    """dqn's FusedMLP gradient and FlatAdam step against autograd, clip_grad_norm_ and torch.optim.Adam."""
+    import torch
+    from torch.nn import functional as F
+
+    from trainables.dqn import FlatAdam, FusedMLP, QNetwork, flatten_parameters
+
+    torch.manual_seed(0)
+    net, ref = QNetwork(4, 2, 16, 2), QNetwork(4, 2, 16, 2)
+    ref.load_state_dict(net.state_dict())
+    flat = flatten_parameters(net)
+    fused, adam = FusedMLP(net, flat), FlatAdam(flat.data, 1e-2)
+    torch_adam = torch.optim.Adam(ref.parameters(), lr=1e-2)
+    obs, action = torch.randn(64, 4), torch.randint(0, 2, (64, 1))
+    target, weights = 3 * torch.randn(64), torch.rand(64)
+    for _ in range(3):
+        q = ref(obs).gather(1, action).squeeze(1)
+        (weights * F.huber_loss(q, target, reduction="none")).mean().backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
+        torch_adam.step()
+        torch_adam.zero_grad()
+        with torch.no_grad():
+            inputs: list = []
+            q_all = fused.forward(obs, inputs)
+            td = q_all.gather(1, action).squeeze(1) - target
+            fused.backward(
+                inputs, torch.zeros_like(q_all).scatter_(1, action, (weights * td.clamp(-1, 1) / 64)[:, None])
+            )
+            flat.grad.mul_((0.5 / (flat.grad.norm() + 1e-6)).clamp_(max=1.0))
+            adam.step(flat.grad)
+    for mine, theirs in zip(net.parameters(), ref.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_stops_once_the_mean_cannot_reach_the_threshold():
+    always_left = lambda obs: np.zeros(len(obs), np.int64)  # noqa: E731  (falls within ~10 steps)
+    full = rl.greedy_returns(always_left, "CartPole-v1", 5)
+    stopped, complete = rl.greedy_evaluation(always_left, "CartPole-v1", 5, stop_below=475.0)
+    assert not complete and np.all(stopped <= full) and stopped.sum() < full.sum()
+    same, complete = rl.greedy_evaluation(always_left, "CartPole-v1", 5, stop_below=5.0)
+    assert complete and np.array_equal(same, full)
+
+
+def test_rllib_dqn_samples_fragments_at_rllibs_own_replay_ratio():
+    from trainables.rllib_dqn import RLlibDQNTrainable
+    from trainables.rllib_dqn import parse as rllib_dqn_check
+
+    algorithm = RLlibDQNTrainable.algorithm_config(rllib_dqn_check({"num_env_runners": 0}))
+    assert algorithm.get_rollout_fragment_length() == 32
+    assert algorithm.training_intensity == pytest.approx(32 / 3)  # batch 32 per n_step (3) fragment, as RLlib's default
+    assert (
+        algorithm.model_config["head_fcnet_hiddens"] == [256] and algorithm.model_config["fcnet_activation"] == "tanh"
+    )

@@ -84,6 +84,10 @@ class DQNConfig(rl.RLConfig):
     """Intra-op threads; 0 = the CPUs Ray gave the trial."""
     gamma: float = 0.98
     lr: float = 2.5e-3
+    # A checkpoint (the 50k-transition buffer and the envs in flight) costs ~24 ms against ~180 ms
+    # per iteration: every iteration would add 13% to a run (bench/cartpole.py). PBT saves the
+    # trials it clones when it needs them, whatever this is.
+    checkpoint_every: int = 5
 
     def __post_init__(self):
         super().__post_init__()
@@ -150,6 +154,110 @@ class QNetwork(nn.Module):
         return self.net(obs)  # (B, obs_dim) -> (B, n_actions)
 
 
+def flatten_parameters(module: nn.Module) -> nn.Parameter:
+    """Makes every parameter of `module` a view into one flat Parameter, which is returned: the
+    optimizer, the gradient clip and target updates then cost one op each, not one per layer."""
+    params = list(module.parameters())
+    flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+    offset = 0
+    for p in params:
+        p.data = flat.data[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    return flat
+
+
+class FusedMLP:
+    """Forward and backward of QNetwork written out by hand over its flat parameters (no autograd,
+    no nn.Module calls). A DQN update on a 64-unit MLP is dispatch-bound on a CPU (~4.5 us per
+    torch op, ~1 ms per autograd update with clip and optimizer): this one is ~50 ops.
+    tests/test_rl.py checks its gradients against autograd."""
+
+    def __init__(self, module: QNetwork, flat: nn.Parameter):
+        linears = [layer for layer in module.net if isinstance(layer, nn.Linear)]
+        self.layers = [(layer.weight.data, layer.bias.data) for layer in linears]  # views into flat
+        self.flat = flat
+        flat.grad = torch.zeros_like(flat)
+        self.grads, offset = [], 0
+        for w, b in self.layers:  # gradient views in the same layout as the parameters
+            gw = flat.grad[offset : offset + w.numel()].view_as(w)
+            offset += w.numel()
+            gb = flat.grad[offset : offset + b.numel()]
+            offset += b.numel()
+            self.grads.append((gw, gb))
+
+    def forward(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+        """(B, obs_dim) -> (B, A); `keep` collects each layer's input for backward."""
+        last = len(self.layers) - 1
+        for i, (w, b) in enumerate(self.layers):
+            if keep is not None:
+                keep.append(x)
+            x = torch.addmm(b, x, w.t())
+            if i < last:
+                x = x.relu_()
+        return x
+
+    def backward(self, inputs: list, grad_out: torch.Tensor) -> None:
+        """Writes d loss / d parameters into flat.grad, from d loss / d output (B, A)."""
+        g = grad_out
+        for i in range(len(self.layers) - 1, -1, -1):
+            gw, gb = self.grads[i]
+            torch.mm(g.t(), inputs[i], out=gw)
+            torch.sum(g, 0, out=gb)
+            if i:
+                g = torch.mm(g, self.layers[i][0]).mul_(
+                    inputs[i] > 0
+                )  # through layer i's weight and the ReLU before it
+
+
+class FlatAdam:
+    """Adam (PyTorch's update, bias-corrected, no weight decay) on one flat parameter in five ops;
+    torch.optim's per-step bookkeeping costs more than the arithmetic at this size. Its state dict
+    has torch.optim.Adam's layout."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas: tuple = (0.9, 0.999), eps: float = 1e-8):
+        self.param, self.lr, self.betas, self.eps = param, lr, betas, eps
+        self.exp_avg, self.exp_avg_sq = torch.zeros_like(param), torch.zeros_like(param)
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.steps += 1
+        self.exp_avg.lerp_(grad, 1 - b1)
+        self.exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - b2**self.steps)).add_(self.eps)
+        self.param.addcdiv_(self.exp_avg, denom, value=-self.lr / (1 - b1**self.steps))
+
+    def state_dict(self) -> dict:
+        state = {0: {"step": torch.tensor(float(self.steps)), "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}}
+        group = {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": 0, "params": [0]}
+        return {"state": state if self.steps else {}, "param_groups": [group]}
+
+    def load_state_dict(self, state: dict) -> None:
+        state = flat_optimizer_state(state)
+        self.lr = state["param_groups"][0]["lr"]
+        if state["state"]:
+            saved = state["state"][0]
+            self.steps = int(saved["step"])
+            self.exp_avg.copy_(saved["exp_avg"])
+            self.exp_avg_sq.copy_(saved["exp_avg_sq"])
+
+
+def flat_optimizer_state(state: dict) -> dict:
+    """An Adam state dict over one flat parameter; checkpoints written before the parameters were
+    flattened hold one entry per layer tensor, concatenated here in parameter order."""
+    params = state["param_groups"][0]["params"]
+    if len(params) == 1:
+        return state
+    per = [state["state"][i] for i in params if i in state["state"]]
+    flat = {}
+    if per:
+        flat[0] = {"step": per[0]["step"]}
+        for key in ("exp_avg", "exp_avg_sq"):
+            flat[0][key] = torch.cat([p[key].reshape(-1) for p in per])
+    return {"state": flat, "param_groups": [{**state["param_groups"][0], "params": [0]}]}
+
+
 class DQNTrainable(ray.tune.Trainable):
     def setup(self, config: dict):
         cfg = self.cfg = parse(config)
@@ -164,8 +272,11 @@ class DQNTrainable(ray.tune.Trainable):
         self.target = QNetwork(self.obs_dim, self.n_actions, cfg.hidden, cfg.layers).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
-        # fused: one kernel for the whole optimizer step, which dominates an update of a net this small.
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=cfg.lr, fused=True)
+        self.online_flat, self.target_flat = flatten_parameters(self.online), flatten_parameters(self.target)
+        self.target_flat.requires_grad_(False)
+        self.fused_online = FusedMLP(self.online, self.online_flat)
+        self.fused_target = FusedMLP(self.target, self.target_flat)
+        self.optimizer = FlatAdam(self.online_flat.data, cfg.lr)
         self.buffer = (
             PrioritizedReplayBuffer(cfg.buffer_size, self.obs_dim, self.rng, cfg.per_alpha, cfg.per_eps)
             if cfg.prioritized
@@ -198,7 +309,7 @@ class DQNTrainable(ray.tune.Trainable):
 
     @torch.no_grad()
     def greedy(self, obs: np.ndarray) -> np.ndarray:
-        q = self.online(torch.as_tensor(np.asarray(obs, np.float32), device=self.device))  # (E, A)
+        q = self.fused_online.forward(torch.as_tensor(np.asarray(obs, np.float32), device=self.device))  # (E, A)
         return q.argmax(1).cpu().numpy()
 
     def act(self, epsilon: float) -> np.ndarray:
@@ -217,44 +328,50 @@ class DQNTrainable(ray.tune.Trainable):
             self.buffer.add(**ready)
         return int(t.valid.sum())
 
+    @torch.no_grad()
     def update(self) -> torch.Tensor:
+        """One gradient step on a replayed batch: the Huber TD loss (importance-weighted under
+        prioritized replay), its gradient by hand (FusedMLP), the global-norm clip, fused Adam."""
         cfg, dev = self.cfg, self.device
         batch, rows, weights = self.buffer.sample(cfg.batch_size, self.beta())
         obs, next_obs = (torch.as_tensor(batch[k], device=dev) for k in ("obs", "next_obs"))  # (B, obs_dim)
-        action = torch.as_tensor(batch["action"], device=dev)
+        action = torch.as_tensor(batch["action"], device=dev)[:, None]  # (B, 1)
         reward, terminal, discount = (torch.as_tensor(batch[k], device=dev) for k in ("reward", "terminal", "discount"))
-        q = self.online(obs).gather(1, action[:, None]).squeeze(1)  # (B,)
-        with torch.no_grad():
-            next_q = self.target(next_obs)  # (B, A)
-            if cfg.double_dqn:
-                best = self.online(next_obs).argmax(1, keepdim=True)
-                next_value = next_q.gather(1, best).squeeze(1)
-            else:
-                next_value = next_q.max(1).values
-            target = reward + discount * (1.0 - terminal) * next_value
-        loss = (
-            torch.as_tensor(weights, device=dev) * F.huber_loss(q, target, reduction="none", delta=cfg.huber_delta)
-        ).mean()
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(self.online.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
+        inputs: list = []
+        b = len(action)
+        if cfg.double_dqn:  # one online pass over obs and next_obs together: (2B, A)
+            both = self.fused_online.forward(torch.cat([obs, next_obs]), inputs)
+            q_all, best = both[:b], both[b:].argmax(1, keepdim=True)
+        else:
+            both = q_all = self.fused_online.forward(obs, inputs)
+        q = q_all.gather(1, action).squeeze(1)  # (B,)
+        next_q = self.fused_target.forward(next_obs)  # (B, A)
+        next_value = next_q.gather(1, best).squeeze(1) if cfg.double_dqn else next_q.max(1).values
+        td = q - (reward + discount * (1.0 - terminal) * next_value)  # (B,)
+        w = torch.as_tensor(weights, device=dev)
+        loss = (w * F.huber_loss(td, torch.zeros_like(td), reduction="none", delta=cfg.huber_delta)).mean()
+        # d loss / d q = w * clamp(td, -delta, delta) / B, on the taken action only
+        grad_q = (w * td.clamp(-cfg.huber_delta, cfg.huber_delta)).div_(len(td))
+        grad_out = torch.zeros_like(both)  # the next_obs rows of a double-DQN pass only chose an action: no gradient
+        grad_out[:b].scatter_(1, action, grad_q[:, None])
+        self.fused_online.backward(inputs, grad_out)
+        grad = self.online_flat.grad
+        grad.mul_((cfg.max_grad_norm / (grad.norm() + 1e-6)).clamp_(max=1.0))  # as clip_grad_norm_
+        self.optimizer.lr = self.learning_rate()
+        self.optimizer.step(grad)
         if cfg.prioritized:
-            self.buffer.update_priorities(rows, (q - target).detach().cpu().numpy())
+            self.buffer.update_priorities(rows, td.cpu().numpy())
         self.updates += 1
         if self.updates % cfg.target_every == 0:
             self._update_target()
-        return loss.detach()
+        return loss
 
     @torch.no_grad()
     def _update_target(self) -> None:
         if self.cfg.target_tau >= 1.0:
-            self.target.load_state_dict(self.online.state_dict())
-            return
-        for t, o in zip(self.target.parameters(), self.online.parameters()):
-            t.lerp_(o, self.cfg.target_tau)
+            self.target_flat.copy_(self.online_flat)
+        else:
+            self.target_flat.lerp_(self.online_flat, self.cfg.target_tau)
 
     def step(self) -> dict:
         cfg = self.cfg
@@ -282,6 +399,8 @@ class DQNTrainable(ray.tune.Trainable):
             m.TRAIN_LR: self.learning_rate(),
             m.TRAIN_LOSS: torch.stack(losses).mean().item() if losses else float("nan"),
             m.TRAIN_MS_PER_UPDATE: 1000 * update_seconds / updates if updates else float("nan"),
+            m.TRAIN_SECONDS_UPDATING: update_seconds,
+            m.TRAIN_SECONDS_STEPPING: train_seconds - update_seconds,
             m.TRAIN_ENV_STEPS_PER_S: cfg.steps_per_iteration / train_seconds,
             m.TRAIN_PEAK_RSS_MB: rl.peak_rss_mb(),
             **({m.TRAIN_PER_BETA: self.beta()} if cfg.prioritized else {}),

@@ -37,6 +37,7 @@ TEST_SOLVED = f"{TEST}/{SOLVE}"  # 1 when the test mean return reaches the solve
 EVAL_RETURN_MEAN = "eval/return_mean"
 EVAL_RETURN_STD = "eval/return_std"
 EVAL_EPISODES = "eval/episodes"
+EVAL_COMPLETE = "eval/complete"  # 0: stopped once the mean could not reach the solve return (a lower bound)
 # First evaluation whose mean return reached the env's solve threshold (NaN until then).
 SOLVE_ENV_STEPS = "eval/solve_env_steps"
 SOLVE_SECONDS = "eval/solve_seconds"
@@ -49,6 +50,9 @@ TRAIN_SAMPLES_TRAINED = "train/samples_trained"
 TRAIN_EPSILON = "train/epsilon"
 TRAIN_PER_BETA = "train/per_beta"
 TRAIN_MS_PER_UPDATE = "train/ms_per_update"
+# Where an iteration's seconds went (dqn): stepping the envs (acting included) and updating.
+TRAIN_SECONDS_STEPPING = "train/seconds_stepping"
+TRAIN_SECONDS_UPDATING = "train/seconds_updating"
 TRAIN_ENV_STEPS_PER_S = "train/env_steps_per_s"
 TRAIN_PEAK_RSS_MB = "train/peak_rss_mb"
 

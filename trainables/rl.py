@@ -51,6 +51,10 @@ class RLConfig:
     """Evaluate every this many iterations (the last evaluation is reported in between)."""
     eval_episodes: int = 20
     """Greedy episodes per evaluation; their mean return is the score."""
+    eval_stop_early: bool = False
+    """On envs whose reward per step has a known bound (CartPole), end an evaluation once its mean
+    cannot reach the solve return: the score is then the mean return so far, a lower bound (eval/complete
+    0). For runs timed to their solve (stop_on_solve); a search selecting on the score wants it off."""
     test_episodes: int = 100
     """Greedy episodes (other seeds than the evaluation's) played once by the selected trial after the search."""
     solve_return: float = float("nan")
@@ -265,16 +269,41 @@ def greedy_returns(
     `policy` maps a batch of observations (E, obs_dim) to actions (E,). Envs that finished keep
     stepping (the vector env autoresets them) but their later rewards are not counted.
     """
+    return greedy_evaluation(policy, env_id, episodes, seed, env_config)[0]
+
+
+# Envs whose reward per step is bounded above by a known constant: an evaluation on them can stop
+# as soon as its mean cannot reach the solve return any more.
+MAX_STEP_REWARD = {"CartPole-v0": 1.0, "CartPole-v1": 1.0}
+
+
+def greedy_evaluation(
+    policy: Callable[[np.ndarray], np.ndarray],
+    env_id: str,
+    episodes: int,
+    seed: int = EVAL_SEED,
+    env_config: dict | None = None,
+    stop_below: float = float("nan"),
+) -> tuple[np.ndarray, bool]:
+    """(returns, complete): greedy_returns, except that on an env of MAX_STEP_REWARD with a time
+    limit it stops once even a perfect rest of every running episode would leave the mean below
+    `stop_below`; the returns are then those so far (a lower bound) and complete is False."""
     env = make_vector_env(env_id, episodes, env_config=env_config)
+    limit = env_spec(env_id).max_episode_steps
+    bound = MAX_STEP_REWARD.get(env_id) if limit and not math.isnan(stop_below) else None
     try:
         obs, _ = env.reset(seed=seed)
         returns = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
+        steps = 0
         while running.any():
             obs, reward, terminated, truncated, _ = env.step(policy(obs))
             returns += np.where(running, reward, 0.0)
             running &= ~(terminated | truncated)
-        return returns
+            steps += 1
+            if bound is not None and (returns.sum() + running.sum() * (limit - steps) * bound) < stop_below * episodes:
+                return returns, False
+        return returns, True
     finally:
         env.close()
 
@@ -316,9 +345,12 @@ class Evaluation:
         """`result` with the baselines, the latest evaluation (run now if due) and `done`."""
         if self.due(iteration):
             tick = time.perf_counter()
-            returns = greedy_returns(policy, self.cfg.env, self.cfg.eval_episodes, EVAL_SEED, self.cfg.env_config)
+            cfg = self.cfg
+            stop = self.clock.threshold if cfg.eval_stop_early else float("nan")
+            returns, complete = greedy_evaluation(policy, cfg.env, cfg.eval_episodes, EVAL_SEED, cfg.env_config, stop)
             self.last = {
                 **evaluation_metrics(returns),
+                m.EVAL_COMPLETE: float(complete),
                 m.EVAL_SECONDS: time.perf_counter() - tick,
                 **self.clock.record(float(returns.mean()), env_steps),
             }

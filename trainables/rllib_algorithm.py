@@ -42,6 +42,8 @@ class RLlibConfig(rl.RLConfig):
     """Units per hidden layer of the policy/value network."""
     layers: int = 2
     """Hidden layers."""
+    activation: str = "relu"
+    """Hidden-layer activation: relu or tanh."""
     # RLlib steps its envs through gymnasium's SyncVectorEnv unless told otherwise.
     num_envs: int = 4
     vectorization: str = "sync"
@@ -51,10 +53,12 @@ class RLlibConfig(rl.RLConfig):
         super().__post_init__()
         check_range(self, "[-1, inf)", "num_env_runners")
         check_range(self, "[1, inf)", "hidden layers")
+        if self.activation not in ("relu", "tanh"):
+            raise ValueError(f"activation must be relu or tanh, got {self.activation!r}")
 
 
 # A checkpoint restores only into an algorithm with the same env and network.
-ARCHITECTURE_FIELDS = ("env", "env_config", "hidden", "layers")
+ARCHITECTURE_FIELDS = ("env", "env_config", "hidden", "layers", "activation")
 
 
 def piecewise(spec: dict, scale: float, horizon: int, points: int = 11) -> list[list[float]]:
@@ -73,7 +77,7 @@ def with_shared_settings(algorithm: AlgorithmConfig, cfg: RLlibConfig) -> Algori
             num_envs_per_env_runner=cfg.num_envs,
             gym_env_vectorize_mode="sync" if own else rl.vectorize_mode(cfg.env, cfg.vectorization),
         )
-        .rl_module(model_config={"fcnet_hiddens": [cfg.hidden] * cfg.layers, "fcnet_activation": "relu"})
+        .rl_module(model_config={"fcnet_hiddens": [cfg.hidden] * cfg.layers, "fcnet_activation": cfg.activation})
         .debugging(seed=cfg.seed, log_level="ERROR")
         .reporting(metrics_num_episodes_for_smoothing=20)
     )
