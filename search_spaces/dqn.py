@@ -88,7 +88,7 @@ SPEC = ModelSpec(
             },
             perturbation_interval=1,
         ),
-        # The default command: a population of 4, 60k env steps each.
+        # The default command: a population of 4, 100k env steps each.
         "full": Budget(samples=4, overrides={}, perturbation_interval=10, grace_period=10),
     },
     seed_metrics=(m.SOLVE_ENV_STEPS, m.SOLVE_SECONDS),
