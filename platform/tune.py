@@ -7,6 +7,7 @@ default), never inside the git work tree.
 import argparse
 import dataclasses
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -92,7 +93,12 @@ def parser() -> argparse.ArgumentParser:
         "path for a local file store",
     )
     p.add_argument("--address", help="Ray cluster to join (auto, ray://...); default: start a local Ray")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        help="default 1; a local PBT population larger than the cores shares them (cores / trials, at least 0.25), "
+        "so the whole population runs at once",
+    )
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions share a GPU, e.g. 0.25")
     p.add_argument("--resume", action="store_true", help="continue the experiment --name")
     p.add_argument(
@@ -130,6 +136,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
     for flag, value, low in [("--samples", args.samples, 1), ("--seeds", args.seeds, 1)]:
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}")
+    if args.cpus_per_trial is None:
+        args.cpus_per_trial = population_cpus(args, spec, args.samples or budget.samples)
     if args.cpus_per_trial <= 0:
         raise ConfigError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
     if args.gpus_per_trial < 0:
@@ -232,6 +240,19 @@ def runtime_env() -> dict:
     """Ships the working tree to every node, so workers import trainables, envs and search_spaces
     as they are here, with no install on the cluster."""
     return {"working_dir": str(ROOT), "excludes": WORKING_DIR_EXCLUDES}
+
+
+def population_cpus(args, spec, samples: int) -> float:
+    """CPUs per trial when --cpus-per-trial is not given: 1, except for a PBT population on a local
+    Ray with more trials than cores, whose trials share the cores (cores / trials, at least 0.25).
+    Synchronous PBT pauses a population that does not fit at every perturbation, and every paused
+    trial restarts in a new worker process; one that fits waits in place (platform/schedulers.py)."""
+    if args.search != "pbt" or args.address or spec.place is not None or args.gpus_per_trial:
+        return 1.0
+    import ray
+
+    cores = ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else (os.cpu_count() or 1)
+    return max(0.25, min(1.0, math.floor(100 * cores / (samples * args.seeds)) / 100))
 
 
 def start_ray(address: str | None, cpus_per_trial: float, verbose: bool = False) -> bool:
