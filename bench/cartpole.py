@@ -344,7 +344,7 @@ def main() -> None:
         cores = min(os.cpu_count() or 1, args.population)
         ideal = seq["wall_s"] / cores
         print(
-            f"population (python -m platform.tune dqn, PBT, {pop['trials']} trials x full budget, {cores} at a time): "
+            f"population (python -m platform.tune dqn, PBT, {pop['trials']} trials x full budget on {cores} cores): "
             f"first solve {pop['to_first_solve_s']:.0f} s, end {pop['to_end_s']:.0f} s after the first trial's start "
             f"(Tune's timestamps: 1 s resolution; process {pop['process_s']:.1f} s with Ray's start), "
             f"{pop['iterations']} iterations, {pop['solved_trials']}/{pop['trials']} trials solved, "
