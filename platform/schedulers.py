@@ -118,6 +118,9 @@ class ResumablePBT(PopulationBasedTraining):
         super().__init__(*args, **kwargs)
         self._population_key = population_key
         self._waiting: set[Trial] = set()  # idle at the synchronisation point, actors kept
+        # A resumed run (or a retried trial) synchronises as Tune does, every trial paused at each
+        # point: the catching-up rules above were written and tested for that.
+        self._resumed = False
 
     def _quantiles(self) -> tuple[list[Trial], list[Trial]]:
         """Tune's quantiles, taken within each population and joined."""
@@ -148,6 +151,7 @@ class ResumablePBT(PopulationBasedTraining):
         iteration = restored_iteration(trial)
         if iteration is None or trial.is_finished():
             return
+        self._resumed = True
         state = self._trial_state[trial]
         if self._metric in trial.last_result:
             self._save_trial_state(state, iteration, trial.last_result, trial)
@@ -181,7 +185,7 @@ class ResumablePBT(PopulationBasedTraining):
                 if waiting is not trial and waiting.status == Trial.RUNNING:
                     tune_controller._schedule_trial_train(waiting)  # Ray 2.60's TuneController method
             self._waiting.clear()
-        if decision != TrialScheduler.PAUSE or not population_fits(tune_controller.get_live_trials()):
+        if decision != TrialScheduler.PAUSE or self._resumed or not population_fits(tune_controller.get_live_trials()):
             return decision  # the population takes turns on the CPUs: the early arrivals must yield them
         if not advanced:
             self._waiting.add(trial)

@@ -343,6 +343,10 @@ def execute(plan: Plan, argv: list[str], resume: bool = False, callbacks: list |
     if plan.search == "optuna+pbt":
         plan = run_study(plan, resume)
     started = resume and tune.Tuner.can_restore(plan.storage.experiment(plan.name))
+    if started and plan.search == "optuna+pbt" and plan.local_dir is not None:
+        # A crash just after the study, before any PBT trial reported, leaves a tuner.pkl whose
+        # restore generated one trial from the mutations alone: nothing ran, so start the phase again.
+        started = any(p.stat().st_size for p in plan.local_dir.glob("*/result.json"))
     tuner = restore_tuner(plan) if started else build_tuner(plan, callbacks)
     results = resume_lost_trials(plan, tuner.fit())
     tests = measure_test(results, plan)

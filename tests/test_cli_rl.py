@@ -157,3 +157,18 @@ def test_pbt_with_seeds_runs_independent_populations(ray_session, tmp_path, caps
     assert clones and all(seed_of[a] == seed_of[b] for a, b in clones), clones
     assert {seed_of[a] for a, _ in clones} == {0, 1}  # each population exploited within itself
     assert "over 2 independent PBT populations, each's selected trial: score mean" in out
+
+
+def test_a_population_that_fits_waits_in_place_at_synchronisation_points(ray_session, tmp_path, capsys):
+    """Tune's synchronous PBT pauses every trial at every perturbation point, and each paused trial
+    restarted in a new worker process; a population that fits the cluster (3 trials sharing 2 CPUs)
+    keeps its processes: only a trial PBT exploits restarts."""
+    code, out, err = run_cli(capsys, "dqn", "--budget", "smoke", "--samples", "3", "--set", "iterations=4",
+                             "--storage", str(tmp_path), "--name", "p")  # fmt: skip
+    assert code == 0, err
+    trials = trial_results(tmp_path / "p")
+    assert len(trials) == 3 and all([r["training_iteration"] for r in rows] == [1, 2, 3, 4] for rows in trials)
+    processes = {(i, row["pid"]) for i, rows in enumerate(trials) for row in rows}
+    exploits = out.count("PBT: ")
+    # 3 synchronisation points (every iteration): pausing every trial at each would give 12 processes
+    assert len(processes) <= 3 + exploits < 12, (processes, exploits)

@@ -141,3 +141,14 @@ def test_storage_defaults_to_tunelab_storage(monkeypatch):
     plan = cli.make_plan(args)
     assert plan.storage.is_uri and plan.storage.experiment(plan.name) == f"s3://bucket/runs/{plan.name}"
     assert plan.local_dir is None
+
+
+def test_a_local_pbt_population_larger_than_the_cores_shares_them(tmp_path):
+    import os
+
+    cores = ray.cluster_resources()["CPU"] if ray.is_initialized() else os.cpu_count()
+    storage = ("--storage", str(tmp_path))
+    assert plan_for("dqn", "--samples", str(int(2 * cores)), *storage).cpus_per_trial == 0.5
+    assert plan_for("dqn", "--samples", str(int(cores)), *storage).cpus_per_trial == 1.0  # it fits already
+    assert plan_for("dqn", "--samples", str(int(2 * cores)), "--search", "optuna", *storage).cpus_per_trial == 1.0
+    assert plan_for("dqn", "--samples", str(int(2 * cores)), "--cpus-per-trial", "1", *storage).cpus_per_trial == 1.0
