@@ -13,7 +13,7 @@ evaluating, the rest), `dqn-cli` (the user's path: `python -m platform.tune dqn 
 trial's solve clock from result.json: every checkpoint and Tune report inside it), RLlib `ppo`
 (tunelab's tuned settings), `rllib-dqn` (to its solve, however long) and `ppo-rllib-defaults`.
 Then the population: `python -m platform.tune dqn` (PBT, its full budget) on this machine's cores,
-against the same number of trials run one after another in one process; Tune's per-iteration
+against the same trials (their configs, iterations and exploits) replayed in one process; Tune's per-iteration
 overhead from a near-empty trainable through the CLI; and dqn's time per update early vs late in a
 long run with a wrapping buffer.
 """
@@ -46,8 +46,9 @@ RLLIB_PPO_DEFAULTS = {
 }
 
 
-def run_one(model: str, seed: int, cap: float) -> dict:
-    """One training run in this process, until solved or `cap` seconds."""
+def run_one(model: str, seed: int, cap: float, overrides: dict | None = None) -> dict:
+    """One training run in this process, until solved or `cap` seconds; `overrides`: config values
+    on top of the model's defaults (bench/dqn_search.py's candidates)."""
     import torch
     import torch._dynamo  # noqa: F401  (torch.optim imports it lazily at the first optimizer: 1-4 s here)
 
@@ -59,7 +60,8 @@ def run_one(model: str, seed: int, cap: float) -> dict:
     if model == "dqn":
         from trainables.dqn import DQNTrainable as cls
 
-        config = {"seed": seed, "iterations": 10_000}
+        # its own iteration budget, as on the user's path: schedules (lr, PER's beta) run over it
+        config = {"seed": seed, **(overrides or {})}
     else:
         import ray
 
@@ -75,13 +77,14 @@ def run_one(model: str, seed: int, cap: float) -> dict:
             "num_env_runners": 0,
             "iterations": 10_000,
             **(RLLIB_PPO_DEFAULTS if model == "ppo-rllib-defaults" else {}),
+            **(overrides or {}),
         }
     start = time.perf_counter()
     trainable = cls(config=config)
     build = time.perf_counter() - start
     solved, result = False, {}
     split = {"stepping": 0.0, "updating": 0.0, "evaluating": 0.0}
-    while time.perf_counter() - start < cap:
+    while time.perf_counter() - start < cap and not result.get("done"):
         result = trainable.train()
         split["stepping"] += result.get(m.TRAIN_SECONDS_STEPPING, 0.0)
         split["updating"] += result.get(m.TRAIN_SECONDS_UPDATING, 0.0)
@@ -168,31 +171,57 @@ def population(samples: int) -> dict:
         "trials": len(trials),
         "solved_trials": sum(any(r["eval/solved"] > 0 for r in t) for t in trials),
         "peak_rss_mb": max(r["train/peak_rss_mb"] for r in rows),
+        "experiment": str(Path(storage, "pbt")),
     }
 
 
-def sequential(samples: int) -> dict:
-    """The same number of dqn trials (seeds 0..samples-1, full budget, defaults) one after another
-    in one process: the wall time a population has to beat on the machine's cores."""
+def replay(experiment: str) -> dict:
+    """The population's own trials again, without Ray, in one process on one thread: each trial
+    from its first config, one iteration of every trial at a time, and every exploit PBT made (a
+    trial whose next row continues another trial's clock, time_total_s, was restored from that
+    trial's checkpoint: here it takes that trial's state and its own new config). Only `train()` is
+    timed: the same work as the population's, on one core; the ideal population wall time is this
+    over the cores."""
     import torch
-    import torch._dynamo  # noqa: F401
 
     from trainables import metrics as m
     from trainables.dqn import DQNTrainable
 
     torch.set_num_threads(1)
-    tick, iterations, first_solve = time.perf_counter(), 0, float("nan")
-    for seed in range(samples):
-        trainable = DQNTrainable(config={"seed": seed})
-        while True:
-            result = trainable.train()
-            iterations += 1
-            if result[m.SOLVED] > 0 and first_solve != first_solve:
-                first_solve = time.perf_counter() - tick
-            if result.get("done"):
-                break
+    runs = [
+        {r["training_iteration"]: r for r in map(json.loads, path.read_text().splitlines())}
+        for path in sorted(Path(experiment).glob("dqn_*/result.json"))
+    ]
+    trainables = [DQNTrainable(config=rows[1]["config"]) for rows in runs]
+    spent, first_solve, exploits = 0.0, float("nan"), 0
+    for it in range(1, max(max(rows) for rows in runs) + 1):
+        moves = []  # (trial, source, config): restored from source's state at it - 1
+        for i, rows in enumerate(runs):
+            if it > 1 and it in rows:
+                start = rows[it]["time_total_s"] - rows[it]["time_this_iter_s"]
+                if abs(start - rows[it - 1]["time_total_s"]) > 1e-6:
+                    clocks = [other[it - 1]["time_total_s"] for other in runs]
+                    source = next(j for j, clock in enumerate(clocks) if abs(clock - start) < 1e-6)
+                    moves.append((i, source, rows[it]["config"]))
+        saved = {}
+        for _, source, _ in moves:
+            saved.setdefault(source, tempfile.mkdtemp(prefix="bench-replay-"))
+            trainables[source].save_checkpoint(saved[source])
+        for i, source, config in moves:
+            trainables[i].reset_config(config)
+            trainables[i].load_checkpoint(saved[source])
+            exploits += 1
+        for i, rows in enumerate(runs):
+            if it in rows:
+                tick = time.perf_counter()
+                result = trainables[i].train()
+                spent += time.perf_counter() - tick
+                if result[m.SOLVED] > 0 and first_solve != first_solve:
+                    first_solve = spent
+    for trainable in trainables:
         trainable.stop()
-    return {"wall_s": time.perf_counter() - tick, "iterations": iterations, "to_first_solve_s": first_solve}
+    iterations = sum(len(rows) for rows in runs)
+    return {"wall_s": spent, "iterations": iterations, "to_first_solve_s": first_solve, "exploits": exploits}
 
 
 def cli_wall(iterations: int) -> float:
@@ -283,11 +312,12 @@ def main() -> None:
     if args.child:
         kind, *rest = args.child
         if kind == "run":
-            print(json.dumps(run_one(rest[0], int(rest[1]), float(rest[2]))))
+            overrides = json.loads(rest[3]) if len(rest) > 3 else None
+            print(json.dumps(run_one(rest[0], int(rest[1]), float(rest[2]), overrides)))
         elif kind == "profile":
             print(json.dumps(update_time_profile(int(rest[0]))))
-        elif kind == "sequential":
-            print(json.dumps(sequential(int(rest[0]))))
+        elif kind == "replay":
+            print(json.dumps(replay(rest[0])))
         else:
             print(json.dumps(vectorization()))
         return
@@ -340,9 +370,9 @@ def main() -> None:
             )
     if args.population:
         pop = population(args.population)
-        seq = child("sequential", str(args.population))
+        seq = child("replay", pop["experiment"])
         cores = min(os.cpu_count() or 1, args.population)
-        ideal = seq["wall_s"] / cores
+        ideal, ideal_solve = seq["wall_s"] / cores, seq["to_first_solve_s"] / cores
         print(
             f"population (python -m platform.tune dqn, PBT, {pop['trials']} trials x full budget on {cores} cores): "
             f"first solve {pop['to_first_solve_s']:.0f} s, end {pop['to_end_s']:.0f} s after the first trial's start "
@@ -352,9 +382,11 @@ def main() -> None:
             flush=True,
         )
         print(
-            f"the same {args.population} trials one after another in one process: {seq['wall_s']:.1f} s "
-            f"({seq['iterations']} iterations, first solve {seq['to_first_solve_s']:.1f} s); ideal on {cores} cores "
-            f"{ideal:.1f} s; population / ideal: {pop['to_end_s'] / ideal:.2f}x",
+            f"the same trials replayed in one process ({seq['iterations']} iterations, {seq['exploits']} exploits, "
+            f"train() timed): {seq['wall_s']:.1f} s, first solve at {seq['to_first_solve_s']:.1f} s; ideal on "
+            f"{cores} cores: end {ideal:.1f} s, first solve {ideal_solve:.1f} s; population / ideal: end "
+            f"{pop['to_end_s'] / ideal:.2f}x (target < 1.10x), "
+            f"first solve {pop['to_first_solve_s'] / ideal_solve:.2f}x",
             flush=True,
         )
         tune = tune_overhead()

@@ -5,6 +5,7 @@ Tune saves the searcher with the experiment but not the scheduler: `Tuner.restor
 scheduler back as it was constructed, and then adds every restored trial to it as if it were new.
 """
 
+import copy
 import json
 import logging
 
@@ -12,6 +13,8 @@ import pyarrow.fs
 from ray.train._internal.session import _TrainingResult
 from ray.tune import Checkpoint
 from ray.tune.experiment import Trial
+from ray.tune.experiment.trial import _TrialInfo
+from ray.tune.result import STDERR_FILE, STDOUT_FILE, TRIAL_INFO
 from ray.tune.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
@@ -118,6 +121,8 @@ class ResumablePBT(PopulationBasedTraining):
         super().__init__(*args, **kwargs)
         self._population_key = population_key
         self._waiting: set[Trial] = set()  # idle at the synchronisation point, actors kept
+        self._in_place: set[Trial] = set()  # exploited without leaving their actors (reset + restore queued)
+        self._reporting: Trial | None = None  # the trial whose result is being processed
         # A resumed run (or a retried trial) synchronises as Tune does, every trial paused at each
         # point: the catching-up rules above were written and tested for that.
         self._resumed = False
@@ -170,35 +175,104 @@ class ResumablePBT(PopulationBasedTraining):
         if self._synch and result.get(self._time_attr, self._next_perturbation_sync) < self._next_perturbation_sync:
             return TrialScheduler.CONTINUE  # catching up with the population after a resume
         point = self._next_perturbation_sync
-        decision = super().on_trial_result(tune_controller, trial, result)
+        self._reporting, self._in_place = trial, set()
+        try:
+            decision = super().on_trial_result(tune_controller, trial, result)
+        finally:
+            self._reporting = None
         if not self._synch:
             return decision
         # Tune's synchronous PBT pauses every trial at every synchronisation point, and a paused
         # trial's actor is not kept for reuse (the search is over, nothing is staged): each trial
         # then restarts in a new worker process (~3 s of imports here; bench/cartpole.py measured
         # the population at 2.2x its ideal wall time). When the whole population runs at once, a
-        # trial that arrives early waits idle in its actor instead, and every trial left running
-        # after the perturbation continues in place; only the trials PBT exploits restart.
+        # trial that arrives early waits idle in its actor instead, every trial left running after
+        # the perturbation continues in place, and an exploited trial takes its clone's checkpoint
+        # in its own actor (`_exploit`).
         advanced = self._next_perturbation_sync != point
-        if advanced:  # this result completed the synchronisation: the idle ones go on (exploited ones were paused)
-            for waiting in self._waiting:
+        if advanced:  # this result completed the synchronisation: the idle ones go on
+            for waiting in self._waiting - self._in_place:
                 if waiting is not trial and waiting.status == Trial.RUNNING:
                     tune_controller._schedule_trial_train(waiting)  # Ray 2.60's TuneController method
             self._waiting.clear()
-        if decision != TrialScheduler.PAUSE or self._resumed or not population_fits(tune_controller.get_live_trials()):
+        if trial in self._in_place:
+            return TrialScheduler.NOOP  # its reset and restore are queued; training follows them
+        if decision != TrialScheduler.PAUSE or not self._waits_in_place(tune_controller):
             return decision  # the population takes turns on the CPUs: the early arrivals must yield them
         if not advanced:
             self._waiting.add(trial)
             return TrialScheduler.NOOP
         return TrialScheduler.CONTINUE
 
+    def _waits_in_place(self, tune_controller) -> bool:
+        """Whether the population keeps its actors at synchronisation points: it all runs at once,
+        and this is not a resumed run (that one synchronises as Tune does, every trial paused)."""
+        return not self._resumed and population_fits(tune_controller.get_live_trials())
+
     def _exploit(self, tune_controller, trial: Trial, trial_to_clone: Trial):
-        """Tune logs each exploit/explore in a dozen lines; one line here says the same."""
+        """Tune's exploit, in the trial's own actor when it waits in place (Tune would pause it, stop
+        its actor and start a new worker process: ~3 s of imports per exploit). Tune logs each
+        exploit/explore in a dozen lines; one line here says the same."""
         before = {k: trial_to_clone.config.get(k) for k in self._hyperparam_mutations}
         scores = self._trial_state[trial].last_score, self._trial_state[trial_to_clone].last_score
-        super()._exploit(tune_controller, trial, trial_to_clone)
+        in_place = (
+            self._synch
+            and trial.status == Trial.RUNNING
+            and (trial in self._waiting or trial is self._reporting)
+            and self._waits_in_place(tune_controller)
+        )
+        if in_place:
+            # Tune's _exploit pauses a RUNNING trial and leaves a PAUSED one to be restarted from the
+            # checkpoint it sets; seen as PAUSED for the call, the trial keeps its actor.
+            trial.status = Trial.PAUSED
+            try:
+                super()._exploit(tune_controller, trial, trial_to_clone)
+            finally:
+                trial.status = Trial.RUNNING
+            self._reset_and_restore(tune_controller, trial)
+        else:
+            super()._exploit(tune_controller, trial, trial_to_clone)
         changes = ", ".join(f"{k} {short_value(before[k])} -> {short_value(trial.config.get(k))}" for k in before)
         print(f"PBT: {trial} ({self._metric} {scores[0]:.4g}) cloned {trial_to_clone} ({scores[1]:.4g}); {changes}")
+
+    def _reset_and_restore(self, tune_controller, trial: Trial) -> None:
+        """Queue on the trial's idle actor: `reset` to its new config (the trainable's reset_config),
+        `restore` from the clone's checkpoint PBT set, then training (Tune's restore callback).
+        A trainable that cannot reset in place is paused instead and restarts as in Tune."""
+        self._in_place.add(trial)
+        clone = trial.run_metadata.checkpoint_manager._latest_checkpoint_result  # set by Tune's _exploit
+        config = copy.deepcopy(trial.config)
+        config[TRIAL_INFO] = _TrialInfo(trial)  # what Tune passes on its own actor reuse
+        config[STDOUT_FILE], config[STDERR_FILE] = trial.log_to_file
+
+        def reset(trial: Trial, _) -> None:
+            tune_controller._schedule_trial_task(
+                trial=trial,
+                method_name="reset",
+                args=(config,),
+                kwargs={"storage": trial.storage},
+                on_result=restore,
+                on_error=tune_controller._trial_task_failure,
+            )
+
+        def restore(trial: Trial, success: bool) -> None:
+            # a save of the trial's own state (Tune's checkpoint frequency) may have landed since
+            trial.run_metadata.checkpoint_manager._latest_checkpoint_result = clone
+            if success:
+                tune_controller._schedule_trial_restore(trial)
+            else:  # restarts from the clone's checkpoint in a new actor
+                self._in_place.discard(trial)
+                tune_controller.pause_trial(trial, should_checkpoint=False)
+
+        # Tune may still queue a save of the reporting trial's own state for this result (checkpoint
+        # frequency): a no-op call first, so that the reset is queued after that save, which then
+        # holds the trial's state before the exploit, at its own iteration.
+        tune_controller._schedule_trial_task(
+            trial=trial,
+            method_name="get_current_ip_pid",
+            on_result=reset,
+            on_error=tune_controller._trial_task_failure,
+        )
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
         trial = super().choose_trial_to_run(tune_controller)

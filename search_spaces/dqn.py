@@ -58,6 +58,7 @@ def optuna_space(trial) -> dict:
         "n_step": trial.suggest_int("n_step", 1, 5),
         "batch_size": 2 ** trial.suggest_int("log2_batch_size", 6, 9),
         "replay_ratio": trial.suggest_categorical("replay_ratio", [0.0625, 0.125, 0.25, 0.5]),
+        "learning_starts": trial.suggest_categorical("learning_starts", [250, 500, 1000, 2000]),
         "prioritized": trial.suggest_categorical("prioritized", [False, True]),
         "double_dqn": trial.suggest_categorical("double_dqn", [False, True]),
         "target_tau": 1.0 if target == "hard" else trial.suggest_float("target_tau", 0.005, 0.1, log=True),

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.conftest import run_cli, trial_results
+from tests.conftest import run_cli, trial_dirs, trial_results
 from trainables import metrics as m
 
 
@@ -162,13 +162,23 @@ def test_pbt_with_seeds_runs_independent_populations(ray_session, tmp_path, caps
 def test_a_population_that_fits_waits_in_place_at_synchronisation_points(ray_session, tmp_path, capsys):
     """Tune's synchronous PBT pauses every trial at every perturbation point, and each paused trial
     restarted in a new worker process; a population that fits the cluster (3 trials sharing 2 CPUs)
-    keeps its processes: only a trial PBT exploits restarts."""
+    keeps its processes, and an exploited trial takes its clone's checkpoint in its own process."""
     code, out, err = run_cli(capsys, "dqn", "--budget", "smoke", "--samples", "3", "--set", "iterations=4",
                              "--storage", str(tmp_path), "--name", "p")  # fmt: skip
     assert code == 0, err
     trials = trial_results(tmp_path / "p")
     assert len(trials) == 3 and all([r["training_iteration"] for r in rows] == [1, 2, 3, 4] for rows in trials)
-    processes = {(i, row["pid"]) for i, rows in enumerate(trials) for row in rows}
-    exploits = out.count("PBT: ")
     # 3 synchronisation points (every iteration): pausing every trial at each would give 12 processes
-    assert len(processes) <= 3 + exploits < 12, (processes, exploits)
+    assert [len({row["pid"] for row in rows}) for rows in trials] == [1, 1, 1]
+    by_name = {path.name: rows for path, rows in zip(trial_dirs(tmp_path / "p"), trials)}
+    clones = re.findall(r"^PBT: (dqn_\d+) .* cloned (dqn_\d+) ", out, re.M)
+    assert clones, out
+    for exploited, source in clones:
+        # Restored from the clone's checkpoint: the next row continues the clone's clock, not its own
+        # (Tune restores time_total_s from the checkpoint); it carries the clone's mutated config.
+        rows, theirs = by_name[exploited], by_name[source]
+        after = next(
+            i for i in range(1, 4)
+            if abs(rows[i]["time_total_s"] - rows[i]["time_this_iter_s"] - theirs[i - 1]["time_total_s"]) < 1e-6
+        )  # fmt: skip
+        assert rows[after]["config"]["hidden"] == theirs[after - 1]["config"]["hidden"]
