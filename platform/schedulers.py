@@ -87,6 +87,13 @@ class ResumableFIFO(FIFOScheduler):
         repair_checkpoint(trial)
 
 
+def controller(wrapped):
+    """The TuneController behind the wrapper Tune hands its schedulers: the private methods used here
+    (Ray 2.60's _schedule_trial_train, _schedule_trial_task, _schedule_trial_restore) through the
+    wrapper log a warning that the API is restricted."""
+    return getattr(wrapped, "_tune_controller", wrapped)
+
+
 def population_fits(trials: list[Trial]) -> bool:
     """Whether every trial's resources fit in the cluster at once (CPUs and GPUs)."""
     import ray
@@ -193,7 +200,7 @@ class ResumablePBT(PopulationBasedTraining):
         if advanced:  # this result completed the synchronisation: the idle ones go on
             for waiting in self._waiting - self._in_place:
                 if waiting is not trial and waiting.status == Trial.RUNNING:
-                    tune_controller._schedule_trial_train(waiting)  # Ray 2.60's TuneController method
+                    controller(tune_controller)._schedule_trial_train(waiting)
             self._waiting.clear()
         if trial in self._in_place:
             return TrialScheduler.NOOP  # its reset and restore are queued; training follows them
@@ -240,6 +247,7 @@ class ResumablePBT(PopulationBasedTraining):
         `restore` from the clone's checkpoint PBT set, then training (Tune's restore callback).
         A trainable that cannot reset in place is paused instead and restarts as in Tune."""
         self._in_place.add(trial)
+        tune_controller = controller(tune_controller)
         clone = trial.run_metadata.checkpoint_manager._latest_checkpoint_result  # set by Tune's _exploit
         config = copy.deepcopy(trial.config)
         config[TRIAL_INFO] = _TrialInfo(trial)  # what Tune passes on its own actor reuse

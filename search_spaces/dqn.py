@@ -8,12 +8,15 @@ from search_spaces import Budget, ModelSpec
 from trainables import dqn
 from trainables import metrics as m
 
+# Around the defaults (a Polyak target updated every step: its weight is what matters, not the
+# period); replay ratios within 3x of each other, so no member of a synchronous population keeps
+# the others waiting long at a perturbation point.
 PBT_MUTATIONS = {
-    "lr": tune.loguniform(3e-4, 5e-3),
+    "lr": tune.loguniform(5e-4, 5e-3),
     "gamma": [0.97, 0.98, 0.99, 0.995],
-    "replay_ratio": [0.0625, 0.125, 0.25],
-    "target_every": [50, 100, 250, 500],
-    "epsilon_horizon": [2_500, 5_000, 10_000, 20_000],
+    "replay_ratio": [0.25, 0.5, 0.75],
+    "target_tau": tune.loguniform(0.02, 0.2),
+    "epsilon_horizon": [2_500, 5_000, 7_500, 10_000, 20_000],
 }
 assert set(PBT_MUTATIONS) <= set(dqn.MUTABLE_FIELDS)
 

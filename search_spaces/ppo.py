@@ -32,6 +32,9 @@ def optuna_space(trial) -> dict:
         "clip_param": trial.suggest_float("clip_param", 0.1, 0.3),
         "gae_lambda": trial.suggest_float("gae_lambda", 0.9, 1.0),
         "vf_loss_coeff": trial.suggest_float("vf_loss_coeff", 0.001, 1.0, log=True),
+        # samples per update and network size: what time to solve turns on (bench/cartpole_search.py)
+        "steps_per_iteration": trial.suggest_categorical("steps_per_iteration", [512, 1024, 2048, 4096]),
+        "hidden": trial.suggest_categorical("hidden", [32, 64, 128]),
     }
 
 

@@ -181,4 +181,6 @@ def test_a_population_that_fits_waits_in_place_at_synchronisation_points(ray_ses
             i for i in range(1, 4)
             if abs(rows[i]["time_total_s"] - rows[i]["time_this_iter_s"] - theirs[i - 1]["time_total_s"]) < 1e-6
         )  # fmt: skip
-        assert rows[after]["config"]["hidden"] == theirs[after - 1]["config"]["hidden"]
+        # and it trains with its own new config (reset in place): lr is constant by default
+        assert rows[after]["train/lr"] == pytest.approx(rows[after]["config"]["lr"])
+        assert rows[after]["config"]["lr"] != theirs[after - 1]["config"]["lr"]  # PBT perturbs lr
