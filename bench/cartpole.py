@@ -11,7 +11,8 @@ fastest setting on 2 cores. Each run is a fresh process, so its peak memory (ru_
 Rows: `dqn` (the trainable driven directly, with the time split: stepping the envs, updating,
 evaluating, the rest), `dqn-cli` (the user's path: `python -m platform.tune dqn --search none`, the
 trial's solve clock from result.json: every checkpoint and Tune report inside it), RLlib `ppo`
-(tunelab's tuned settings), `rllib-dqn` (to its solve, however long) and `ppo-rllib-defaults`.
+(tunelab's defaults, from the solve-time study), `ppo-previous` (its defaults before that study),
+`rllib-dqn` (to its solve, however long) and `ppo-rllib-defaults`.
 Then the population: `python -m platform.tune dqn` (PBT, its full budget) on this machine's cores,
 against the same trials (their configs, iterations and exploits) replayed in one process; Tune's per-iteration
 overhead from a near-empty trainable through the CLI; and dqn's time per update early vs late in a
@@ -47,6 +48,19 @@ RLLIB_PPO_DEFAULTS = {
 }
 
 
+# tunelab's ppo defaults before the solve-time study (bench/cartpole_search.py) replaced them:
+# the bench runs both, so a change of PPO's defaults cannot flatter dqn's ratio unseen.
+PPO_PREVIOUS_DEFAULTS = {
+    "lr": 3e-4,
+    "steps_per_iteration": 2000,
+    "batch_size": 128,
+    "num_epochs": 6,
+    "vf_loss_coeff": 0.01,
+    "entropy_coeff": 0.0,
+    "hidden": 64,
+}
+
+
 def run_one(model: str, seed: int, cap: float, overrides: dict | None = None) -> dict:
     """One training run in this process, until solved or `cap` seconds; `overrides`: config values
     on top of the model's defaults (bench/dqn_search.py's candidates)."""
@@ -77,7 +91,7 @@ def run_one(model: str, seed: int, cap: float, overrides: dict | None = None) ->
             "seed": seed,
             "num_env_runners": 0,
             "iterations": 10_000,
-            **(RLLIB_PPO_DEFAULTS if model == "ppo-rllib-defaults" else {}),
+            **{"ppo-rllib-defaults": RLLIB_PPO_DEFAULTS, "ppo-previous": PPO_PREVIOUS_DEFAULTS}.get(model, {}),
             **(overrides or {}),
         }
     start = time.perf_counter()
@@ -316,7 +330,7 @@ def main() -> None:
     p.add_argument("--cap-dqn", type=float, default=60.0)
     p.add_argument("--cap-rllib", type=float, default=240.0)
     p.add_argument("--cap-rllib-dqn", type=float, default=1200.0, help="RLlib DQN runs to its solve: a safety cap")
-    p.add_argument("--models", default="dqn,dqn-cli,ppo,rllib-dqn,ppo-rllib-defaults")
+    p.add_argument("--models", default="dqn,dqn-cli,ppo,ppo-previous,rllib-dqn,ppo-rllib-defaults")
     p.add_argument("--population", type=int, default=4, help="PBT trials of the population figures; 0: skip")
     p.add_argument("--profile-steps", type=int, default=150_000)
     p.add_argument("--child", nargs="+")
@@ -379,7 +393,7 @@ def main() -> None:
             f"user's path (dqn-cli) / direct dqn: {medians['dqn-cli'] / medians['dqn']:.2f}x of the medians, "
             f"per seed {per_seed} (target within 10%)"
         )
-    for base in ("ppo", "rllib-dqn", "ppo-rllib-defaults"):
+    for base in ("ppo", "ppo-previous", "rllib-dqn", "ppo-rllib-defaults"):
         if "dqn" in medians and base in medians:
             print(
                 f"{base} / dqn: {medians[base] / medians['dqn']:.2f}x" + (" (target >= 3.5x)" if base == "ppo" else "")
