@@ -88,9 +88,9 @@ class DQNConfig(rl.RLConfig):
     """Intra-op threads; 0 = the CPUs Ray gave the trial."""
     gamma: float = 0.98
     lr: float = 2.3e-3
-    # A checkpoint (the 50k-transition buffer and the envs in flight) costs ~24 ms against ~180 ms
-    # per iteration: every iteration would add 13% to a run (bench/cartpole.py). PBT saves the
-    # trials it clones when it needs them, whatever this is.
+    # A checkpoint (the 50k-transition buffer and the envs in flight) costs ~24 ms against ~500 ms
+    # per iteration (~180 ms with the earlier, cheaper defaults: every iteration then added 13% to a
+    # run, bench/cartpole.py). PBT saves the trials it clones when it needs them, whatever this is.
     checkpoint_every: int = 5
     # 60 iterations (60k env steps) left 1 seed of 5 unsolved in bench/cartpole.py (it solved at 70k).
     iterations: int = 100
