@@ -97,7 +97,7 @@ def controller(wrapped):
 def one_node() -> bool:
     """Whether the cluster is a single node. Exploits run in place only there: on a cluster that
     loses a node while an exploit is queued on one of its actors, Tune's recovery of that trial
-    went wrong (counted twice against max_failures in tests/test_0_multinode.py, 2 runs of 4), so
+    went wrong (a failure counted twice, a stale result; tests/test_0_multinode.py failed 5 runs of 9), so
     multi-node runs restart exploited trials as Tune does."""
     import ray
 
