@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.modules.pop("platform", None)
 
 from envs import active  # noqa: E402
-from trainables import al_strategies  # noqa: E402
+from trainables.active import strategies  # noqa: E402
 
 SEEDS = range(3)
 
@@ -71,7 +71,7 @@ def main() -> None:
     for name in ("random", "margin", "kmeans", "coreset", "badge", "albl", "oracle"):
         tick = time.perf_counter()
         for seed in SEEDS:
-            al_strategies.episode(cfg, al_strategies.STRATEGIES[name](), seed)
+            strategies.episode(cfg, strategies.STRATEGIES[name](), seed)
         print(f"| seconds per episode, {name} | {(time.perf_counter() - tick) / len(SEEDS):.2f} |")
 
 

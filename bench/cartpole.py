@@ -68,12 +68,12 @@ def run_one(model: str, seed: int, cap: float, overrides: dict | None = None) ->
     import torch._dynamo  # noqa: F401  (torch.optim imports it lazily at the first optimizer: 1-4 s here)
 
     from trainables import metrics as m
-    from trainables import rl
+    from trainables.rl import common
 
     torch.set_num_threads(1)
     # Imports and Ray's start are outside the clock: both happen once per process, for every model.
     if model == "dqn":
-        from trainables.dqn import DQNTrainable as cls
+        from trainables.rl.dqn import DQNTrainable as cls
 
         # its own iteration budget, as on the user's path: schedules (lr, PER's beta) run over it
         config = {"seed": seed, **(overrides or {})}
@@ -82,11 +82,11 @@ def run_one(model: str, seed: int, cap: float, overrides: dict | None = None) ->
 
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         if model.startswith("ppo"):
-            from trainables.ppo import PPOTrainable as cls
+            from trainables.rl.ppo import PPOTrainable as cls
         else:
-            from trainables.rllib_dqn import RLlibDQNTrainable as cls
+            from trainables.rl.rllib_dqn import RLlibDQNTrainable as cls
         # Sampling in the trial's process, with each model's own envs per runner (ppo: 4 vectorized,
-        # rllib-dqn: 1, see trainables/rllib_dqn.py).
+        # rllib-dqn: 1, see trainables/rl/rllib_dqn.py).
         config = {
             "seed": seed,
             "num_env_runners": 0,
@@ -121,7 +121,7 @@ def run_one(model: str, seed: int, cap: float, overrides: dict | None = None) ->
         "build_s": build,
         "env_steps": result.get(m.TRAIN_ENV_STEPS, 0),
         "score": result.get(m.SCORE),
-        "peak_rss_mb": rl.peak_rss_mb(),
+        "peak_rss_mb": common.peak_rss_mb(),
         "split": split if model == "dqn" else None,
     }
 
@@ -211,7 +211,7 @@ def replay(experiment: str) -> dict:
     import torch
 
     from trainables import metrics as m
-    from trainables.dqn import DQNTrainable
+    from trainables.rl.dqn import DQNTrainable
 
     torch.set_num_threads(1)
     runs = [
@@ -278,7 +278,7 @@ def update_time_profile(env_steps: int) -> dict:
     tenth right after the buffer is full (sampling then gathers from its whole 50k rows: more cache
     misses, a one-off step), and in the last tenth: flat means the last matches the full one."""
     from trainables import metrics as m
-    from trainables.dqn import DQNTrainable
+    from trainables.rl.dqn import DQNTrainable
 
     iterations, buffer = env_steps // 1000, env_steps // 3
     trainable = DQNTrainable(config={"seed": 0, "iterations": iterations, "buffer_size": buffer})

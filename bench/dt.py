@@ -24,7 +24,7 @@ from ray import tune  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from trainables import metrics as m  # noqa: E402
-from trainables.dt import DecisionTransformer, DecisionTransformerTrainable, DTConfig, flops_per_sequence  # noqa: E402
+from trainables.recsys.dt import DecisionTransformer, DecisionTransformerTrainable, DTConfig, flops_per_sequence  # noqa: E402
 
 
 def matmul_flops(threads: int, size: int = 1024, repeats: int = 20) -> float:

@@ -23,7 +23,7 @@ sys.modules.pop("platform", None)
 
 from envs import music  # noqa: E402
 from platform import ab  # noqa: E402
-from trainables import music_arms  # noqa: E402
+from trainables.music import arms as music_arms  # noqa: E402
 
 
 def reference_session(cfg, cat, emb, artist, user_bias, user_sharp, vector, first, rng) -> tuple[int, float]:

@@ -21,9 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from trainables import baselines, ratings, recsys  # noqa: E402
 from trainables import metrics as m  # noqa: E402
-from trainables.dt import DecisionTransformerTrainable  # noqa: E402
+from trainables.recsys import baselines, protocol, ratings  # noqa: E402
+from trainables.recsys.dt import DecisionTransformerTrainable  # noqa: E402
 
 
 def random_ratings(users: int, items: int, per_user: int, seed: int = 0) -> ratings.Ratings:
@@ -76,8 +76,8 @@ def main() -> None:
 
 
 def run(path: Path, chunk: int) -> None:
-    cfg = recsys.DataConfig(data=str(path))
-    (data, split), seconds = timed(lambda: recsys.load_split(cfg))
+    cfg = protocol.DataConfig(data=str(path))
+    (data, split), seconds = timed(lambda: protocol.load_split(cfg))
     held = split.valid
     shape = f"{len(data.users):,} interactions, {data.n_users:,} users x {data.n_items:,} items"
     print(f"{shape}; load + split {seconds:.1f} s")
@@ -90,14 +90,14 @@ def run(path: Path, chunk: int) -> None:
     print(f"setup {'dt':14s} {seconds:6.1f} s")
     models["dt (untrained)"] = dt.scores
     for name, score in models.items():
-        figures, seconds = timed(lambda s=score: recsys.evaluate(s, held, split.vocabulary, m.VALID, chunk=chunk))
+        figures, seconds = timed(lambda s=score: protocol.evaluate(s, held, split.vocabulary, m.VALID, chunk=chunk))
         print(
             f"evaluate {name:15s} {seconds:6.1f} s for {held.context.count:,} users "
             f"(NDCG@10 {figures[m.split_metric(m.VALID, m.NDCG)]:.4f})"
         )
     ease = models["ease"]
-    chunked = peak_mb(lambda: recsys.evaluate(ease, held, split.vocabulary, m.VALID, chunk=chunk))
-    whole = peak_mb(lambda: recsys.evaluate(ease, held, split.vocabulary, m.VALID, chunk=held.context.count))
+    chunked = peak_mb(lambda: protocol.evaluate(ease, held, split.vocabulary, m.VALID, chunk=chunk))
+    whole = peak_mb(lambda: protocol.evaluate(ease, held, split.vocabulary, m.VALID, chunk=held.context.count))
     print(f"peak memory of the EASE evaluation: {chunked:,.0f} MB in chunks of {chunk}, {whole:,.0f} MB in one")
 
 

@@ -1,5 +1,5 @@
 """tunelab's gymnasium environments. `register()` adds them to gymnasium's registry; it is called
-explicitly (by trainables/rl.py before it looks an env id up, by the A/B tool and the tests), never
+explicitly (by trainables/rl/common.py before it looks an env id up, by the A/B tool and the tests), never
 as a side effect of importing this package."""
 
 import importlib

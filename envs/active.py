@@ -31,7 +31,7 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wi
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from trainables.config import check_range, from_dict
+from envs.config import check_range, from_dict
 
 GENERATED = {  # name -> make_classification settings, from easy to hard
     "gen-easy": {"n_samples": 1500, "n_features": 20, "n_informative": 10, "n_classes": 3, "class_sep": 1.5},

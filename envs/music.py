@@ -30,7 +30,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from trainables.config import check_range, from_dict
+from envs.config import check_range, from_dict
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 PURPOSES = {name: i + 1 for i, name in enumerate(

@@ -42,8 +42,8 @@ from scipy import stats
 
 import envs
 from envs import music
-from trainables import music_arms
 from trainables.config import ConfigError, apply_assignments, parse_assignment
+from trainables.music import arms as music_arms
 
 METRICS = ("time_per_session", "tracks_per_session", "sessions", "artists_per_session")
 PRIMARY = METRICS[0]
@@ -125,7 +125,7 @@ def build_arm(spec: str, cfg: music.MusicConfig, log_users: int, log_seed: int):
 def model_file(path: str) -> Path:
     """A model.npz, or the last checkpoint's of the best trial (by last validation score) of a
     `music` experiment folder."""
-    from trainables.music import MODEL_FILE
+    from trainables.music.embedding import MODEL_FILE
 
     where = Path(path).expanduser()
     if where.is_file():

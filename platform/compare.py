@@ -35,7 +35,8 @@ from pathlib import Path
 import search_spaces
 from platform import summary
 from platform.callbacks import StalledRun
-from platform.experiment import SEARCHES, STUDY, Storage
+from platform.experiment import SEARCHES
+from platform.results import STUDY, Storage
 from platform.tune import execute, make_plan, start_ray
 from platform.tune import parser as tune_parser
 from trainables import metrics as m

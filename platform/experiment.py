@@ -18,43 +18,19 @@ from platform.callbacks import (
     StallGuard,
     TensorBoardCallback,
 )
+from platform.results import OPTUNA_DB, STUDY, Storage
 from platform.schedulers import ResumableASHA, ResumableFIFO, ResumablePBT
 from search_spaces import Budget, ModelSpec, resolve
 from trainables.config import ConfigError
 
 SEARCHES = ("pbt", "optuna", "random", "none", "optuna+pbt")
-OPTUNA_DB = "optuna.db"
 # optuna+pbt: the Optuna study takes this fraction of the compute `--search pbt` would use
 # (population x iterations); the PBT population it seeds takes the rest. The study runs twice as
 # many trials as the population, each cut short at STUDY_FRACTION / 2 of the iterations, so that the
 # population is its top (1 - STUDY_FRACTION) x population configs out of 2 x population.
 STUDY_FRACTION = 0.25
-STUDY = "study"  # the study's Tune experiment, inside the PBT experiment's folder
 SEED_STRIDE = 1_000  # optuna+pbt: member i of the seeded population trains with seed + i * SEED_STRIDE
 log = logging.getLogger("tunelab")
-
-
-@dataclasses.dataclass(frozen=True)
-class Storage:
-    """Where experiments live: an absolute local directory, or a URI (s3://, gs://, file://)."""
-
-    root: str
-
-    @staticmethod
-    def parse(text: str) -> "Storage":
-        return Storage(text if "://" in text else str(Path(text).expanduser().resolve()))
-
-    @property
-    def is_uri(self) -> bool:
-        return "://" in self.root
-
-    def experiment(self, name: str) -> str:
-        """The experiment's location as Tune names it (a path or a URI)."""
-        return f"{self.root.rstrip('/')}/{name}"
-
-    def local_experiment(self, name: str) -> Path | None:
-        """The experiment's local directory; None on a URI."""
-        return None if self.is_uri else Path(self.root) / name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +141,7 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
         # A trial that raises is retried from its last checkpoint up to 3 times, then reported;
         # the others go on. A preempted node (a spot reclaim, drained with the preemption reason)
         # does not count: Tune only counts it when RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE=1, which
-        # tunelab never sets (tests/test_0_multinode.py checks).
+        # tunelab never sets (tests/test_multinode.py checks).
         failure_config=tune.FailureConfig(max_failures=3),
     )
 

@@ -29,7 +29,8 @@ import sys
 import numpy as np
 from scipy import stats
 
-from platform.summary import confidence_interval, short_value
+from platform.summary import confidence_interval
+from platform.tables import short_value
 from trainables import metrics as m
 
 ITERATION = "training_iteration"

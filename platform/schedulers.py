@@ -23,7 +23,7 @@ from ray.tune.schedulers import (
     TrialScheduler,
 )
 
-from platform.summary import short_value
+from platform.tables import short_value
 
 log = logging.getLogger("tunelab")
 # Written beside every checkpoint by callbacks.RecordCheckpointResults: the result it was saved at.
@@ -97,7 +97,7 @@ def controller(wrapped):
 def one_node() -> bool:
     """Whether the cluster is a single node. Exploits run in place only there: on a cluster that
     loses a node while an exploit is queued on one of its actors, Tune's recovery of that trial
-    went wrong (a failure counted twice, a stale result; tests/test_0_multinode.py failed 5 runs of 9), so
+    went wrong (a failure counted twice, a stale result; tests/test_multinode.py failed 5 runs of 9), so
     multi-node runs restart exploited trials as Tune does."""
     import ray
 

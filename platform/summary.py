@@ -4,6 +4,8 @@ baselines, seed statistics, failed trials with their error files, and where ever
 import dataclasses
 import math
 
+from platform.results import STUDY
+from platform.tables import short_value
 from trainables import metrics as m
 from trainables.stats import confidence_interval
 
@@ -42,8 +44,6 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
                 lines.append(f"  {key}: {value:.4f}" if math.isfinite(value) else f"  {key}: not reached")
         lines.append(f"  config (differs from defaults): {_changed(best.config, plan.spec.config)}")
         if plan.start:
-            from platform.experiment import STUDY  # not at the top: experiment imports this module
-
             where = f"{results.experiment_path}/{STUDY}"
             lines.append(
                 f"  optuna+pbt: the population started from the best {len(plan.start)} configs of the Optuna "
@@ -150,8 +150,3 @@ def _changed(config: dict, config_cls) -> str:
     }
     changed = {k: v for k, v in config.items() if defaults.get(k) != v}
     return ", ".join(f"{k}={short_value(v)}" for k, v in sorted(changed.items())) or "(defaults)"
-
-
-def short_value(value) -> str:
-    """A config value for one line: floats to 4 significant digits, strings quoted."""
-    return f"{value:.4g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)

@@ -18,10 +18,8 @@ import search_spaces
 from platform.callbacks import StalledRun, use_console_reporter
 from platform.experiment import (
     SEARCHES,
-    STUDY,
     Plan,
     Replay,
-    Storage,
     build_tuner,
     population_size,
     resources,
@@ -29,6 +27,7 @@ from platform.experiment import (
     seeded_plan,
     study_plan,
 )
+from platform.results import STUDY, Storage
 from trainables.config import ConfigError, apply_assignments, field_types, parse_assignment
 
 log = logging.getLogger("tunelab")

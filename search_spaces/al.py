@@ -1,10 +1,10 @@
-"""Search space of the learned batch active-learning policy (trainables/al.py): its learning rate and
+"""Search space of the learned batch active-learning policy (trainables/active/policy.py): its learning rate and
 the schedules of its entropy bonus and softmax temperature."""
 
 from ray import tune
 
 from search_spaces import Budget, ModelSpec
-from trainables import al
+from trainables.active import policy
 
 PBT_MUTATIONS = {
     "lr": tune.loguniform(1e-4, 1e-2),
@@ -12,7 +12,7 @@ PBT_MUTATIONS = {
     "entropy": {"start": [0.001, 0.003, 0.01, 0.02, 0.05]},
     "temperature": {"start": [0.3, 0.5, 1.0, 2.0]},
 }
-assert set(PBT_MUTATIONS) <= set(al.MUTABLE_FIELDS)
+assert set(PBT_MUTATIONS) <= set(policy.MUTABLE_FIELDS)
 
 
 def optuna_space(trial) -> dict:
@@ -34,9 +34,9 @@ def optuna_space(trial) -> dict:
 
 
 SPEC = ModelSpec(
-    trainable="trainables.al:ActiveLearningTrainable",
-    config=al.ALConfig,
-    check=al.parse,
+    trainable="trainables.active.policy:ActiveLearningTrainable",
+    config=policy.ALConfig,
+    check=policy.parse,
     description="batch active learning: a REINFORCE policy picks which points to label, K at a time",
     pbt_mutations=PBT_MUTATIONS,
     optuna_space=optuna_space,

@@ -1,8 +1,8 @@
-"""Search spaces of the classic recommenders (trainables/baselines.py): each is its own model, tuned
+"""Search spaces of the classic recommenders (trainables/recsys/baselines.py): each is its own model, tuned
 by Optuna on the validation split like any other, so that a comparison is against tuned baselines."""
 
 from search_spaces import Budget, ModelSpec
-from trainables import baselines
+from trainables.recsys import baselines
 
 
 def _no_space(trial) -> dict:
@@ -34,7 +34,7 @@ def _ease_space(trial) -> dict:
 def _spec(method: str, description: str, space, samples: int) -> ModelSpec:
     small = {"synthetic_users": 300, "synthetic_items": 80}
     return ModelSpec(
-        trainable="trainables.baselines:BaselineTrainable",
+        trainable="trainables.recsys.baselines:BaselineTrainable",
         config=baselines.BaselineConfig,
         check=baselines.check,
         description=description,

@@ -1,12 +1,12 @@
-"""Search space for our DQN (trainables/dqn.py): schedules, replay and target-network settings."""
+"""Search space for our DQN (trainables/rl/dqn.py): schedules, replay and target-network settings."""
 
 import math
 
 from ray import tune
 
 from search_spaces import Budget, ModelSpec
-from trainables import dqn
 from trainables import metrics as m
+from trainables.rl import dqn
 
 # Around the defaults, and only what costs the same per iteration: a synchronous population waits
 # for its slowest member at every perturbation point, and with replay ratios 0.25-0.75 mutated the
@@ -73,7 +73,7 @@ def optuna_space(trial) -> dict:
 
 
 SPEC = ModelSpec(
-    trainable="trainables.dqn:DQNTrainable",
+    trainable="trainables.rl.dqn:DQNTrainable",
     config=dqn.DQNConfig,
     check=dqn.parse,
     description="DQN on vectorized envs (CartPole-v1 by default): replay/PER, double, n-step, schedules",

@@ -1,12 +1,12 @@
-"""Search spaces of the Decision Transformer recommender (trainables/dt.py) and of SASRec, the same
+"""Search spaces of the Decision Transformer recommender (trainables/recsys/dt.py) and of SASRec, the same
 trainable with action tokens only and no return conditioning."""
 
 from ray import tune
 
 from search_spaces import Budget, ModelSpec
-from trainables import dt
+from trainables.recsys import dt
 
-# PBT perturbs these while training; each must be applicable in place (trainables.dt.MUTABLE_FIELDS).
+# PBT perturbs these while training; each must be applicable in place (trainables.recsys.dt.MUTABLE_FIELDS).
 PBT_MUTATIONS = {
     "lr": tune.loguniform(1e-3, 1e-2),
     "weight_decay": tune.loguniform(1e-4, 0.1),
@@ -70,7 +70,7 @@ def _budgets(extra: dict) -> dict:
 
 
 SPEC = ModelSpec(
-    trainable="trainables.dt:DecisionTransformerTrainable",
+    trainable="trainables.recsys.dt:DecisionTransformerTrainable",
     config=dt.DTConfig,
     check=dt.check,
     description="Decision Transformer recommending from rating histories (synthetic data by default)",
@@ -94,7 +94,7 @@ def sasrec_space(trial) -> dict:
 
 
 SASREC = ModelSpec(
-    trainable="trainables.dt:DecisionTransformerTrainable",
+    trainable="trainables.recsys.dt:DecisionTransformerTrainable",
     config=dt.DTConfig,
     check=dt.check,
     description="SASRec next-item transformer (the DT with action tokens only), a tuned baseline",

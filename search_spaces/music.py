@@ -1,15 +1,15 @@
-"""Search space of the music embedding recommender (trainables/music.py): its optimiser schedule."""
+"""Search space of the music embedding recommender (trainables/music/embedding.py): its optimiser schedule."""
 
 from ray import tune
 
 from search_spaces import Budget, ModelSpec
-from trainables import music
+from trainables.music import embedding
 
 PBT_MUTATIONS = {
     "lr": tune.loguniform(3e-4, 3e-2),
     "weight_decay": tune.loguniform(1e-6, 1e-1),
 }
-assert set(PBT_MUTATIONS) <= set(music.MUTABLE_FIELDS)
+assert set(PBT_MUTATIONS) <= set(embedding.MUTABLE_FIELDS)
 
 
 def optuna_space(trial) -> dict:
@@ -29,9 +29,9 @@ def optuna_space(trial) -> dict:
 SMALL_SIM = {"tracks": 600, "artists": 60}
 
 SPEC = ModelSpec(
-    trainable="trainables.music:MusicEmbedTrainable",
-    config=music.MusicEmbedConfig,
-    check=music.check,
+    trainable="trainables.music.embedding:MusicEmbedTrainable",
+    config=embedding.MusicEmbedConfig,
+    check=embedding.check,
     description="music sessions: an embedding recommender trained offline on simulator logs (AdamW)",
     pbt_mutations=PBT_MUTATIONS,
     optuna_space=optuna_space,

@@ -1,11 +1,11 @@
-"""Search space for RLlib PPO (trainables/ppo.py), a baseline run through the same CLI."""
+"""Search space for RLlib PPO (trainables/rl/ppo.py), a baseline run through the same CLI."""
 
 from ray import tune
 
 from search_spaces import Budget, ModelSpec
 from trainables import metrics as m
-from trainables import ppo
-from trainables.rllib_algorithm import place
+from trainables.rl import ppo
+from trainables.rl.rllib import place
 
 # RLlib fixes its config when the algorithm is built: a mutation rebuilds it and restores the
 # checkpoint PBT clones (RLlibTrainable.reset_config).
@@ -39,7 +39,7 @@ def optuna_space(trial) -> dict:
 
 
 SPEC = ModelSpec(
-    trainable="trainables.ppo:PPOTrainable",
+    trainable="trainables.rl.ppo:PPOTrainable",
     config=ppo.RLlibPPOConfig,
     check=ppo.parse,
     description="RLlib PPO baseline (new API stack), env runners sized to the trial's CPUs",

@@ -1,10 +1,10 @@
-"""Search space for tabular Q-learning (trainables/qtable.py): the floor of the CartPole comparison."""
+"""Search space for tabular Q-learning (trainables/rl/qtable.py): the floor of the CartPole comparison."""
 
 from ray import tune
 
 from search_spaces import Budget, ModelSpec
 from trainables import metrics as m
-from trainables import qtable
+from trainables.rl import qtable
 
 PBT_MUTATIONS = {
     "lr": tune.uniform(0.02, 0.5),
@@ -32,7 +32,7 @@ def optuna_space(trial) -> dict:
 
 
 SPEC = ModelSpec(
-    trainable="trainables.qtable:QTableTrainable",
+    trainable="trainables.rl.qtable:QTableTrainable",
     config=qtable.QTableConfig,
     check=qtable.parse,
     description="Tabular Q-learning over a discretized observation: the floor every CartPole model is compared with",

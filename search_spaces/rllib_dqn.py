@@ -1,11 +1,11 @@
-"""Search space for RLlib DQN (trainables/rllib_dqn.py): the library counterpart of our dqn."""
+"""Search space for RLlib DQN (trainables/rl/rllib_dqn.py): the library counterpart of our dqn."""
 
 from ray import tune
 
 from search_spaces import Budget, ModelSpec
 from trainables import metrics as m
-from trainables import rllib_dqn
-from trainables.rllib_algorithm import place
+from trainables.rl import rllib_dqn
+from trainables.rl.rllib import place
 
 PBT_MUTATIONS = {
     "lr": tune.loguniform(1e-4, 3e-3),
@@ -28,7 +28,7 @@ def optuna_space(trial) -> dict:
 
 
 SPEC = ModelSpec(
-    trainable="trainables.rllib_dqn:RLlibDQNTrainable",
+    trainable="trainables.rl.rllib_dqn:RLlibDQNTrainable",
     config=rllib_dqn.RLlibDQNConfig,
     check=rllib_dqn.parse,
     description="RLlib DQN baseline (new API stack): prioritized episode replay, dueling, double, n-step",

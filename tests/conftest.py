@@ -37,7 +37,7 @@ def start_local_ray():
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole session (Ray 2.60 has no local_mode). The multi-node tests
-    (test_0_multinode.py) stop it for their own clusters and start it again when they are done."""
+    (test_multinode.py) stop it for their own clusters and start it again when they are done."""
     ray = start_local_ray()
     yield ray
     ray.shutdown()

@@ -4,7 +4,7 @@ second iteration, every time. Everything else is qtable's."""
 import dataclasses
 
 from search_spaces.qtable import SPEC as QTABLE
-from trainables.qtable import QTableTrainable
+from trainables.rl.qtable import QTableTrainable
 
 SPEC = dataclasses.replace(
     QTABLE, trainable="tests.faulty:BuggyQTable", description="qtable whose seed-1 trial raises (tests only)"

@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 from envs import active
 from platform import al_compare, al_report
 from tests.conftest import run_cli
-from trainables import al_strategies as S
+from trainables.active import strategies as S
 
 IRIS = {"dataset": "iris", "batch": 5, "budget": 20, "start": 6}
 
@@ -51,7 +51,7 @@ def test_ppo_trains_on_the_env_config_and_joins_the_comparison(ray_session, tmp_
     """RLlib PPO as the second learner: its env runners and its evaluation get env_config (a list of
     training datasets), and al_compare plays its RL module greedily on a held-out dataset."""
     from tests.conftest import read_results
-    from trainables import rl, rllib_algorithm
+    from trainables.rl import common, rllib
 
     env_config = {"datasets": "wine,gen-easy", "budget": 20, "batch": 5, "start": 6}
     sets = [f"env_config.{k}={v}" for k, v in env_config.items()]
@@ -65,12 +65,12 @@ def test_ppo_trains_on_the_env_config_and_joins_the_comparison(ray_session, tmp_
     # 512 env steps of 20-label episodes: ~25 episodes (the default budget of 200 would give ~2)
     assert last["train/episodes"] >= 20
     # the reported evaluation is the greedy module of the last checkpoint on env_config's episodes
-    module = rllib_algorithm.module_from_checkpoint(str(sorted(trial.glob("checkpoint_*"))[-1]))
-    returns = rl.greedy_returns(
-        lambda obs: rllib_algorithm.greedy_actions(module, obs),
+    module = rllib.module_from_checkpoint(str(sorted(trial.glob("checkpoint_*"))[-1]))
+    returns = common.greedy_returns(
+        lambda obs: rllib.greedy_actions(module, obs),
         "tunelab/ActiveLearning-v0",
         3,
-        rl.EVAL_SEED,
+        common.EVAL_SEED,
         env_config,
     )
     assert returns.mean() == pytest.approx(last["eval/return_mean"], abs=1e-6)

@@ -13,7 +13,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from platform import tune as cli
-from platform.experiment import OPTUNA_DB
+from platform.results import OPTUNA_DB
 from tests.conftest import ROOT, read_results, run_cli, trial_dirs
 from trainables import metrics as m
 

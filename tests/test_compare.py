@@ -6,7 +6,7 @@ import pytest
 
 from platform import compare
 from trainables import metrics as m
-from trainables import ratings
+from trainables.recsys import ratings
 
 
 def movielens_file(path):

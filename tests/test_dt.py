@@ -6,9 +6,9 @@ import torch
 
 from search_spaces.dt import SPEC
 from trainables import metrics as m
-from trainables import ratings, recsys
 from trainables.config import ConfigError
-from trainables.dt import DecisionTransformerTrainable
+from trainables.recsys import protocol, ratings
+from trainables.recsys.dt import DecisionTransformerTrainable
 
 SMOKE = SPEC.budgets["smoke"].overrides
 
@@ -126,7 +126,7 @@ def test_honest_dt_beats_baselines_far_outside_noise():
     config = {"synthetic_users": 1000, "synthetic_items": 200, "iterations": 6, "steps_per_iteration": 100}
     trainable = DecisionTransformerTrainable(config=config)
     norm = m.split_metric(m.VALID, m.TRUE_RATING_NORM)
-    untrained = recsys.evaluate(trainable.scores, trainable.split.valid, trainable.split.vocabulary, m.VALID)[norm]
+    untrained = protocol.evaluate(trainable.scores, trainable.split.valid, trainable.split.vocabulary, m.VALID)[norm]
     for _ in range(6):
         result = trainable.train()
     popular = result[m.baseline_metric(m.BASELINE_POPULARITY, norm)]
@@ -138,9 +138,9 @@ def test_honest_dt_beats_baselines_far_outside_noise():
     held, per_user = trainable.split.valid, []
     for scale in (1.0, 0.68, 0.36):
         trainable.reset_config({**trainable.config, "target_return_scale": scale, "rating_score": 0.0})
-        scores = np.where(recsys.exclusion_mask(held.context, trainable.split.vocabulary), -np.inf,
+        scores = np.where(protocol.exclusion_mask(held.context, trainable.split.vocabulary), -np.inf,
                           trainable.scores(held.context))  # fmt: skip
-        top = recsys.top_n(scores)
+        top = protocol.top_n(scores)
         per_user.append(held.truth[np.arange(held.context.count)[:, None], top].mean(axis=1))  # (U,)
     for higher, lower in zip(per_user, per_user[1:]):
         difference = higher - lower
@@ -165,8 +165,8 @@ def test_items_only_in_held_out_data_earn_nothing(tmp_path):
     trainable.train()
     split = trainable.split
     assert (~split.vocabulary).sum() == 150 and not split.vocabulary[split.test.targets].any()
-    exclude = recsys.exclusion_mask(split.test.context, split.vocabulary)
-    top = recsys.top_n(np.where(exclude, -np.inf, trainable.scores(split.test.context)))
+    exclude = protocol.exclusion_mask(split.test.context, split.vocabulary)
+    top = protocol.top_n(np.where(exclude, -np.inf, trainable.scores(split.test.context)))
     assert split.vocabulary[top].all()
     assert trainable.test()[m.split_metric(m.TEST, m.HR)] == 0.0
     trainable.stop()

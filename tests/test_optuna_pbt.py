@@ -17,7 +17,8 @@ import optuna
 import pytest
 
 from platform import compare
-from platform.experiment import OPTUNA_DB, SEED_STRIDE, STUDY
+from platform.experiment import SEED_STRIDE
+from platform.results import OPTUNA_DB, STUDY
 from tests.conftest import ROOT, read_results, trial_dirs
 from trainables import metrics as m
 from trainables.config import ConfigError

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from trainables import ratings
-from trainables.ratings import DataError
+from trainables.recsys import ratings
+from trainables.recsys.ratings import DataError
 
 
 def write(tmp_path, name, text):

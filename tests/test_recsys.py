@@ -4,9 +4,9 @@ metrics by hand, ground-truth normalisation, sequential synthetic data, and the 
 import numpy as np
 import pytest
 
-from trainables import baselines, ratings, recsys
 from trainables import metrics as m
 from trainables.config import ConfigError
+from trainables.recsys import baselines, protocol, ratings
 
 SMALL = {"synthetic_users": 300, "synthetic_items": 80}
 
@@ -18,7 +18,7 @@ def write_tsv(tmp_path, rows, name="r.tsv"):
 
 
 def split_of(path, **settings):
-    return recsys.make_split(ratings.load(path), recsys.DataConfig(data=str(path), **settings))
+    return protocol.make_split(ratings.load(path), protocol.DataConfig(data=str(path), **settings))
 
 
 def test_leave_one_out_by_hand(tmp_path):
@@ -28,7 +28,7 @@ def test_leave_one_out_by_hand(tmp_path):
     rows += [("c", "i3", 1, 9), ("c", "i1", 3, 7), ("c", "i2", 5, 8)]  # out of order in the file
     path = write_tsv(tmp_path, rows)
     data = ratings.load(path)
-    split = recsys.make_split(data, recsys.DataConfig(data=str(path)))
+    split = protocol.make_split(data, protocol.DataConfig(data=str(path)))
     assert split.split == "loo"
     code = {name: k for k, name in enumerate(data.user_ids)}
     assert split.valid.context.users.tolist() == split.test.context.users.tolist() == sorted([code["a"], code["c"]])
@@ -50,7 +50,7 @@ def test_time_split_cuts_every_user_at_the_same_time(tmp_path):
     rows = [(u, f"i{(u * 7 + t) % 30}", 1 + t % 5, t) for u in range(20) for t in range(u % 3, 100, 3)]
     path = write_tsv(tmp_path, rows)
     data = ratings.load(path)
-    split = recsys.make_split(data, recsys.DataConfig(data=str(path), split="time", eval_fraction=0.1))
+    split = protocol.make_split(data, protocol.DataConfig(data=str(path), split="time", eval_fraction=0.1))
     cut_valid, cut_test = np.quantile(data.timesteps, [0.8, 0.9])
     starts = np.concatenate([[0], np.cumsum(data.lengths())])
     for held, low, high in [(split.valid, cut_valid, cut_test), (split.test, cut_test, np.inf)]:
@@ -64,7 +64,7 @@ def test_time_split_cuts_every_user_at_the_same_time(tmp_path):
 
 
 def test_synthetic_validation_and_test_users_are_disjoint_with_truth():
-    _, split = recsys.load_split(recsys.DataConfig(**SMALL))
+    _, split = protocol.load_split(protocol.DataConfig(**SMALL))
     assert split.split == "users"
     valid, test = set(split.valid.context.users), set(split.test.context.users)
     assert len(valid) == len(test) == 30 and not valid & test
@@ -85,7 +85,7 @@ def test_short_histories_are_kept_not_refused(tmp_path):
 
 def test_ranking_metrics_by_hand():
     ranks = np.array([0.0, 3.0, 12.0, np.inf])
-    got = recsys.ranking_metrics(ranks)
+    got = protocol.ranking_metrics(ranks)
     assert got[m.HR] == 0.5
     assert got[m.NDCG] == pytest.approx((1 + 1 / np.log2(5)) / 4)
     assert got[m.MRR] == pytest.approx((1 + 1 / 4 + 1 / 13) / 4)
@@ -94,7 +94,7 @@ def test_ranking_metrics_by_hand():
 def test_evaluate_ranks_fully_excludes_seen_and_untrained_items():
     """Issue 9, problem 1: an item that never occurs in training is never recommended and earns
     nothing, even for a scorer that puts it first; a context item is never recommended again."""
-    context = recsys.Sequences(
+    context = protocol.Sequences(
         items=np.array([[0, 1, -1], [2, -1, -1]]),
         ratings=np.array([[4, 5, 0], [3, 0, 0]], dtype=np.float32),
         lengths=np.array([2, 1]),
@@ -103,7 +103,7 @@ def test_evaluate_ranks_fully_excludes_seen_and_untrained_items():
     n_items = 15
     vocabulary = np.ones(n_items, dtype=bool)
     vocabulary[14] = False  # item 14 occurs only in held-out data
-    held = recsys.Heldout(context, targets=np.array([14, 3]), target_ratings=np.array([5.0, 2.0]), truth=None)
+    held = protocol.Heldout(context, targets=np.array([14, 3]), target_ratings=np.array([5.0, 2.0]), truth=None)
     picked = []
 
     def cheat(ctx):  # ranks item 14 first, then the user's own items, then by id
@@ -111,10 +111,10 @@ def test_evaluate_ranks_fully_excludes_seen_and_untrained_items():
         scores[:, 14] = 100.0
         for row, items in enumerate(ctx.items):
             scores[row, items[items >= 0]] = 50.0
-        picked.append(recsys.top_n(np.where(recsys.exclusion_mask(ctx, vocabulary), -np.inf, scores)))
+        picked.append(protocol.top_n(np.where(protocol.exclusion_mask(ctx, vocabulary), -np.inf, scores)))
         return scores
 
-    got = recsys.evaluate(cheat, held, vocabulary, m.TEST)
+    got = protocol.evaluate(cheat, held, vocabulary, m.TEST)
     top = picked[0]
     assert 14 not in top and not {0, 1} & set(top[0]) and 2 not in top[1]
     # User 0's target (14) cannot be ranked: a miss. User 1's target 3 is ranked after 0, 1: rank 2.
@@ -126,21 +126,21 @@ def test_evaluate_ranks_fully_excludes_seen_and_untrained_items():
 
 def test_constant_scores_earn_nothing():
     """Ties are broken against the target: a model that cannot tell items apart ranks them last."""
-    context = recsys.Sequences(np.array([[0]]), np.array([[3.0]], dtype=np.float32), np.array([1]), np.array([0]))
-    held = recsys.Heldout(context, np.array([5]), np.array([4.0]), None)
-    got = recsys.evaluate(lambda ctx: np.zeros((ctx.count, 30)), held, np.ones(30, dtype=bool), m.VALID)
+    context = protocol.Sequences(np.array([[0]]), np.array([[3.0]], dtype=np.float32), np.array([1]), np.array([0]))
+    held = protocol.Heldout(context, np.array([5]), np.array([4.0]), None)
+    got = protocol.evaluate(lambda ctx: np.zeros((ctx.count, 30)), held, np.ones(30, dtype=bool), m.VALID)
     assert got[m.split_metric(m.VALID, m.HR)] == 0.0
 
 
 def test_truth_is_normalised_random_zero_oracle_one():
     """Issue 9, problem 4: the zero point of the synthetic score is random, not popularity, and
     the oracle (ranking by the true expected rating) is 1."""
-    _, split = recsys.load_split(recsys.DataConfig(**SMALL))
+    _, split = protocol.load_split(protocol.DataConfig(**SMALL))
     norm = m.split_metric(m.VALID, m.TRUE_RATING_NORM)
-    oracle = recsys.evaluate(lambda ctx: split.valid.truth[: ctx.count], split.valid, split.vocabulary, m.VALID)
+    oracle = protocol.evaluate(lambda ctx: split.valid.truth[: ctx.count], split.valid, split.vocabulary, m.VALID)
     assert oracle[norm] == pytest.approx(1.0)
     random = [
-        recsys.evaluate(
+        protocol.evaluate(
             baselines.fit(baselines.BaselineConfig(method="random", seed=s, **SMALL), split),
             split.valid,
             split.vocabulary,
@@ -172,12 +172,12 @@ def test_synthetic_histories_have_order():
 def test_baselines_rank_sensibly_on_ground_truth():
     """The static collaborative filter beats the non-personalised lists, which beat nothing: if a
     baseline were broken (e.g. a transposed weight matrix) this order would not hold."""
-    _, split = recsys.load_split(recsys.DataConfig())
+    _, split = protocol.load_split(protocol.DataConfig())
     norm = m.split_metric(m.VALID, m.TRUE_RATING_NORM)
     got = {}
     for method, extra in [("popularity", {}), ("toprated", {}), ("itemknn", {"min_rating": 4.0}), ("ease", {})]:
         cfg = baselines.BaselineConfig(method=method, **extra)
-        got[method] = recsys.evaluate(baselines.fit(cfg, split), split.valid, split.vocabulary, m.VALID)[norm]
+        got[method] = protocol.evaluate(baselines.fit(cfg, split), split.valid, split.vocabulary, m.VALID)[norm]
     assert got["ease"] > got["toprated"] + 0.03 and got["ease"] > got["popularity"] + 0.1, got
     assert got["itemknn"] > got["popularity"], got
 
@@ -203,8 +203,8 @@ def test_order_carries_signal_a_sequential_model_learns():
             ("history", {"method": "itemknn", "min_rating": 4.0}),
         ]:
             cfg = baselines.BaselineConfig(shuffle_order=shuffle, **settings)
-            _, split = recsys.load_split(cfg)
-            got[name, shuffle] = recsys.evaluate(baselines.fit(cfg, split), split.valid, split.vocabulary, m.VALID)[
+            _, split = protocol.load_split(cfg)
+            got[name, shuffle] = protocol.evaluate(baselines.fit(cfg, split), split.valid, split.vocabulary, m.VALID)[
                 norm
             ]
     assert got["next", False] > got["next", True] + 0.08, got

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from trainables.replay import NStep, PrioritizedReplayBuffer, ReplayBuffer, SumTree
+from trainables.rl.replay import NStep, PrioritizedReplayBuffer, ReplayBuffer, SumTree
 
 
 def transitions(k: int, start: int = 0, obs_dim: int = 2) -> dict:

@@ -25,7 +25,7 @@ from ray.tune.experiment import Trial
 
 from platform import tune as cli
 from platform.callbacks import StalledRun, StallGuard
-from platform.experiment import OPTUNA_DB
+from platform.results import OPTUNA_DB
 from platform.schedulers import ResumableASHA
 from tests.conftest import ROOT, read_results, run_cli, trial_dirs
 from trainables import metrics as m

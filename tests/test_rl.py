@@ -7,12 +7,12 @@ import pytest
 
 from search_spaces.dqn import epsilon_decay_per_episode
 from trainables import metrics as m
-from trainables import rl
 from trainables.config import ConfigError
-from trainables.dqn import DQNTrainable
-from trainables.dqn import parse as dqn_check
-from trainables.qtable import QTableTrainable
-from trainables.qtable import parse as qtable_check
+from trainables.rl import common
+from trainables.rl.dqn import DQNTrainable
+from trainables.rl.dqn import parse as dqn_check
+from trainables.rl.qtable import QTableTrainable
+from trainables.rl.qtable import parse as qtable_check
 
 SMALL = {
     "iterations": 3,
@@ -78,7 +78,7 @@ def test_evaluation_uses_the_env_reward_not_the_shaped_one():
     result = trainable.train()
     stored = trainable.buffer.data["reward"][: len(trainable.buffer)]
     assert stored.min() < 0.9  # shaped: penalties subtracted from CartPole's reward of 1 per step
-    returns = rl.greedy_returns(trainable.greedy, "CartPole-v1", 3)
+    returns = common.greedy_returns(trainable.greedy, "CartPole-v1", 3)
     assert np.all(returns == np.round(returns)) and result[m.EVAL_RETURN_MEAN] >= 8  # whole steps
     trainable.stop()
 
@@ -131,7 +131,7 @@ def test_hand_written_update_matches_autograd_and_torch_adam():
     import torch
     from torch.nn import functional as F
 
-    from trainables.dqn import FlatAdam, FusedMLP, QNetwork, flatten_parameters
+    from trainables.rl.dqn import FlatAdam, FusedMLP, QNetwork, flatten_parameters
 
     torch.manual_seed(0)
     net, ref = QNetwork(4, 2, 16, 2), QNetwork(4, 2, 16, 2)
@@ -162,16 +162,16 @@ def test_hand_written_update_matches_autograd_and_torch_adam():
 
 def test_evaluation_stops_once_the_mean_cannot_reach_the_threshold():
     always_left = lambda obs: np.zeros(len(obs), np.int64)  # noqa: E731  (falls within ~10 steps)
-    full = rl.greedy_returns(always_left, "CartPole-v1", 5)
-    stopped, complete = rl.greedy_evaluation(always_left, "CartPole-v1", 5, stop_below=475.0)
+    full = common.greedy_returns(always_left, "CartPole-v1", 5)
+    stopped, complete = common.greedy_evaluation(always_left, "CartPole-v1", 5, stop_below=475.0)
     assert not complete and np.all(stopped <= full) and stopped.sum() < full.sum()
-    same, complete = rl.greedy_evaluation(always_left, "CartPole-v1", 5, stop_below=5.0)
+    same, complete = common.greedy_evaluation(always_left, "CartPole-v1", 5, stop_below=5.0)
     assert complete and np.array_equal(same, full)
 
 
 def test_rllib_dqn_samples_fragments_at_rllibs_own_replay_ratio():
-    from trainables.rllib_dqn import RLlibDQNTrainable
-    from trainables.rllib_dqn import parse as rllib_dqn_check
+    from trainables.rl.rllib_dqn import RLlibDQNTrainable
+    from trainables.rl.rllib_dqn import parse as rllib_dqn_check
 
     algorithm = RLlibDQNTrainable.algorithm_config(rllib_dqn_check({"num_env_runners": 0}))
     assert algorithm.get_rollout_fragment_length() == 32

@@ -11,7 +11,7 @@ TRAIN_SEQUENCES = "train/sequences"
 TRAIN_SEQUENCES_PER_S = "train/sequences_per_s"
 TRAIN_GRAD_NORM = "train/grad_norm"
 
-# Recommenders (trainables/recsys.py): "valid/<name>" figures select (score is one of them);
+# Recommenders (trainables/recsys/protocol.py): "valid/<name>" figures select (score is one of them);
 # "test/<name>" figures are measured once, after selection, on the selected trial.
 VALID = "valid"
 TEST = "test"

@@ -21,14 +21,14 @@ import numpy as np
 import ray.tune
 
 from trainables import metrics as m
-from trainables import recsys
 from trainables.config import check_range, from_dict, to_dict
+from trainables.recsys import protocol
 
 METHODS = ("random", "popularity", "toprated", "itemknn", "ease")
 
 
 @dataclasses.dataclass(frozen=True)
-class BaselineConfig(recsys.DataConfig):
+class BaselineConfig(protocol.DataConfig):
     method: str = "popularity"
     """random, popularity, toprated, itemknn or ease."""
     shrinkage: float = 10.0
@@ -71,11 +71,11 @@ def parse(config: dict) -> BaselineConfig:
 def check(config: dict) -> BaselineConfig:
     """Driver-side preflight: the config parses and the data loads and splits. Raises ConfigError."""
     cfg = parse(config)
-    recsys.load_split(cfg)
+    protocol.load_split(cfg)
     return cfg
 
 
-def interaction_matrix(seqs: recsys.Sequences, n_items: int, min_rating: float = 0.0) -> np.ndarray:
+def interaction_matrix(seqs: protocol.Sequences, n_items: int, min_rating: float = 0.0) -> np.ndarray:
     """(S, I) float32 1 where the row's history holds the item (rated >= min_rating)."""
     x = np.zeros((seqs.count, n_items), dtype=np.float32)
     rows, cols = np.nonzero((seqs.items >= 0) & (seqs.ratings >= min_rating))
@@ -83,7 +83,7 @@ def interaction_matrix(seqs: recsys.Sequences, n_items: int, min_rating: float =
     return x
 
 
-def fit(cfg: BaselineConfig, split: recsys.Split):
+def fit(cfg: BaselineConfig, split: protocol.Split):
     """The fitted recommender: a function (context Sequences) -> (U, I) scores."""
     train, n_items = split.train, split.n_items
     valid = train.items >= 0
@@ -122,7 +122,7 @@ def fit(cfg: BaselineConfig, split: recsys.Split):
         np.put_along_axis(sim, weakest, 0.0, axis=1)
     sim = sim.astype(np.float32)
 
-    def score(ctx: recsys.Sequences) -> np.ndarray:
+    def score(ctx: protocol.Sequences) -> np.ndarray:
         out = np.zeros((ctx.count, n_items), dtype=np.float32)
         for k in range(cfg.recent):  # the k-th most recent item of every user at once
             pos = ctx.lengths - 1 - k
@@ -136,16 +136,16 @@ def fit(cfg: BaselineConfig, split: recsys.Split):
     return score
 
 
-def reference(split: recsys.Split, seed: int, part: str = m.VALID) -> dict:
+def reference(split: protocol.Split, seed: int, part: str = m.VALID) -> dict:
     """Popularity and random on the validation (or test) users, reported beside a model as fixed
     reference points ("baseline/<name>/..."). The tuned baselines are their own models."""
     out = {}
     held = split.valid if part == m.VALID else split.test
     for method in ("popularity", "random"):
         cfg = BaselineConfig(method=method, seed=seed)
-        figures = recsys.evaluate(fit(cfg, split), held, split.vocabulary, part)
+        figures = protocol.evaluate(fit(cfg, split), held, split.vocabulary, part)
         if part == m.VALID:
-            figures[m.SCORE] = figures[recsys.score_metric(split)]
+            figures[m.SCORE] = figures[protocol.score_metric(split)]
         out.update({m.baseline_metric(method, k): v for k, v in figures.items() if not k.endswith("/" + m.USERS)})
     return out
 
@@ -153,17 +153,17 @@ def reference(split: recsys.Split, seed: int, part: str = m.VALID) -> dict:
 class BaselineTrainable(ray.tune.Trainable):
     def setup(self, config: dict):
         self.cfg = parse(config)
-        _, self.split = recsys.load_split(self.cfg)
+        _, self.split = protocol.load_split(self.cfg)
         self.score_fn = fit(self.cfg, self.split)
 
     def step(self) -> dict:
-        figures = recsys.evaluate(self.score_fn, self.split.valid, self.split.vocabulary, m.VALID)
+        figures = protocol.evaluate(self.score_fn, self.split.valid, self.split.vocabulary, m.VALID)
         done = self.iteration + 1 >= self.cfg.iterations
-        return {**figures, m.SCORE: figures[recsys.score_metric(self.split)], "done": done}
+        return {**figures, m.SCORE: figures[protocol.score_metric(self.split)], "done": done}
 
     def test(self) -> dict:
         """The test figures: called once, on the selected trial, by the driver."""
-        return recsys.evaluate(self.score_fn, self.split.test, self.split.vocabulary, m.TEST)
+        return protocol.evaluate(self.score_fn, self.split.test, self.split.vocabulary, m.TEST)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         (Path(checkpoint_dir) / "config.json").write_text(json.dumps(to_dict(self.cfg)))

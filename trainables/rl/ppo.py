@@ -6,7 +6,7 @@ from ray.rllib.algorithms.ppo import PPOConfig as PPOAlgorithmConfig
 
 from trainables import schedules
 from trainables.config import check_range
-from trainables.rllib_algorithm import RLlibConfig, RLlibTrainable, parse_config, piecewise, with_shared_settings
+from trainables.rl.rllib import RLlibConfig, RLlibTrainable, parse_config, piecewise, with_shared_settings
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 stack) from a frozen config dataclass, and reports the same metrics as our own models.
 
 Evaluation is ours, not RLlib's: after each evaluated iteration the learner's weights go to the
-local env runner and `rl.greedy_returns` plays the deterministic policy on the same episodes (same
+local env runner and `common.greedy_returns` plays the deterministic policy on the same episodes (same
 seeds) as dqn and qtable, with the env's own reward. Scores are therefore directly comparable.
 
 The trial's CPUs are split by `place()`: one bundle for the trainable (which runs the learner
@@ -28,12 +28,13 @@ from ray.tune import PlacementGroupFactory
 
 import envs
 from trainables import metrics as m
-from trainables import rl, runtime, schedules
+from trainables import runtime, schedules
 from trainables.config import ConfigError, check_range, from_dict, to_dict
+from trainables.rl import common
 
 
 @dataclasses.dataclass(frozen=True)
-class RLlibConfig(rl.RLConfig):
+class RLlibConfig(common.RLConfig):
     """What every RLlib baseline has beyond the RL fields; each algorithm's module adds its own."""
 
     num_env_runners: int = -1
@@ -75,7 +76,7 @@ def with_shared_settings(algorithm: AlgorithmConfig, cfg: RLlibConfig) -> Algori
         .env_runners(
             num_env_runners=cfg.num_env_runners,
             num_envs_per_env_runner=cfg.num_envs,
-            gym_env_vectorize_mode="sync" if own else rl.vectorize_mode(cfg.env, cfg.vectorization),
+            gym_env_vectorize_mode="sync" if own else common.vectorize_mode(cfg.env, cfg.vectorization),
         )
         .rl_module(model_config={"fcnet_hiddens": [cfg.hidden] * cfg.layers, "fcnet_activation": cfg.activation})
         .debugging(seed=cfg.seed, log_level="ERROR")
@@ -117,7 +118,7 @@ class RLlibTrainable(ray.tune.Trainable):
         if gpus and torch.cuda.is_available():  # the learner runs in this process, on Ray's GPU share
             algorithm = algorithm.learners(num_gpus_per_learner=gpus)
         self.algo = algorithm.build_algo()
-        self.evaluation = rl.Evaluation(cfg)
+        self.evaluation = common.Evaluation(cfg)
 
     def greedy(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic actions of the current policy for a batch of observations."""
@@ -141,7 +142,7 @@ class RLlibTrainable(ray.tune.Trainable):
             m.TRAIN_LOSS: float(learner.get(Learner.TOTAL_LOSS_KEY, float("nan"))),
             m.TRAIN_LR: float(learner.get(f"{DEFAULT_OPTIMIZER}_{LR_KEY}", float("nan"))),
             m.TRAIN_ENV_STEPS_PER_S: runners.get(rm.NUM_ENV_STEPS_SAMPLED, 0) / train_seconds,
-            m.TRAIN_PEAK_RSS_MB: rl.peak_rss_mb(),
+            m.TRAIN_PEAK_RSS_MB: common.peak_rss_mb(),
             **{m.HPARAM_PREFIX + k: v for k, v in to_dict(cfg).items() if isinstance(v, (int, float))},
         }
         if self.evaluation.due(self.iteration):  # evaluate the learner's current weights
@@ -193,8 +194,8 @@ def parse_config(config_cls: type, config: dict, model: str, discrete_only: bool
     fields parse, the env can be made and vectorized as asked."""
     cfg = from_dict(config_cls, config, model)
     if discrete_only:
-        rl.check_discrete_env(cfg.env, model, cfg.env_config)
+        common.check_discrete_env(cfg.env, model, cfg.env_config)
     else:
-        rl.spaces(cfg.env, cfg.env_config)
-    rl.vectorize_mode(cfg.env, cfg.vectorization)
+        common.spaces(cfg.env, cfg.env_config)
+    common.vectorize_mode(cfg.env, cfg.vectorization)
     return cfg

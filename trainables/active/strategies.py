@@ -213,25 +213,3 @@ def summarise(curve: list[tuple[int, float, float]], full: float, start: int, sp
     hit = np.flatnonzero(acc >= 0.9 * full)
     out["labels_to_90"] = float(labels[hit[0]]) if len(hit) else math.nan
     return out
-
-
-def run_cell(env: dict, strategy: str, seed: int, policy: str | None = None) -> dict:
-    """One (task, strategy, seed) run, as a Ray task of platform.al_compare: the curve, the full-pool
-    accuracy, the summary figures and, for a learned policy, its decisions."""
-    cfg = active.ActiveConfig(**env)
-    full = full_accuracy(cfg, seed)
-    decisions = None
-    if strategy == "policy":
-        from trainables import al
-
-        decisions = al.Decisions()
-        curve = al.PolicyStrategy(al.load_policy(policy)).curve(cfg, seed, decisions)
-    else:
-        curve = episode(cfg, STRATEGIES[strategy](), seed)
-    start = len(active.Split.make(cfg, seed).start)
-    return {
-        "curve": [list(c) for c in curve],
-        "full": full,
-        "test": summarise(curve, full, start),
-        "decisions": None if decisions is None else np.asarray(decisions.rows).tolist(),
-    }

@@ -8,7 +8,7 @@ a history is shorter, and predicts a_t from the last token of step t before a_t;
 doubles as the output softmax. A rating head reads the last token of step t - 1 (which has not seen
 R_t) and predicts the rating of any item at step t.
 
-Evaluation (trainables/recsys.py) scores every item for the next step at once, conditioned on a
+Evaluation (trainables/recsys/protocol.py) scores every item for the next step at once, conditioned on a
 target return: logits - popularity_correction x log(1 + count) + rating_score x predicted rating.
 `tokens` ablates the sequence: "a" alone, without the rating head, is SASRec (search_spaces/dt.py).
 """
@@ -23,13 +23,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainables import baselines, ratings, recsys, runtime, schedules
 from trainables import metrics as m
+from trainables import runtime, schedules
 from trainables.config import ConfigError, check_range, from_dict, to_dict
+from trainables.recsys import baselines, protocol, ratings
 
 
 @dataclasses.dataclass(frozen=True)
-class DTConfig(recsys.DataConfig):
+class DTConfig(protocol.DataConfig):
     # --- model
     tokens: str = "rsa"
     """Tokens per step: any of r (return-to-go), s (state), a (action); "a" alone is a SASRec-like baseline."""
@@ -128,14 +129,14 @@ ARCHITECTURE_FIELDS = ("tokens", "context_length", "layers", "heads", "width", "
 
 def parse(config: dict) -> DTConfig:
     """The config, validated: the driver's preflight and the trial's setup both call this (the
-    data itself is checked by `recsys.load_split`)."""
+    data itself is checked by `protocol.load_split`)."""
     return from_dict(DTConfig, config, "dt")
 
 
 def check(config: dict) -> DTConfig:
     """Driver-side preflight: the config parses and the data loads and splits. Raises ConfigError."""
     cfg = parse(config)
-    recsys.load_split(cfg)
+    protocol.load_split(cfg)
     return cfg
 
 
@@ -172,7 +173,7 @@ class DecisionTransformer(nn.Module):
         # Row n_items: "not chosen yet" (the action being predicted); row n_items + 1: left padding.
         self.item_emb = nn.Embedding(n_items + 2, cfg.width)
         self.return_emb = nn.Linear(1, cfg.width)
-        self.state_emb = nn.Linear(recsys.STATE_DIM, cfg.width)
+        self.state_emb = nn.Linear(protocol.STATE_DIM, cfg.width)
         self.time_emb = nn.Embedding(cfg.max_timestep, cfg.width)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
@@ -254,17 +255,17 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         self.generator = torch.Generator().manual_seed(cfg.seed)  # batch order, CPU so it is portable
         self.step_count = 0
 
-        _, split = recsys.load_split(cfg)
+        _, split = protocol.load_split(cfg)
         self.split, self.n_items = split, split.n_items
-        self.score_metric = recsys.score_metric(split)
+        self.score_metric = protocol.score_metric(split)
         train, dev = split.train, self.device
         # Left-padded (S, K - 1 + L) tensors: the window that ends at step e of a history is columns
         # e .. e + K - 1, so short histories and the first steps of long ones train too.
         pad = cfg.context_length - 1
         self.pad_item = self.n_items + 1  # the embedding row of left padding
         items = np.where(train.items >= 0, train.items, self.pad_item)
-        returns = self._scale_returns(recsys.horizon_returns(train.ratings, train.lengths, cfg.return_horizon))
-        states = recsys.running_state(train.ratings, train.lengths, cfg.max_timestep)[:, :-1]
+        returns = self._scale_returns(protocol.horizon_returns(train.ratings, train.lengths, cfg.return_horizon))
+        states = protocol.running_state(train.ratings, train.lengths, cfg.max_timestep)[:, :-1]
         self.train_items = torch.as_tensor(_left_pad(items, pad, self.pad_item), device=dev)
         targets = np.where(train.items >= 0, train.items, IGNORE)
         self.train_targets = torch.as_tensor(_left_pad(targets, pad, IGNORE), device=dev)
@@ -336,7 +337,7 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
             losses.append(loss.detach())
             self.step_count += 1
         elapsed = time.perf_counter() - start
-        evaluation = recsys.evaluate(self.scores, self.split.valid, self.split.vocabulary, m.VALID)
+        evaluation = protocol.evaluate(self.scores, self.split.valid, self.split.vocabulary, m.VALID)
         result = {
             m.TRAIN_LOSS: torch.stack(losses).mean().item(),
             m.TRAIN_GRAD_NORM: torch.stack(norms).mean().item(),
@@ -356,7 +357,7 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def scores(self, context: recsys.Sequences) -> np.ndarray:
+    def scores(self, context: protocol.Sequences) -> np.ndarray:
         """(U, I) next-item scores for users with `context` histories, conditioned on the target
         return: logits - popularity_correction x log(1 + training count)."""
         cfg, dev, k = self.cfg, self.device, self.cfg.context_length
@@ -367,10 +368,10 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         items = _left_pad(items, k - 1, self.pad_item, extra=1)
         items[np.arange(context.count), n + k - 1] = self.n_items  # "not chosen yet"
         target = cfg.target_return_scale * cfg.return_horizon * ratings.MAX_RATING
-        returns = recsys.horizon_returns(context.ratings, n, cfg.return_horizon)
+        returns = protocol.horizon_returns(context.ratings, n, cfg.return_horizon)
         returns = _left_pad(self._scale_returns(returns), k - 1, 0.0, extra=1)
         returns[np.arange(context.count), n + k - 1] = self._scale_returns(np.float32(target))
-        states = _left_pad(recsys.running_state(context.ratings, n, cfg.max_timestep), k - 1, 0.0)
+        states = _left_pad(protocol.running_state(context.ratings, n, cfg.max_timestep), k - 1, 0.0)
         steps = torch.as_tensor(np.maximum(cols - (k - 1), 0), device=dev)
         pooled = None
         if self.pooling:
@@ -394,7 +395,7 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
     def test(self) -> dict:
         """The test figures of the current weights, and of popularity and random on the same users:
         called once, on the selected trial, by the driver."""
-        figures = recsys.evaluate(self.scores, self.split.test, self.split.vocabulary, m.TEST)
+        figures = protocol.evaluate(self.scores, self.split.test, self.split.vocabulary, m.TEST)
         return {**figures, **baselines.reference(self.split, self.cfg.data_seed, m.TEST)}
 
     def _scale_returns(self, returns: np.ndarray) -> np.ndarray:

@@ -13,8 +13,9 @@ import numpy as np
 import ray.tune
 
 from trainables import metrics as m
-from trainables import rl, runtime, schedules
+from trainables import runtime, schedules
 from trainables.config import ConfigError, check_range, from_dict, to_dict
+from trainables.rl import common
 
 # Clip ranges for envs whose observation space is unbounded in some dimension (CartPole's
 # velocities are +-inf): cart position, cart velocity, pole angle, pole angular velocity.
@@ -25,7 +26,7 @@ KNOWN_BOUNDS = {
 
 
 @dataclasses.dataclass(frozen=True)
-class QTableConfig(rl.RLConfig):
+class QTableConfig(common.RLConfig):
     buckets: list = dataclasses.field(default_factory=lambda: [3, 3, 8, 8])
     """Buckets per observation dimension; 1 ignores a dimension."""
     obs_low: list = dataclasses.field(default_factory=list)
@@ -88,8 +89,8 @@ def parse(config: dict) -> QTableConfig:
     """The config, validated (the driver's preflight and the trial's setup): a Box/Discrete env,
     finite clip ranges, a table that fits in memory."""
     cfg = from_dict(QTableConfig, config, "qtable")
-    obs_space, _ = rl.check_discrete_env(cfg.env, "qtable", cfg.env_config)
-    rl.vectorize_mode(cfg.env, cfg.vectorization)
+    obs_space, _ = common.check_discrete_env(cfg.env, "qtable", cfg.env_config)
+    common.vectorize_mode(cfg.env, cfg.vectorization)
     bounds(cfg, obs_space)
     states = int(np.prod(cfg.buckets))
     if states > 10_000_000:
@@ -100,17 +101,17 @@ def parse(config: dict) -> QTableConfig:
 class QTableTrainable(ray.tune.Trainable):
     def setup(self, config: dict):
         cfg = self.cfg = parse(config)
-        obs_space, act_space = rl.spaces(cfg.env, cfg.env_config)
+        obs_space, act_space = common.spaces(cfg.env, cfg.env_config)
         self.low, self.high = bounds(cfg, obs_space)
         self.buckets = np.asarray(cfg.buckets)
         self.n_actions = int(act_space.n)
         self.rng = runtime.seed_everything(cfg.seed)
         self.q = np.zeros((int(np.prod(self.buckets)), self.n_actions))  # (states, actions)
-        self.rollout = rl.Rollout(
+        self.rollout = common.Rollout(
             cfg.env, cfg.num_envs, cfg.vectorization, int(self.rng.integers(2**31)), cfg.env_config
         )
         self.updates = 0
-        self.evaluation = rl.Evaluation(cfg)
+        self.evaluation = common.Evaluation(cfg)
 
     def state_index(self, obs: np.ndarray) -> np.ndarray:
         """(E, obs_dim) observations -> (E,) flat table rows."""
@@ -122,7 +123,7 @@ class QTableTrainable(ray.tune.Trainable):
         return self.q[self.state_index(obs)].argmax(1)
 
     def epsilon(self) -> float:
-        return rl.exploration(self.cfg.epsilon, self.cfg.epsilon_unit, self.cfg.epsilon_horizon, self.rollout)
+        return common.exploration(self.cfg.epsilon, self.cfg.epsilon_unit, self.cfg.epsilon_horizon, self.rollout)
 
     def progress(self) -> float:
         """Fraction of training done: what lr_schedule is evaluated on."""

@@ -108,7 +108,7 @@ class Oracle:
 
 @dataclasses.dataclass
 class Embedding:
-    """A trained embedding model (trainables/music.py): the unplayed track with the highest predicted
+    """A trained embedding model (trainables/music/embedding.py): the unplayed track with the highest predicted
     listened fraction given the session's last and first tracks and its artists' plays."""
 
     context: np.ndarray  # (T, k) last track

@@ -25,9 +25,9 @@ from collections.abc import Callable
 import numpy as np
 
 from trainables import metrics as m
-from trainables import ratings
 from trainables.config import ConfigError, check_range
-from trainables.ratings import MAX_RATING, MIN_RATING, DataError, Ratings
+from trainables.recsys import ratings
+from trainables.recsys.ratings import MAX_RATING, MIN_RATING, DataError, Ratings
 
 TOP_N = 10  # the cut-off of every @10 metric (metrics.HR, NDCG, COVERAGE)
 LIKED = 4.0  # a target rated at least this is "liked"

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from envs import active
-from trainables import al_strategies, runtime, schedules
 from trainables import metrics as m
+from trainables import runtime, schedules
+from trainables.active import strategies
 from trainables.config import ConfigError, check_range, from_dict, to_dict
 from trainables.stats import confidence_interval
 
@@ -153,10 +154,10 @@ def load_policy(checkpoint: str) -> Callable[[np.ndarray], np.ndarray]:
         model = Scorer(state["config"]["hidden"], state["config"].get("prior", 0.0))
         model.load_state_dict(state["model"])
         return scorer_actions(model.eval())
-    from trainables import rllib_algorithm
+    from trainables.rl import rllib
 
-    module = rllib_algorithm.module_from_checkpoint(checkpoint)
-    return lambda obs: rllib_algorithm.greedy_actions(module, obs)
+    module = rllib.module_from_checkpoint(checkpoint)
+    return lambda obs: rllib.greedy_actions(module, obs)
 
 
 def scorer_actions(model: Scorer) -> Callable[[np.ndarray], np.ndarray]:
@@ -245,7 +246,7 @@ class ActiveLearningTrainable(ray.tune.Trainable):
     def _margin(self, dataset: str, split: int) -> list:
         key = (dataset, split)
         if key not in self.margin_cache:
-            curve = al_strategies.episode(self.cfg.env(dataset), al_strategies.Uncertainty("margin"), split)
+            curve = strategies.episode(self.cfg.env(dataset), strategies.Uncertainty("margin"), split)
             self.margin_cache[key] = curve
         return self.margin_cache[key]
 
@@ -256,8 +257,8 @@ class ActiveLearningTrainable(ray.tune.Trainable):
             env = self.cfg.env(dataset)
             for i in range(self.cfg.valid_seeds):
                 split = VALID_SEED + i
-                mine = al_strategies.summarise(policy.curve(env, split), 1.0, self.cfg.start, split=1)["aulc"]
-                ref = al_strategies.summarise(self._margin(dataset, split), 1.0, self.cfg.start, split=1)["aulc"]
+                mine = strategies.summarise(policy.curve(env, split), 1.0, self.cfg.start, split=1)["aulc"]
+                ref = strategies.summarise(self._margin(dataset, split), 1.0, self.cfg.start, split=1)["aulc"]
                 diffs.append(mine - ref)
                 aulcs.append(mine)
         return {m.SCORE: float(np.mean(diffs)), "valid/aulc": float(np.mean(aulcs)),
@@ -270,11 +271,11 @@ class ActiveLearningTrainable(ray.tune.Trainable):
         mine, margin, rand = [], [], []
         for i in range(cfg.test_seeds):
             split = TEST_SEED + i
-            full = al_strategies.full_accuracy(env, split)
-            mine.append(al_strategies.summarise(policy.curve(env, split), full, cfg.start)["aulc"])
-            margin.append(al_strategies.summarise(al_strategies.episode(env, al_strategies.Uncertainty("margin"),
+            full = strategies.full_accuracy(env, split)
+            mine.append(strategies.summarise(policy.curve(env, split), full, cfg.start)["aulc"])
+            margin.append(strategies.summarise(strategies.episode(env, strategies.Uncertainty("margin"),
                                                                         split), full, cfg.start)["aulc"])  # fmt: skip
-            rand.append(al_strategies.summarise(al_strategies.episode(env, al_strategies.Random(), split), full,
+            rand.append(strategies.summarise(strategies.episode(env, strategies.Random(), split), full,
                                                 cfg.start)["aulc"])  # fmt: skip
         mine, margin, rand = map(np.asarray, (mine, margin, rand))
         out = {"test/aulc": mine.mean(), "test/margin_aulc": margin.mean(), "test/random_aulc": rand.mean()}

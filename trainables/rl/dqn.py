@@ -19,13 +19,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainables import metrics as m
-from trainables import rl, runtime, schedules
+from trainables import runtime, schedules
 from trainables.config import ConfigError, check_range, from_dict, to_dict
-from trainables.replay import NStep, PrioritizedReplayBuffer, ReplayBuffer
+from trainables.rl import common
+from trainables.rl.replay import NStep, PrioritizedReplayBuffer, ReplayBuffer
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNConfig(rl.RLConfig):
+class DQNConfig(common.RLConfig):
     # --- reward shaping (CartPole only; training reward only, evaluation always uses the env's reward)
     shape_angle: float = 0.0
     """Penalty per step x |pole angle| / angle limit."""
@@ -130,8 +131,8 @@ def parse(config: dict) -> DQNConfig:
     """The config, validated: the driver's preflight and the trial's setup both call this.
     The env must have a flat Box observation and Discrete actions, and vectorize as asked."""
     cfg = from_dict(DQNConfig, config, "dqn")
-    rl.check_discrete_env(cfg.env, "dqn", cfg.env_config)
-    rl.vectorize_mode(cfg.env, cfg.vectorization)
+    common.check_discrete_env(cfg.env, "dqn", cfg.env_config)
+    common.vectorize_mode(cfg.env, cfg.vectorization)
     shaping(cfg)
     return cfg
 
@@ -267,7 +268,7 @@ def flat_optimizer_state(state: dict) -> dict:
 class DQNTrainable(ray.tune.Trainable):
     def setup(self, config: dict):
         cfg = self.cfg = parse(config)
-        obs_space, act_space = rl.spaces(cfg.env, cfg.env_config)
+        obs_space, act_space = common.spaces(cfg.env, cfg.env_config)
         self.shaping = shaping(cfg)
         cpus, gpus = runtime.trial_share(self)
         runtime.set_torch_threads(cfg.torch_threads, cpus)
@@ -289,12 +290,12 @@ class DQNTrainable(ray.tune.Trainable):
             else ReplayBuffer(cfg.buffer_size, self.obs_dim, self.rng)
         )
         self.nstep = NStep(cfg.n_step, cfg.gamma)
-        self.rollout = rl.Rollout(
+        self.rollout = common.Rollout(
             cfg.env, cfg.num_envs, cfg.vectorization, int(self.rng.integers(2**31)), cfg.env_config
         )
         self.updates = 0
         self.update_credit = 0.0
-        self.evaluation = rl.Evaluation(cfg)
+        self.evaluation = common.Evaluation(cfg)
 
     # ------------------------------------------------------------------ schedules
 
@@ -303,7 +304,7 @@ class DQNTrainable(ray.tune.Trainable):
         return self.rollout.env_steps / self.cfg.total_env_steps
 
     def epsilon(self) -> float:
-        return rl.exploration(self.cfg.epsilon, self.cfg.epsilon_unit, self.cfg.epsilon_horizon, self.rollout)
+        return common.exploration(self.cfg.epsilon, self.cfg.epsilon_unit, self.cfg.epsilon_horizon, self.rollout)
 
     def learning_rate(self) -> float:
         return self.cfg.lr * schedules.value(self.cfg.lr_schedule, self.progress())
@@ -408,7 +409,7 @@ class DQNTrainable(ray.tune.Trainable):
             m.TRAIN_SECONDS_UPDATING: update_seconds,
             m.TRAIN_SECONDS_STEPPING: train_seconds - update_seconds,
             m.TRAIN_ENV_STEPS_PER_S: cfg.steps_per_iteration / train_seconds,
-            m.TRAIN_PEAK_RSS_MB: rl.peak_rss_mb(),
+            m.TRAIN_PEAK_RSS_MB: common.peak_rss_mb(),
             **({m.TRAIN_PER_BETA: self.beta()} if cfg.prioritized else {}),
             **{m.HPARAM_PREFIX + name: getattr(cfg, name) for name in MUTABLE_FIELDS},
         }

@@ -1,7 +1,7 @@
 """`music`: an embedding recommender for the music simulator, trained offline on session logs.
 
 The log is what a logging policy (a uniformly random candidate of the simulator's candidate
-generator, trainables/music_arms.candidate_policy) made `log_users` users of population `log_seed`
+generator, trainables/music/arms.py:candidate_policy) made `log_users` users of population `log_seed`
 listen to. The model predicts the fraction of the next track listened to:
 
     logit = <context[last] + first_emb[first], target[next]> + bias[next] + repeat * plays(artist(next))
@@ -26,8 +26,9 @@ from torch import nn
 
 from envs import music
 from trainables import metrics as m
-from trainables import music_arms, runtime, schedules
+from trainables import runtime, schedules
 from trainables.config import ConfigError, check_range, from_dict, to_dict
+from trainables.music import arms
 
 MUTABLE_FIELDS = ("lr", "weight_decay")
 ARCHITECTURE_FIELDS = ("sim", "dim", "log_users", "log_seed", "log")
@@ -114,9 +115,7 @@ def load_log(cfg: MusicEmbedConfig) -> dict:
         if missing:
             raise ConfigError(f"log {cfg.log}: missing columns {sorted(missing)}")
         return {c: frame[c].to_numpy() for c in frame.columns}
-    outcome = music.simulate(
-        cfg.simulator, music_arms.candidate_policy(cfg.log_seed), cfg.log_seed, np.arange(cfg.log_users)
-    )
+    outcome = music.simulate(cfg.simulator, arms.candidate_policy(cfg.log_seed), cfg.log_seed, np.arange(cfg.log_users))
     return music.log_rows(outcome)
 
 
@@ -164,12 +163,12 @@ class ListenModel(nn.Module):
         query = self.context(last) + self.first(first)  # (B, dim)
         return (query * self.target(nxt)).sum(1) + self.bias(nxt).squeeze(1) + self.repeat * plays  # (B,)
 
-    def arm(self, seen: np.ndarray) -> music_arms.Embedding:
+    def arm(self, seen: np.ndarray) -> arms.Embedding:
         """The numpy recommender of the current weights; tracks the log never showed score -inf."""
         bias = _numpy(self.bias)[:, 0].copy()
         bias[~seen] = -np.inf
         tables = (_numpy(self.context), _numpy(self.first), _numpy(self.target))
-        return music_arms.Embedding(*tables, bias, float(self.repeat.detach()))
+        return arms.Embedding(*tables, bias, float(self.repeat.detach()))
 
 
 def _numpy(table: nn.Embedding) -> np.ndarray:
