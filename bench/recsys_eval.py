@@ -83,7 +83,7 @@ def run(path: Path, chunk: int) -> None:
     print(f"{shape}; load + split {seconds:.1f} s")
     models = {}
     for method in ("popularity", "itemknn", "ease"):
-        models[method], seconds = timed(lambda m=method: baselines.fit(baselines.BaselineConfig(method=m), split))
+        models[method], seconds = timed(lambda name=method: baselines.fit(baselines.BaselineConfig(method=name), split))
         print(f"fit {method:16s} {seconds:6.1f} s")
     # The DT's own scoring code on this split, weights as initialised (the cost does not depend on them).
     dt, seconds = timed(lambda: DecisionTransformerTrainable(config={"data": str(path)}))

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import envs
 from envs import active
-from trainables.active import benchmark, strategies
+from trainables.active import benchmark
+from trainables.active import strategies as al_strategies
 from trainables.config import ConfigError
 
 
@@ -30,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m platform.al_compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--datasets", default="digits", help=f"comma-separated, of {', '.join(active.DATASETS)}")
-    p.add_argument("--strategies", default=",".join(strategies.STRATEGIES), help="comma-separated")
+    p.add_argument("--strategies", default=",".join(al_strategies.STRATEGIES), help="comma-separated")
     p.add_argument("--k", default="10", help="batch sizes, comma-separated (e.g. 1,5,10,20)")
     p.add_argument("--budget", type=int, default=200)
     p.add_argument("--start", type=int, default=20)
@@ -88,9 +89,9 @@ def cells(args) -> list[tuple[dict, str, int]]:
     bad = [d for d in datasets if d not in active.DATASETS]
     if bad:
         raise ConfigError(f"--datasets: unknown {bad[0]!r}; choose from {', '.join(active.DATASETS)}")
-    bad = [s for s in strategies if s not in strategies.STRATEGIES]
+    bad = [s for s in strategies if s not in al_strategies.STRATEGIES]
     if bad:
-        raise ConfigError(f"--strategies: unknown {bad[0]!r}; choose from {', '.join(strategies.STRATEGIES)}")
+        raise ConfigError(f"--strategies: unknown {bad[0]!r}; choose from {', '.join(al_strategies.STRATEGIES)}")
     try:
         ks = [int(k) for k in args.k.split(",") if k]
     except ValueError:
