@@ -80,6 +80,9 @@ def problems(path: str | Path) -> list[str]:
 
 
 def main(paths: list[str]) -> int:
+    if {"-h", "--help"} & set(paths):
+        print(f"usage: python -m platform.clusters [YAML ...]\n\n{__doc__.strip()}")
+        return 0
     paths = paths or sorted(str(p) for p in Path("clusters").glob("*.yaml"))
     found = [line for path in paths for line in problems(path)]
     print("\n".join(found) if found else f"{len(paths)} cluster YAMLs ok")
