@@ -4,7 +4,7 @@
 
 All figures come from this one run on this machine: the plain loop, the Tune trial and the matmul
 peak are measured here, with the same torch thread count, so the ratios are comparable.
-The last lines printed are the figures recorded in the README.
+The last lines printed are the figures recorded in docs/performance.md.
 """
 
 import argparse

@@ -4,7 +4,7 @@ Every `python -m platform.X` command (a module of `platform/` with a `__main__` 
 its `--help`, taken from its argparse parser; `python -m platform.tune --list` and the
 `--show-config` of one recommender and one RL model are captured by running the command. Nothing in
 docs/cli.md is written by hand, so it cannot drift from the code unnoticed: `--check` compares the
-file with what the code prints now and exits 1, naming the file, when they differ.
+file with what the code prints and exits 1, naming the file, when they differ.
 """
 
 import argparse

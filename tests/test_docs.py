@@ -1,0 +1,117 @@
+"""The README is a front door and docs/ holds the rest: the CLI reference is generated and current,
+results pages say when and at which commit they were measured, links resolve, no diary words."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from platform import docs
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOC_PAGES = sorted((ROOT / "docs").glob("*.md"))
+# Pages that report no measured figure: the generated reference and the guides. Any other page is a
+# results page, so a page added later is checked by default.
+NOT_RESULTS = {"cli.md", "adding_a_model.md", "reports.md"}
+RESULTS_PAGES = [page for page in DOC_PAGES if page.name not in NOT_RESULTS]
+DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
+COMMIT = re.compile(r"commit `([0-9a-f]{7,40})`")
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+# Words that date a sentence by when it was written instead of by a date and a commit.
+DIARY = re.compile(r"\b(now|earlier|previously|used to)\b", re.IGNORECASE)
+
+
+def _name(page: Path) -> str:
+    return str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else page.name
+
+
+def _problems_in_links(page: Path) -> list[str]:
+    out = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):  # a URL or an anchor in the page
+            continue
+        path = target.split("#", 1)[0]
+        if not (page.parent / path).exists():
+            out.append(f"{_name(page)}: link {target} leads nowhere")
+    return out
+
+
+def _diary_words(page: Path) -> list[str]:
+    return [
+        f"{_name(page)}:{number}: {match.group(0)!r} in {line.strip()[:100]!r}"
+        for number, line in enumerate(page.read_text().splitlines(), 1)
+        for match in DIARY.finditer(line)
+    ]
+
+
+def _commit_exists(sha: str) -> bool:
+    done = subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=ROOT, capture_output=True)
+    return done.returncode == 0
+
+
+def test_cli_reference_is_generated_from_the_current_code(tmp_path):
+    problem = docs.check()
+    assert problem is None, problem
+    # and the check does notice a stale file, naming it
+    stale = tmp_path / "cli.md"
+    stale.write_text(docs.CLI_MD.read_text().replace("--show-config", "--show-konfig"))
+    message = docs.check(stale)
+    assert message is not None and str(stale) in message and "\n" not in message
+
+
+def test_cli_reference_covers_every_command():
+    text = docs.CLI_MD.read_text()
+    for name in docs.commands():
+        assert f"## python -m platform.{name}\n" in text, name
+    for model in docs.SHOW_CONFIG_MODELS:
+        assert f"python -m platform.tune {model} --show-config" in text, model
+    assert {"tune", "compare", "report", "ab", "al_compare", "al_report", "clusters"} <= set(docs.commands())
+
+
+def test_readme_is_a_front_door():
+    lines = README.read_text().splitlines()
+    assert len(lines) < 200, f"README.md has {len(lines)} lines; move detail to docs/"
+    text = README.read_text()
+    # the test line CI runs (.ci/run) and the quick start
+    assert "python -m pytest" in text and "python -m platform.tune dt" in text
+    assert "docs/cli.md" in text
+
+
+@pytest.mark.parametrize("page", RESULTS_PAGES, ids=lambda page: page.name)
+def test_results_page_is_dated_and_names_commits_that_exist(page):
+    text = page.read_text()
+    assert DATE.search(text), f"{page.name}: no date (YYYY-MM-DD) for its figures"
+    commits = COMMIT.findall(text)
+    assert commits, f"{page.name}: names no commit its figures were measured at (commit `abc1234`)"
+    missing = [sha for sha in commits if not _commit_exists(sha)]
+    assert not missing, f"{page.name}: commits not in this repository's history: {missing}"
+
+
+def test_results_pages_exist():
+    assert len(RESULTS_PAGES) >= 5, [page.name for page in RESULTS_PAGES]
+
+
+def test_relative_links_resolve():
+    problems = [p for page in [README, *DOC_PAGES] for p in _problems_in_links(page)]
+    assert not problems, "\n".join(problems)
+
+
+def test_no_development_diary():
+    found = [w for page in [README, *DOC_PAGES] for w in _diary_words(page)]
+    assert not found, "date figures by day and commit instead:\n" + "\n".join(found)
+
+
+def test_the_checks_catch_what_they_look_for(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "See [a](missing.md), [b](there.md#part) and [c](https://example.org).\nIt is now faster than earlier.\n"
+    )
+    (tmp_path / "there.md").write_text("")
+    assert len(_diary_words(page)) == 2
+    problems = _problems_in_links(page)
+    assert len(problems) == 1 and "missing.md" in problems[0]
+    assert not _commit_exists("0" * 40)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert _commit_exists(head)
