@@ -17,11 +17,11 @@ def test_tsv_remaps_ids_and_sorts_by_user_then_time(tmp_path):
     path = write(tmp_path, "r.tsv", "u9 i5 4 2\nu9 i7 5 1\nu2 i5 3 7\n\nu2\ti1\t1\t3\n")
     data = ratings.load(path)
     assert (data.n_users, data.n_items) == (2, 3)
-    assert data.users.tolist() == [0, 0, 1, 1]
-    assert data.timesteps.tolist() == [1, 2, 3, 7]
-    assert data.ratings.tolist() == [5, 4, 1, 3]
-    assert data.items[1] == data.items[3] != data.items[0]  # i7, i5, i1, i5: one id for i5
-    assert data.user_ids.tolist() == ["u9", "u2"]
+    assert data.users.tolist() == [0, 0, 1, 1]  # indices follow the sorted ids: u2, then u9
+    assert data.timesteps.tolist() == [3, 7, 1, 2]
+    assert data.ratings.tolist() == [1, 3, 5, 4]
+    assert data.items.tolist() == [0, 1, 2, 1]  # i1, i5, i7, i5: one index for i5, in id order
+    assert data.user_ids.tolist() == ["u2", "u9"]
 
 
 def test_goodreads_drops_unrated_and_keeps_file_order(tmp_path):
@@ -34,7 +34,7 @@ def test_goodreads_drops_unrated_and_keeps_file_order(tmp_path):
 def test_movielens_half_stars_and_timestamps(tmp_path):
     text = "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n1,1029,0.5,1260759100\n2,31,4.0,5\n"
     data = ratings.load(write(tmp_path, "ratings.csv", text))
-    assert data.ratings.tolist() == [1.0, 2.5, 4.0]  # sorted by time within user; 0.5 floors at 1
+    assert data.ratings.tolist() == [0.5, 2.5, 4.0]  # sorted by time within user; half stars kept
     assert "movielens" in data.source
 
 
@@ -46,7 +46,7 @@ def test_movielens_half_stars_and_timestamps(tmp_path):
         ("bad.tsv", "u1 i1 4 1\nu1 i2 four 2\n", r"line 2, column 'rating': expected a number, got 'four'"),
         ("short.tsv", "u1 i1 4 1\nu1 i2 5\n", r"line 2: column 'timestep' is missing"),
         ("long.tsv", "u1 i1 4 1\nu1 i2 5 2 9\n", r"line 2: expected 4 columns, found 5"),
-        ("range.tsv", "u1 i1 4 1\nu1 i2 7 2\n", r"line 2, column 'rating': rating 7 is outside \[1, 5\]"),
+        ("range.tsv", "u1 i1 4 1\nu1 i2 7 2\n", r"line 2, column 'rating': rating 7 is outside \[0.5, 5\]"),
         ("ml.csv", "userId,movieId,rating\n1,2,3\n", "missing column 'timestamp'"),
         ("ml2.csv", "userId,movieId,rating,timestamp\n1,2,9,4\n", r"line 2, column 'rating': rating 9"),
         ("gr.csv", "user_id,book_id,is_read,rating,is_reviewed\n", "header but no interactions"),

@@ -24,6 +24,10 @@ USERS = "users"
 TRUE_RATING = "true_rating"  # synthetic data: true expected rating of the top 10
 TRUE_RATING_NORM = "true_rating_norm"  # the same, random 0, oracle 1
 EVAL_SECONDS = "eval/seconds"
+# Bad input counted rather than hidden (protocol.evaluate): NaN or infinite scores of rankable
+# items (ranked last), and targets the user had already interacted with (a miss by the protocol).
+NONFINITE_SCORES = "nonfinite_scores"
+REPEATED_TARGETS = "repeated_targets"
 
 # Reinforcement learning (dqn, qtable, RLlib baselines): greedy evaluation, no exploration, the
 # environment's own reward. The score is EVAL_RETURN_MEAN.

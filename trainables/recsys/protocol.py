@@ -12,11 +12,23 @@ Protocol (`split`):
          evaluated on its last interaction; everyone's history up to it is training.
   auto   users on synthetic data, loo on a file.
 
-Every recommender is scored the same way: a (users x items) score matrix per chunk of users; the
-user's context items and every item that never occurs in training are excluded (the vocabulary is
-the training data's); the target's rank among all remaining items gives HR@10, NDCG@10 and MRR
-(no sampled negatives). On synthetic data the true expected rating of the top 10 is normalised so
+Every recommender is scored the same way: a (users x items) score matrix per chunk of users (at
+most EVAL_CELLS scores at once, so memory does not grow with the number of users); the user's
+context items and every item that never occurs in training are excluded (the vocabulary is the
+training data's); the target's rank among all remaining items gives HR@10, NDCG@10 and MRR (no
+sampled negatives). On synthetic data the true expected rating of the top 10 is normalised so
 that random is 0 and the oracle 1.
+
+Bad input:
+  - A NaN or infinite score counts against the model wherever it is (pessimistic): a non-finite
+    target ranks last among the user's rankable items, a non-finite non-target ranks ahead of the
+    target (left out, it would lift the target: the optimism this rule removes) and is never
+    recommended (coverage). They are counted in `nonfinite_scores` (rankable items, all users).
+  - A target the user already interacted with (it is in their context: a re-consumption) is a
+    miss: the context is excluded from ranking whatever the target, since exempting only the
+    target would tell the model which history item it is. Such users stay in the averages and
+    are counted in `repeated_targets`. MovieLens holds one rating per (user, item): none occur.
+  - Fewer than TOP_N items in the training vocabulary is a DataError: @10 metrics need 10.
 """
 
 import dataclasses
@@ -33,6 +45,7 @@ TOP_N = 10  # the cut-off of every @10 metric (metrics.HR, NDCG, COVERAGE)
 LIKED = 4.0  # a target rated at least this is "liked"
 STATE_DIM = 3  # running mean rating, last rating, log position; see `running_state`
 SPLITS = ("auto", "loo", "time", "users")
+EVAL_CELLS = 1 << 22  # scores held at once during evaluation: users per chunk = EVAL_CELLS // items
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +53,12 @@ class DataConfig:
     """The data settings every recommender shares (subclassed by each model's config)."""
 
     data: str = "synthetic"
-    """"synthetic" (generated with sequential structure and ground truth, cached) or the path of a ratings file."""
+    """"synthetic" (generated with sequential structure and ground truth, cached), a public dataset by
+    name (ml-100k, ml-1m, ml-20m, ml-latest-small: downloaded once into $TUNELAB_DATA or
+    ~/.cache/tunelab) or the path of a ratings file."""
     data_format: str = "auto"
-    """auto, tsv (user item rating timestep), goodreads or movielens."""
+    """auto, tsv (u.data: user item rating timestamp), dat (ratings.dat, ::), movielens (ratings.csv),
+    recbole (.inter) or goodreads."""
     synthetic_users: int = 3000
     """Users in the synthetic data."""
     synthetic_items: int = 400
@@ -63,8 +79,8 @@ class DataConfig:
     """Shuffle the order of every training history (an ablation: what does order carry?)."""
 
     def __post_init__(self):
-        if self.data_format not in ("auto", "tsv", "goodreads", "movielens"):
-            raise ValueError(f"data_format must be auto, tsv, goodreads or movielens, got {self.data_format!r}")
+        if self.data_format not in ratings.FORMATS:
+            raise ValueError(f"data_format must be one of {', '.join(ratings.FORMATS)}, got {self.data_format!r}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         check_range(self, "[10, inf)", "synthetic_users")
@@ -135,7 +151,13 @@ def load_split(cfg: DataConfig) -> tuple[Ratings, Split]:
     """The dataset and its split; any problem with the data is a ConfigError naming it."""
     try:
         data = load(cfg)
-        return data, make_split(data, cfg)
+        split = make_split(data, cfg)
+        if split.vocabulary.sum() < TOP_N:
+            raise DataError(
+                f"{data.source}: {split.vocabulary.sum()} items occur in training; ranking @{TOP_N} needs at "
+                f"least {TOP_N}: use data with a larger catalogue"
+            )
+        return data, split
     except DataError as err:
         raise ConfigError(str(err)) from None
 
@@ -285,6 +307,8 @@ def exclusion_mask(context: Sequences, vocabulary: np.ndarray) -> np.ndarray:
 
 def top_n(scores: np.ndarray, n: int = TOP_N) -> np.ndarray:
     """(U, n) the highest-scoring items per row, best first (exclusions already set to -inf)."""
+    if scores.shape[1] < n:
+        raise DataError(f"a catalogue of {scores.shape[1]} items cannot fill a top {n}; use at least {n} items")
     part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
@@ -293,25 +317,35 @@ def top_n(scores: np.ndarray, n: int = TOP_N) -> np.ndarray:
 def evaluate(
     score_fn: Callable[[Sequences], np.ndarray], held: Heldout, vocabulary: np.ndarray, prefix: str, chunk: int = 1024
 ) -> dict:
-    """Full-ranking metrics of a recommender on `held`, `chunk` users at a time.
+    """Full-ranking metrics of a recommender on `held`, at most `chunk` users at a time.
 
     `score_fn(context rows) -> (rows, I)` scores; higher is better. A target the model cannot
     recommend (never in training, or already in the context) counts as a miss. Ties are broken
-    against the target, so a constant score earns nothing.
+    against the target, so a constant score earns nothing; non-finite scores rank last (see the
+    module's "Bad input").
     """
-    n_users = held.context.count
+    n_users, n_items = held.context.count, len(vocabulary)
+    chunk = max(1, min(chunk, EVAL_CELLS // max(n_items, 1)))
     ranks = np.empty(n_users)
-    recommended = np.zeros(len(vocabulary), dtype=bool)
+    recommended = np.zeros(n_items, dtype=bool)
+    nonfinite = repeated = 0
     true_model = true_random = true_oracle = 0.0
     for lo in range(0, n_users, chunk):
         rows = np.arange(lo, min(lo + chunk, n_users))
         exclude = exclusion_mask(held.context.rows(rows), vocabulary)
-        scores = np.where(exclude, -np.inf, np.asarray(score_fn(held.context.rows(rows)), dtype=np.float64))
-        target = scores[np.arange(len(rows)), held.targets[rows]]
-        rank = (scores > target[:, None]).sum(1) + (scores == target[:, None]).sum(1) - 1
-        ranks[rows] = np.where(np.isfinite(target), rank, np.inf)
+        raw = np.asarray(score_fn(held.context.rows(rows)), dtype=np.float64)
+        bad = ~np.isfinite(raw) & ~exclude  # (rows, I) rankable items without a usable score
+        nonfinite += int(bad.sum())
+        scores = np.where(exclude | bad, -np.inf, raw)
+        at = np.arange(len(rows)), held.targets[rows]
+        target, target_bad = scores[at], bad[at]
+        repeated += int((held.context.items[rows] == held.targets[rows][:, None]).any(1).sum())
+        # Ties and non-finite non-targets go against the target; a non-finite target ranks last.
+        rank = (scores > target[:, None]).sum(1) + (scores == target[:, None]).sum(1) - 1 + bad.sum(1)
+        last = (~exclude).sum(1) - 1
+        ranks[rows] = np.where(target_bad, last, np.where(np.isfinite(target), rank, np.inf))
         top = top_n(scores)
-        recommended[top.ravel()] = True
+        recommended[top[np.isfinite(np.take_along_axis(scores, top, 1))]] = True
         if held.truth is not None:
             truth = held.truth[rows]
             allowed = ~exclude
@@ -324,6 +358,8 @@ def evaluate(
         if k != m.USERS:
             out[m.split_metric(prefix, m.LIKED + k)] = v
     out[m.split_metric(prefix, m.COVERAGE)] = float(recommended.sum() / max(vocabulary.sum(), 1))
+    out[m.split_metric(prefix, m.NONFINITE_SCORES)] = nonfinite
+    out[m.split_metric(prefix, m.REPEATED_TARGETS)] = repeated
     if held.truth is not None:
         model, random, oracle = true_model / n_users, true_random / n_users, true_oracle / n_users
         out[m.split_metric(prefix, m.TRUE_RATING)] = float(model)

@@ -5,26 +5,47 @@ sorted by (user, timestep). Synthetic data also carries its ground truth (`Truth
 rating of every item for every user at every step of their history, so any recommendation can be
 scored exactly.
 
-Formats read by `load`:
-  tsv        header-less, whitespace or tab separated: user_id item_id rating timestep (1-5)
+Formats read by `load` (`auto` tells them apart by the first line):
+  tsv        header-less, whitespace or tab separated: user item rating timestamp (MovieLens-100K's u.data)
+  dat        header-less, `::` separated: user::item::rating::timestamp (MovieLens-1M/10M's ratings.dat)
+  movielens  ratings.csv with the header userId,movieId,rating,timestamp (MovieLens-20M/25M/latest)
+  recbole    RecBole's .inter: tab separated, header `user_id:token item_id:token rating:float
+             timestamp:float` (columns found by name, in any order; others ignored)
   goodreads  UCSD Goodreads interactions CSV: user_id,book_id,is_read,rating,is_reviewed;
              rating 0 means "not rated" and is dropped; no timestamps, so file order is time
-  movielens  ratings.csv: userId,movieId,rating,timestamp (0.5-5 in half stars)
+Ratings are kept as written, half stars included (0.5-5; goodreads 1-5).
+
+Named datasets (`DATASETS`: ml-100k, ml-1m, ml-20m, ml-latest-small) are downloaded once from
+GroupLens into $TUNELAB_DATA (default ~/.cache/tunelab)/<name>/<ratings file>, checked, and read
+from there; offline, the error says which file to put where.
+
+Order: users, then time; interactions of one user with the same timestamp (MovieLens rates in
+batches: thousands of same-second ties) are ordered by `tie_keys`, a salted hash of what the
+interaction's user and item did (the timestamps and ratings of all their interactions), so the
+order, and with it which item is the test target, depends neither on the file's row order nor
+on the ids' values. User and item indices follow the sorted ids, so a shuffled file gives
+identical arrays.
 """
 
 import dataclasses
 import hashlib
+import io
 import os
 import re
+import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-MIN_RATING, MAX_RATING = 1.0, 5.0
+MIN_RATING, MAX_RATING = 1.0, 5.0  # the synthetic scale; the centre 3 of features and returns
+LOWEST_RATING = 0.5  # MovieLens half stars: kept, not clipped to MIN_RATING
 GOODREADS_HEADER = ["user_id", "book_id", "is_read", "rating", "is_reviewed"]
 MOVIELENS_HEADER = ["userId", "movieId", "rating", "timestamp"]
 TSV_COLUMNS = ["user_id", "item_id", "rating", "timestep"]
+RECBOLE_FIELDS = ["user_id", "item_id", "rating", "timestamp"]  # names before the ":type" suffix
+FORMATS = ("auto", "tsv", "dat", "movielens", "recbole", "goodreads")
 
 
 class DataError(ValueError):
@@ -35,8 +56,8 @@ class DataError(ValueError):
 class Ratings:
     users: np.ndarray  # (N,) int64 user index in [0, n_users)
     items: np.ndarray  # (N,) int64 item index in [0, n_items)
-    ratings: np.ndarray  # (N,) float32 in [1, 5]
-    timesteps: np.ndarray  # (N,) int64, non-decreasing within a user
+    ratings: np.ndarray  # (N,) float32 in [0.5, 5] (synthetic: 1-5)
+    timesteps: np.ndarray  # (N,) int64 (float64 where a file has fractional times), non-decreasing within a user
     n_users: int
     n_items: int
     source: str
@@ -183,13 +204,123 @@ def _synthetic_from_arrays(a: dict, spec: SyntheticSpec) -> Ratings:
     )
 
 
+# ----------------------------------------------------------------------------- named datasets
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A public archive holding one ratings file."""
+
+    name: str
+    url: str  # the zip archive
+    member: str  # the ratings file inside it
+    fmt: str
+    md5: str | None  # of the archive; None where the archive changes between releases
+    interactions: int | None  # rows of the ratings file; None where it changes between releases
+
+    @property
+    def filename(self) -> str:
+        return self.member.rsplit("/", 1)[-1]
+
+
+GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
+# The md5 sums are those GroupLens publishes beside each archive (<archive>.zip.md5), as quoted by
+# eli-osherovich/papers_with_code (datasets/movielens/dl_config.py); they could not be fetched
+# from GroupLens itself where this was written (no network). ml-latest-small is re-released
+# (its archive and size change), so it is checked by format only. Interaction counts are from
+# each archive's README.
+DATASETS = {
+    d.name: d
+    for d in [
+        Dataset(
+            "ml-100k", GROUPLENS + "ml-100k.zip", "ml-100k/u.data", "tsv", "0e33842e24a9c977be4e0107933c0723", 100_000
+        ),
+        Dataset(
+            "ml-1m", GROUPLENS + "ml-1m.zip", "ml-1m/ratings.dat", "dat", "c4d9eecfca2ab87c1945afe126590906", 1_000_209
+        ),
+        Dataset(
+            "ml-20m",
+            GROUPLENS + "ml-20m.zip",
+            "ml-20m/ratings.csv",
+            "movielens",
+            "cd245b17a1ae2cc31bb14903e1204af3",
+            20_000_263,
+        ),
+        Dataset(
+            "ml-latest-small", GROUPLENS + "ml-latest-small.zip", "ml-latest-small/ratings.csv", "movielens", None, None
+        ),
+    ]
+}
+DOWNLOAD_TIMEOUT_S = 30
+
+
+def data_dir() -> Path:
+    """Where named datasets live: $TUNELAB_DATA, else ~/.cache/tunelab."""
+    return Path(os.environ.get("TUNELAB_DATA") or Path.home() / ".cache" / "tunelab").expanduser()
+
+
+def fetch(dataset: Dataset, root: Path | None = None) -> Path:
+    """The dataset's ratings file in the cache, downloaded and checked the first time.
+
+    $TUNELAB_DATA_URL replaces the GroupLens address (a mirror, or a test's unreachable one)."""
+    target = (root or data_dir()) / dataset.name / dataset.filename
+    if target.is_file():
+        return target
+    url = dataset.url
+    if os.environ.get("TUNELAB_DATA_URL"):
+        url = os.environ["TUNELAB_DATA_URL"].rstrip("/") + "/" + url.rsplit("/", 1)[-1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            archive = response.read()
+    except (OSError, ValueError) as err:  # URLError and timeouts are OSErrors
+        reason = getattr(err, "reason", err)
+        raise DataError(
+            f"{dataset.name} is not in {target} and could not be downloaded from {url} ({reason}): "
+            f"put {dataset.filename} from {dataset.url} there"
+        ) from None
+    if dataset.md5 is not None and hashlib.md5(archive).hexdigest() != dataset.md5:
+        raise DataError(
+            f"{url}: md5 {hashlib.md5(archive).hexdigest()} is not the published {dataset.md5}; "
+            f"download it again, or put {dataset.filename} from {dataset.url} in {target.parent}"
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive)) as z:
+            content = z.read(dataset.member)
+    except (zipfile.BadZipFile, KeyError) as err:
+        raise DataError(f"{url}: not a zip archive holding {dataset.member} ({err})") from None
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")  # write then rename: concurrent trials never see half a file
+    tmp.write_bytes(content)
+    os.replace(tmp, target)
+    return target
+
+
+def load_named(dataset: Dataset | str, root: Path | None = None) -> Ratings:
+    """A public dataset (a Dataset, or a name in DATASETS), from the cache or downloaded once."""
+    dataset = DATASETS[dataset] if isinstance(dataset, str) else dataset
+    name = dataset.name
+    path = fetch(dataset, root)
+    data = load(path, dataset.fmt)
+    if dataset.interactions is not None and len(data.users) != dataset.interactions:
+        raise DataError(
+            f"{path}: {len(data.users)} interactions where {name} has {dataset.interactions}; it is not the "
+            f"published file: delete it to download {name} again, or pass it by path (--set data=PATH)"
+        )
+    return dataclasses.replace(data, source=f"{name} ({path})")
+
+
 # ----------------------------------------------------------------------------- real files
 
 
 def detect_format(path: Path) -> str:
-    """tsv unless the first line is a CSV header; a header close to a known one still picks that
-    format, so a missing column is reported by name rather than as a parse error."""
+    """From the first line: `::` is dat, `name:type` fields are recbole, no comma is tsv, else a
+    CSV header; a header close to a known one still picks that format, so a missing column is
+    reported by name rather than as a parse error."""
     first = _first_line(path)
+    if "::" in first:
+        return "dat"
+    if any(f.split(":", 1)[0] in RECBOLE_FIELDS and ":" in f for f in first.split("\t")):
+        return "recbole"
     if "," not in first:
         return "tsv"
     fields = {f.strip() for f in first.split(",")}
@@ -199,32 +330,42 @@ def detect_format(path: Path) -> str:
         return "goodreads"
     raise DataError(
         f"{path}: line 1: unrecognized header {first!r}; expected {','.join(MOVIELENS_HEADER)} (MovieLens), "
-        f"{','.join(GOODREADS_HEADER)} (Goodreads), or no header and 4 whitespace-separated columns"
+        f"{','.join(GOODREADS_HEADER)} (Goodreads), a RecBole .inter header, or no header and 4 columns "
+        "separated by whitespace or ::"
     )
 
 
 def load(path: str | os.PathLike, fmt: str = "auto") -> Ratings:
     """Reads a rating file; any problem is a DataError naming the file, line and column."""
+    if isinstance(path, str) and path in DATASETS:
+        return load_named(path)
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DataError(f"{path}: no such file; pass an existing ratings file with --set data=PATH")
+        names = ", ".join(DATASETS)
+        raise DataError(f"{path}: no such file; pass an existing ratings file or a dataset name ({names})")
     fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt == "tsv":
-        frame = _read(path, sep=r"\s+", header=None, names=TSV_COLUMNS, first_line=1)
+    lo = LOWEST_RATING
+    if fmt in ("tsv", "dat"):
+        frame = _read(path, sep=r"\s+" if fmt == "tsv" else "::", header=None, names=TSV_COLUMNS, first_line=1)
         user, item, rating, time = TSV_COLUMNS
-        lo, hi = MIN_RATING, MAX_RATING
+    elif fmt == "recbole":
+        frame = _read(path, sep="\t", header=0, names=None, first_line=2)
+        frame.columns = [str(c).split(":", 1)[0] for c in frame.columns]
+        missing = [c for c in RECBOLE_FIELDS if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column {missing[0]!r}; a RecBole .inter header names {RECBOLE_FIELDS}")
+        user, item, rating, time = RECBOLE_FIELDS
     elif fmt == "goodreads":
         frame = _read(path, sep=",", header=0, names=None, first_line=2, expect=GOODREADS_HEADER)
         user, item, rating, time = "user_id", "book_id", "rating", None
-        lo, hi = 0.0, MAX_RATING  # 0 = unrated, dropped below
+        lo = 0.0  # 0 = unrated, dropped below
     elif fmt == "movielens":
         frame = _read(path, sep=",", header=0, names=None, first_line=2, expect=MOVIELENS_HEADER)
         user, item, rating, time = MOVIELENS_HEADER
-        lo, hi = 0.5, MAX_RATING
     else:
-        raise DataError(f"unknown data_format {fmt!r}; use auto, tsv, goodreads or movielens")
+        raise DataError(f"unknown data_format {fmt!r}; use one of {', '.join(FORMATS)}")
 
-    first_line = 1 if fmt == "tsv" else 2
+    first_line = 1 if fmt in ("tsv", "dat") else 2
     numeric = {}
     for column in [rating] + ([time] if time else []):
         values = pd.to_numeric(frame[column], errors="coerce")
@@ -237,31 +378,73 @@ def load(path: str | os.PathLike, fmt: str = "auto") -> Ratings:
             )
         numeric[column] = values.to_numpy(dtype=np.float64)
     ratings = numeric[rating]
-    out_of_range = np.flatnonzero((ratings < lo) | (ratings > hi))
+    out_of_range = np.flatnonzero((ratings < lo) | (ratings > MAX_RATING))
     if out_of_range.size:
         row = int(out_of_range[0])
         raise DataError(
-            f"{path}: line {row + first_line}, column {rating!r}: rating {ratings[row]:g} is outside [{lo:g}, {hi:g}]"
+            f"{path}: line {row + first_line}, column {rating!r}: rating {ratings[row]:g} is outside "
+            f"[{lo:g}, {MAX_RATING:g}]"
         )
     keep = ratings > 0 if fmt == "goodreads" else np.ones(len(frame), dtype=bool)
     if not keep.any():
         raise DataError(f"{path}: no rated interactions (every rating is 0 = unrated)")
-    timesteps = numeric[time] if time else np.arange(len(frame), dtype=np.float64)
-    frame = frame[keep]
-    user_codes, user_ids = pd.factorize(frame[user].astype(str), sort=False)
-    item_codes, _ = pd.factorize(frame[item].astype(str), sort=False)
-    ratings = np.clip(ratings[keep], MIN_RATING, MAX_RATING)  # MovieLens 0.5 counts as 1
-    order = np.lexsort((timesteps[keep], user_codes))  # by user, then time; stable for ties
+    # Goodreads has no timestamps: the file's order is the only time there is.
+    timesteps = numeric[time][keep] if time else np.arange(int(keep.sum()), dtype=np.float64)
+    if np.all(timesteps == np.round(timesteps)):
+        timesteps = timesteps.astype(np.int64)
+    ratings = ratings[keep]
+    # Indices follow the sorted ids (numbers when every id is a number), not the file's order.
+    user_codes, user_ids = pd.factorize(frame[user].to_numpy()[keep], sort=True)
+    item_codes, _ = pd.factorize(frame[item].to_numpy()[keep], sort=True)
+    order = np.lexsort((tie_keys(user_codes, item_codes, ratings, timesteps), timesteps, user_codes))
     return Ratings(
         users=user_codes[order].astype(np.int64),
         items=item_codes[order].astype(np.int64),
         ratings=ratings[order].astype(np.float32),
-        timesteps=timesteps[keep][order].astype(np.int64),
+        timesteps=timesteps[order],
         n_users=len(user_ids),
         n_items=int(item_codes.max()) + 1,
         source=f"{path} ({fmt})",
         user_ids=np.asarray(user_ids),
     )
+
+
+TIE_SALT = np.uint64(0x7475_6E65_6C61_6231)  # fixed: the tie order is part of the protocol
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 that scatters nearby inputs (wraps on purpose)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def tie_keys(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, timesteps: np.ndarray) -> np.ndarray:
+    """(N,) uint64 key that orders one user's same-timestamp interactions.
+
+    Each interaction hashes its (timestamp, rating); a user's and an item's signature is the sum
+    of their interactions' hashes (a multiset hash: no order, no ids); the key mixes the two with
+    a fixed salt. So the order is pseudo-random (not by popularity, rating or id) and the same
+    however the file's rows are ordered and its ids are spelt. Two items whose interactions carry
+    exactly the same timestamps and ratings are indistinguishable: between those, the sort is
+    stable (by item index)."""
+    with np.errstate(over="ignore"):
+        stamp = np.asarray(timesteps, dtype=np.float64).view(np.uint64)
+        value = np.asarray(ratings, dtype=np.float64).view(np.uint64)
+        row = _mix(stamp ^ _mix(value + TIE_SALT))
+        item_sig = _segment_sums(row, items)
+        user_sig = _segment_sums(row, users)
+        return _mix(item_sig[items] ^ _mix(user_sig[users] + TIE_SALT))
+
+
+def _segment_sums(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """(max(groups) + 1,) uint64 sum of `values` per group, modulo 2^64."""
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    out = np.zeros(int(groups.max()) + 1, dtype=np.uint64)
+    out[sorted_groups[starts]] = np.add.reduceat(values[order], starts)
+    return out
 
 
 def _first_line(path: Path) -> str:
@@ -273,17 +456,14 @@ def _first_line(path: Path) -> str:
 
 
 def _read(path: Path, sep: str, header, names, first_line: int, expect=None) -> pd.DataFrame:
+    """The file as a frame, columns typed by pandas (ids stay numbers when they are), with the C
+    parser: MovieLens-20M's 20M rows load in seconds and without a Python string per cell."""
     _first_line(path)  # raises on an empty file
+    source = path
+    if sep == "::":  # multi-character separators need the slow Python parser: make it one tab
+        source, sep = io.BytesIO(path.read_bytes().replace(b"::", b"\t")), "\t"
     try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            header=header,
-            names=names,
-            dtype=str,
-            skip_blank_lines=True,
-            engine="c" if sep == "," else "python",
-        )
+        frame = pd.read_csv(source, sep=sep, header=header, names=names, skip_blank_lines=True, engine="c")
     except pd.errors.ParserError as err:
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
         if match:
