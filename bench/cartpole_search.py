@@ -17,7 +17,6 @@ trial is in `<study>.trials.json`.
 """
 
 import argparse
-import importlib
 import json
 import multiprocessing
 import statistics
@@ -44,8 +43,9 @@ def run(model: str, seed: int, cap: float, overrides: dict) -> dict:
 
 
 def objective(trial: optuna.Trial, model: str, seeds: list[int], cap: float) -> float:
-    space = importlib.import_module(f"search_spaces.{model}").optuna_space
-    overrides = space(trial)
+    import search_spaces  # after the sys.path line above
+
+    overrides = search_spaces.get(model).space.suggest(trial)
     runs = [run(model, seed, cap, overrides) for seed in seeds]
     seconds = [r["wall_s"] if r["solved"] else cap for r in runs]
     trial.set_user_attr("seconds", seconds)

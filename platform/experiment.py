@@ -205,7 +205,7 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
             storage = optuna.storages.RDBStorage(f"sqlite:///{plan.local_dir / OPTUNA_DB}")
         searcher = ConfigOnlyOptunaSearch(
             keys=[f.name for f in dataclasses.fields(spec.config)],
-            space=DefineByRunSpace(spec.optuna_space, base, plan.pinned),
+            space=DefineByRunSpace(spec.space.suggest, base, plan.pinned),
             # With a define-by-run space TuneConfig's metric and mode never reach the searcher.
             metric=spec.metric,
             mode=spec.mode,

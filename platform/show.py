@@ -63,7 +63,7 @@ def optuna_distributions(spec: search_spaces.ModelSpec, samples: int = 200) -> d
     found: dict = {}
     for _ in range(samples):
         trial = study.ask()
-        spec.optuna_space(trial)
+        spec.space.suggest(trial)
         found.update(trial.distributions)
         study.tell(trial, 0.0)
     return dict(sorted(found.items()))

@@ -2,25 +2,9 @@
 
 import math
 
-from ray import tune
-
-from search_spaces import Budget, ModelSpec
+from search_spaces import Budget, Choice, Float, Int, ModelSpec, Space
 from trainables import metrics as m
 from trainables.rl import dqn
-
-# Around the defaults, and only what costs the same per iteration: a synchronous population waits
-# for its slowest member at every perturbation point, and with replay ratios 0.25-0.75 mutated the
-# members' iterations differed up to 2.4x (the population took 1.15x its ideal wall time,
-# bench/cartpole.py). The replay ratio ranked below all of these in the solve-time study's
-# importances (README); Optuna still searches it. A Polyak target updated every step: its weight
-# is what matters, not the period.
-PBT_MUTATIONS = {
-    "lr": tune.loguniform(5e-4, 5e-3),
-    "gamma": [0.97, 0.98, 0.99, 0.995],
-    "target_tau": tune.loguniform(0.02, 0.2),
-    "epsilon_horizon": [2_500, 5_000, 7_500, 10_000, 20_000],
-}
-assert set(PBT_MUTATIONS) <= set(dqn.MUTABLE_FIELDS)
 
 
 def epsilon_decay_per_episode(decay: float, floor: float, start: float = 1.0) -> dict:
@@ -37,39 +21,73 @@ def epsilon_decay_per_episode(decay: float, floor: float, start: float = 1.0) ->
     }
 
 
-def optuna_space(trial) -> dict:
+def layout(draw) -> dict:
     """Epsilon schedule (shape, floor, horizon, or the research's per-episode decay), learning rate and
     its schedule, replay, target network and architecture."""
-    style = trial.suggest_categorical("epsilon.style", ["linear", "exp", "cosine", "decay_per_episode"])
-    floor = trial.suggest_float("epsilon.end", 0.01, 0.1, log=True)
+    style = draw("epsilon.style")
+    floor = draw("epsilon.end")
     if style == "decay_per_episode":
-        exploration = epsilon_decay_per_episode(trial.suggest_categorical("epsilon.decay", [0.98, 0.99, 0.995]), floor)
+        exploration = epsilon_decay_per_episode(draw("epsilon.decay"), floor)
     else:
         exploration = {
             "epsilon": {"kind": style, "start": 1.0, "end": floor},
             "epsilon_unit": "steps",
-            "epsilon_horizon": trial.suggest_int("epsilon_horizon", 2_000, 20_000, log=True),
+            "epsilon_horizon": draw("epsilon_horizon"),
         }
-    lr_kind = trial.suggest_categorical("lr_schedule.kind", ["constant", "linear", "cosine"])
+    lr_kind = draw("lr_schedule.kind")
     lr_schedule = {"kind": lr_kind, "start": 1.0}
     if lr_kind != "constant":
-        lr_schedule["end"] = trial.suggest_float("lr_schedule.end", 0.05, 1.0, log=True)
-    target = trial.suggest_categorical("target", ["hard", "polyak"])
+        lr_schedule["end"] = draw("lr_schedule.end")
+    target = draw("target")
     return {
         **exploration,
-        "lr": trial.suggest_float("lr", 2e-4, 5e-3, log=True),
+        "lr": draw("lr"),
         "lr_schedule": lr_schedule,
-        "gamma": trial.suggest_categorical("gamma", [0.97, 0.98, 0.99, 0.995]),
-        "n_step": trial.suggest_int("n_step", 1, 5),
-        "batch_size": 2 ** trial.suggest_int("log2_batch_size", 6, 9),
-        "replay_ratio": trial.suggest_categorical("replay_ratio", [0.0625, 0.125, 0.25, 0.5]),
-        "learning_starts": trial.suggest_categorical("learning_starts", [250, 500, 1000, 2000]),
-        "prioritized": trial.suggest_categorical("prioritized", [False, True]),
-        "double_dqn": trial.suggest_categorical("double_dqn", [False, True]),
-        "target_tau": 1.0 if target == "hard" else trial.suggest_float("target_tau", 0.005, 0.1, log=True),
-        "target_every": trial.suggest_categorical("target_every", [50, 100, 250, 500]) if target == "hard" else 1,
-        "hidden": trial.suggest_categorical("hidden", [64, 128, 256]),
+        "gamma": draw("gamma"),
+        "n_step": draw("n_step"),
+        "batch_size": 2 ** draw("log2_batch_size"),
+        "replay_ratio": draw("replay_ratio"),
+        "learning_starts": draw("learning_starts"),
+        "prioritized": draw("prioritized"),
+        "double_dqn": draw("double_dqn"),
+        "target_tau": 1.0 if target == "hard" else draw("target_tau"),
+        "target_every": draw("target_every") if target == "hard" else 1,
+        "hidden": draw("hidden"),
     }
+
+
+SPACE = Space(
+    dimensions={
+        # PBT mutates these four, around the defaults, and only what costs the same per iteration: a
+        # synchronous population waits for its slowest member at every perturbation point, and with
+        # replay ratios 0.25-0.75 mutated the members' iterations differed up to 2.4x (the population
+        # took 1.15x its ideal wall time, bench/cartpole.py). The replay ratio ranked below all of these
+        # in the solve-time study's importances (README); Optuna still searches it. A Polyak target
+        # updated every step: its weight is what matters, not the period.
+        "lr": Float(5e-4, 5e-3, log=True),
+        "gamma": Choice((0.97, 0.98, 0.99, 0.995)),
+        "target_tau": Float(0.02, 0.2, log=True),
+        "epsilon_horizon": Choice((2_500, 5_000, 7_500, 10_000, 20_000)),
+        # Optuna and random search only: shapes, sizes and what PBT cannot change mid-run.
+        "epsilon.style": Choice(("linear", "exp", "cosine", "decay_per_episode")),
+        "epsilon.end": Float(0.01, 0.1, log=True),
+        "epsilon.decay": Choice((0.98, 0.99, 0.995)),
+        "lr_schedule.kind": Choice(("constant", "linear", "cosine")),
+        "lr_schedule.end": Float(0.05, 1.0, log=True),
+        "n_step": Int(1, 5),
+        "log2_batch_size": Int(6, 9),
+        "replay_ratio": Choice((0.0625, 0.125, 0.25, 0.5)),
+        "learning_starts": Choice((250, 500, 1000, 2000)),
+        "prioritized": Choice((False, True)),
+        "double_dqn": Choice((False, True)),
+        "target": Choice(("hard", "polyak")),
+        "target_every": Choice((50, 100, 250, 500)),
+        "hidden": Choice((64, 128, 256)),
+    },
+    pbt=("lr", "gamma", "target_tau", "epsilon_horizon"),
+    layout=layout,
+)
+assert SPACE.pbt_fields() <= set(dqn.MUTABLE_FIELDS)
 
 
 SPEC = ModelSpec(
@@ -77,8 +95,7 @@ SPEC = ModelSpec(
     config=dqn.DQNConfig,
     check=dqn.parse,
     description="DQN on vectorized envs (CartPole-v1 by default): replay/PER, double, n-step, schedules",
-    pbt_mutations=PBT_MUTATIONS,
-    optuna_space=optuna_space,
+    space=SPACE,
     budgets={
         # Seconds per trial: tests and CI.
         "smoke": Budget(

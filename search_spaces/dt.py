@@ -1,45 +1,76 @@
 """Search spaces of the Decision Transformer recommender (trainables/recsys/dt.py) and of SASRec, the same
 trainable with action tokens only and no return conditioning."""
 
-from ray import tune
+import dataclasses
 
-from search_spaces import Budget, ModelSpec
+from search_spaces import Budget, Choice, Float, Int, ModelSpec, Space
 from trainables.recsys import dt
 
-# PBT perturbs these while training; each must be applicable in place (trainables.recsys.dt.MUTABLE_FIELDS).
-PBT_MUTATIONS = {
-    "lr": tune.loguniform(1e-3, 1e-2),
-    "weight_decay": tune.loguniform(1e-4, 0.1),
-    "dropout": tune.uniform(0.0, 0.3),
-    "target_return_scale": tune.uniform(0.7, 1.0),
-    "popularity_correction": tune.uniform(0.0, 1.5),
-    "rating_score": tune.uniform(0.0, 5.0),
-}
-assert set(PBT_MUTATIONS) <= set(dt.MUTABLE_FIELDS)
+SIZES = {"small": (1, 32), "medium": (2, 64), "large": (3, 96)}
+"""Named architectures (layers, width): Optuna picks a size, not two unrelated numbers."""
 
 
-def optuna_space(trial) -> dict:
-    """Schedule (kind and its parameters), architecture, context length and batch size."""
-    kind = trial.suggest_categorical("lr_schedule.kind", ["constant", "linear", "cosine", "exp", "step"])
-    schedule = {"kind": kind, "start": 1.0, "warmup": trial.suggest_float("lr_schedule.warmup", 0.0, 0.2)}
+def layout(draw, returns: bool = True) -> dict:
+    """Schedule (kind and its parameters), architecture, context length, batch size, regularisation and
+    the inference-time corrections; `returns=False` (SASRec): nothing about returns."""
+    kind = draw("lr_schedule.kind")
+    schedule = {"kind": kind, "start": 1.0, "warmup": draw("lr_schedule.warmup")}
     if kind in ("linear", "cosine", "exp"):
-        schedule["end"] = trial.suggest_float(f"lr_schedule.{kind}.end", 0.01, 1.0, log=True)
+        schedule["end"] = draw(f"lr_schedule.{kind}.end")
     elif kind == "step":
-        schedule["every"] = trial.suggest_float("lr_schedule.step.every", 0.1, 0.5)
-        schedule["factor"] = trial.suggest_float("lr_schedule.step.factor", 0.1, 0.7)
-    size = trial.suggest_categorical("size", ["small", "medium", "large"])
-    layers, width = {"small": (1, 32), "medium": (2, 64), "large": (3, 96)}[size]
-    return {
-        "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+        schedule["every"] = draw("lr_schedule.step.every")
+        schedule["factor"] = draw("lr_schedule.step.factor")
+    layers, width = SIZES[draw("size")]
+    config = {
+        "lr": draw("lr"),
         "lr_schedule": schedule,
         "layers": layers,
         "width": width,
-        "heads": trial.suggest_categorical("heads", [1, 2, 4]),
-        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
-        "context_length": trial.suggest_int("context_length", 10, 30, step=5),
-        "return_horizon": trial.suggest_categorical("return_horizon", [1, 3, 10]),
-        "batch_size": 2 ** trial.suggest_int("log2_batch_size", 5, 7),
+        "heads": draw("heads"),
+        "dropout": draw("dropout"),
+        "context_length": draw("context_length"),
+        "batch_size": 2 ** draw("log2_batch_size"),
+        "weight_decay": draw("weight_decay"),
+        "popularity_correction": draw("popularity_correction"),
     }
+    if returns:
+        config |= {
+            "return_horizon": draw("return_horizon"),
+            "target_return_scale": draw("target_return_scale"),
+            "rating_score": draw("rating_score"),
+        }
+    return config
+
+
+def sasrec_layout(draw) -> dict:
+    return layout(draw, returns=False)
+
+
+SPACE = Space(
+    dimensions={
+        # PBT perturbs these while training; each is applied in place (trainables.recsys.dt.MUTABLE_FIELDS).
+        "lr": Float(1e-3, 1e-2, log=True),
+        "weight_decay": Float(1e-4, 0.1, log=True),
+        "dropout": Float(0.0, 0.3),
+        "target_return_scale": Float(0.7, 1.0),
+        "popularity_correction": Float(0.0, 1.5),
+        "rating_score": Float(0.0, 5.0),
+        # Optuna and random search only: what a trial cannot change mid-run.
+        "lr_schedule.kind": Choice(("constant", "linear", "cosine", "exp", "step")),
+        "lr_schedule.warmup": Float(0.0, 0.2),
+        **{f"lr_schedule.{kind}.end": Float(0.01, 1.0, log=True) for kind in ("linear", "cosine", "exp")},
+        "lr_schedule.step.every": Float(0.1, 0.5),
+        "lr_schedule.step.factor": Float(0.1, 0.7),
+        "size": Choice(tuple(SIZES)),
+        "heads": Choice((1, 2, 4)),
+        "context_length": Int(10, 30, step=5),
+        "return_horizon": Choice((1, 3, 10)),
+        "log2_batch_size": Int(5, 7),
+    },
+    pbt=("lr", "weight_decay", "dropout", "target_return_scale", "popularity_correction", "rating_score"),
+    layout=layout,
+)
+assert SPACE.pbt_fields() <= set(dt.MUTABLE_FIELDS)
 
 
 def _budgets(extra: dict) -> dict:
@@ -74,8 +105,7 @@ SPEC = ModelSpec(
     config=dt.DTConfig,
     check=dt.check,
     description="Decision Transformer recommending from rating histories (synthetic data by default)",
-    pbt_mutations=PBT_MUTATIONS,
-    optuna_space=optuna_space,
+    space=SPACE,
     budgets=_budgets({}),
     measures_test=True,
 )
@@ -83,14 +113,9 @@ SPEC = ModelSpec(
 # SASRec (Kang & McAuley 2018) as trained in its replications (full softmax cross-entropy): the DT
 # with the action token alone, so the comparison differs only in what the DT adds. One difference
 # from the paper: positions are the step's index in the user's history, not in the window.
-SASREC_MUTATIONS = {k: v for k, v in PBT_MUTATIONS.items() if k not in ("target_return_scale", "rating_score")}
-
-
-def sasrec_space(trial) -> dict:
-    """The DT's space without the return horizon (SASRec has no returns)."""
-    space = optuna_space(trial)
-    space.pop("return_horizon")
-    return space
+SASREC_SPACE = dataclasses.replace(
+    SPACE.without("target_return_scale", "rating_score", "return_horizon"), layout=sasrec_layout
+)
 
 
 SASREC = ModelSpec(
@@ -98,8 +123,7 @@ SASREC = ModelSpec(
     config=dt.DTConfig,
     check=dt.check,
     description="SASRec next-item transformer (the DT with action tokens only), a tuned baseline",
-    pbt_mutations=SASREC_MUTATIONS,
-    optuna_space=sasrec_space,
+    space=SASREC_SPACE,
     budgets=_budgets({"tokens": "a", "rating_loss": 0.0, "rating_score": 0.0}),
     measures_test=True,
 )

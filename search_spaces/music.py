@@ -1,29 +1,37 @@
 """Search space of the music embedding recommender (trainables/music/embedding.py): its optimiser schedule."""
 
-from ray import tune
-
-from search_spaces import Budget, ModelSpec
+from search_spaces import Budget, Choice, Float, ModelSpec, Space
 from trainables.music import embedding
 
-PBT_MUTATIONS = {
-    "lr": tune.loguniform(3e-4, 3e-2),
-    "weight_decay": tune.loguniform(1e-6, 1e-1),
-}
-assert set(PBT_MUTATIONS) <= set(embedding.MUTABLE_FIELDS)
 
-
-def optuna_space(trial) -> dict:
-    kind = trial.suggest_categorical("lr_schedule.kind", ["constant", "cosine", "linear"])
+def layout(draw) -> dict:
+    kind = draw("lr_schedule.kind")
     schedule = {"kind": kind, "start": 1.0}
     if kind != "constant":
-        schedule["end"] = trial.suggest_float("lr_schedule.end", 0.01, 1.0, log=True)
+        schedule["end"] = draw("lr_schedule.end")
     return {
-        "lr": trial.suggest_float("lr", 3e-4, 3e-2, log=True),
+        "lr": draw("lr"),
         "lr_schedule": schedule,
-        "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-        "dim": trial.suggest_categorical("dim", [16, 32, 64]),
-        "batch_size": trial.suggest_categorical("batch_size", [512, 2048, 8192]),
+        "weight_decay": draw("weight_decay"),
+        "dim": draw("dim"),
+        "batch_size": draw("batch_size"),
     }
+
+
+SPACE = Space(
+    dimensions={
+        "lr": Float(3e-4, 3e-2, log=True),
+        "weight_decay": Float(1e-6, 1e-1, log=True),
+        # Optuna and random search only.
+        "lr_schedule.kind": Choice(("constant", "cosine", "linear")),
+        "lr_schedule.end": Float(0.01, 1.0, log=True),
+        "dim": Choice((16, 32, 64)),
+        "batch_size": Choice((512, 2048, 8192)),
+    },
+    pbt=("lr", "weight_decay"),
+    layout=layout,
+)
+assert SPACE.pbt_fields() <= set(embedding.MUTABLE_FIELDS)
 
 
 SMALL_SIM = {"tracks": 600, "artists": 60}
@@ -33,8 +41,7 @@ SPEC = ModelSpec(
     config=embedding.MusicEmbedConfig,
     check=embedding.check,
     description="music sessions: an embedding recommender trained offline on simulator logs (AdamW)",
-    pbt_mutations=PBT_MUTATIONS,
-    optuna_space=optuna_space,
+    space=SPACE,
     budgets={
         "smoke": Budget(
             samples=2,

@@ -1,34 +1,39 @@
 """Search space for tabular Q-learning (trainables/rl/qtable.py): the floor of the CartPole comparison."""
 
-from ray import tune
-
-from search_spaces import Budget, ModelSpec
+from search_spaces import Budget, Choice, Float, Int, ModelSpec, Space
 from trainables import metrics as m
 from trainables.rl import qtable
 
-PBT_MUTATIONS = {
-    "lr": tune.uniform(0.02, 0.5),
-    "gamma": [0.95, 0.98, 0.99, 0.995],
-    "epsilon_horizon": [250, 500, 1000, 2000],
-}
-assert set(PBT_MUTATIONS) <= set(qtable.MUTABLE_FIELDS)
 
-
-def optuna_space(trial) -> dict:
+def layout(draw) -> dict:
     """Discretization of the pole (angle, angular velocity) and cart, step size, discount, exploration."""
-    kind = trial.suggest_categorical("epsilon.kind", ["linear", "exp", "cosine"])
+    kind = draw("epsilon.kind")
     return {
-        "buckets": [
-            trial.suggest_int("buckets.x", 1, 4),
-            trial.suggest_int("buckets.x_dot", 1, 4),
-            trial.suggest_int("buckets.theta", 4, 12),
-            trial.suggest_int("buckets.theta_dot", 4, 12),
-        ],
-        "lr": trial.suggest_float("lr", 0.02, 0.5, log=True),
-        "gamma": trial.suggest_categorical("gamma", [0.95, 0.98, 0.99, 0.995]),
-        "epsilon": {"kind": kind, "start": 1.0, "end": trial.suggest_float("epsilon.end", 0.005, 0.1, log=True)},
-        "epsilon_horizon": trial.suggest_int("epsilon_horizon", 200, 3000, log=True),
+        "buckets": [draw("buckets.x"), draw("buckets.x_dot"), draw("buckets.theta"), draw("buckets.theta_dot")],
+        "lr": draw("lr"),
+        "gamma": draw("gamma"),
+        "epsilon": {"kind": kind, "start": 1.0, "end": draw("epsilon.end")},
+        "epsilon_horizon": draw("epsilon_horizon"),
     }
+
+
+SPACE = Space(
+    dimensions={
+        "lr": Float(0.02, 0.5),
+        "gamma": Choice((0.95, 0.98, 0.99, 0.995)),
+        "epsilon_horizon": Choice((250, 500, 1000, 2000)),
+        # Optuna and random search only.
+        "epsilon.kind": Choice(("linear", "exp", "cosine")),
+        "epsilon.end": Float(0.005, 0.1, log=True),
+        "buckets.x": Int(1, 4),
+        "buckets.x_dot": Int(1, 4),
+        "buckets.theta": Int(4, 12),
+        "buckets.theta_dot": Int(4, 12),
+    },
+    pbt=("lr", "gamma", "epsilon_horizon"),
+    layout=layout,
+)
+assert SPACE.pbt_fields() <= set(qtable.MUTABLE_FIELDS)
 
 
 SPEC = ModelSpec(
@@ -36,8 +41,7 @@ SPEC = ModelSpec(
     config=qtable.QTableConfig,
     check=qtable.parse,
     description="Tabular Q-learning over a discretized observation: the floor every CartPole model is compared with",
-    pbt_mutations=PBT_MUTATIONS,
-    optuna_space=optuna_space,
+    space=SPACE,
     budgets={
         "smoke": Budget(
             samples=2,

@@ -1,30 +1,41 @@
 """Search space for RLlib DQN (trainables/rl/rllib_dqn.py): the library counterpart of our dqn."""
 
-from ray import tune
-
-from search_spaces import Budget, ModelSpec
+from search_spaces import Budget, Choice, Float, Int, ModelSpec, Space
 from trainables import metrics as m
 from trainables.rl import rllib_dqn
 from trainables.rl.rllib import place
 
-PBT_MUTATIONS = {
-    "lr": tune.loguniform(1e-4, 3e-3),
-    "target_every": [250, 500, 1000],
-}
 
-
-def optuna_space(trial) -> dict:
-    kind = trial.suggest_categorical("epsilon.kind", ["linear", "exp", "cosine"])
+def layout(draw) -> dict:
+    kind = draw("epsilon.kind")
     return {
-        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
-        "n_step": trial.suggest_int("n_step", 1, 5),
-        "batch_size": 2 ** trial.suggest_int("log2_batch_size", 5, 8),
-        "target_every": trial.suggest_categorical("target_every", [250, 500, 1000]),
-        "epsilon": {"kind": kind, "start": 1.0, "end": trial.suggest_float("epsilon.end", 0.01, 0.1, log=True)},
-        "epsilon_horizon": trial.suggest_int("epsilon_horizon", 2_000, 20_000, log=True),
-        "dueling": trial.suggest_categorical("dueling", [False, True]),
-        "prioritized": trial.suggest_categorical("prioritized", [False, True]),
+        "lr": draw("lr"),
+        "n_step": draw("n_step"),
+        "batch_size": 2 ** draw("log2_batch_size"),
+        "target_every": draw("target_every"),
+        "epsilon": {"kind": kind, "start": 1.0, "end": draw("epsilon.end")},
+        "epsilon_horizon": draw("epsilon_horizon"),
+        "dueling": draw("dueling"),
+        "prioritized": draw("prioritized"),
     }
+
+
+SPACE = Space(
+    dimensions={
+        "lr": Float(1e-4, 3e-3, log=True),
+        "target_every": Choice((250, 500, 1000)),
+        # Optuna and random search only.
+        "epsilon.kind": Choice(("linear", "exp", "cosine")),
+        "epsilon.end": Float(0.01, 0.1, log=True),
+        "n_step": Int(1, 5),
+        "log2_batch_size": Int(5, 8),
+        "epsilon_horizon": Int(2_000, 20_000, log=True),
+        "dueling": Choice((False, True)),
+        "prioritized": Choice((False, True)),
+    },
+    pbt=("lr", "target_every"),
+    layout=layout,
+)
 
 
 SPEC = ModelSpec(
@@ -32,8 +43,7 @@ SPEC = ModelSpec(
     config=rllib_dqn.RLlibDQNConfig,
     check=rllib_dqn.parse,
     description="RLlib DQN baseline (new API stack): prioritized episode replay, dueling, double, n-step",
-    pbt_mutations=PBT_MUTATIONS,
-    optuna_space=optuna_space,
+    space=SPACE,
     budgets={
         "smoke": Budget(
             samples=2,
