@@ -39,17 +39,33 @@ def test_env_passes_gymnasiums_checker_and_is_deterministic_and_picklable():
 
 
 def test_vector_env_steps_many_sessions_and_resets_the_finished_ones():
+    """Gymnasium's next-step autoreset, env by env: the step after a session ends pays 0, ends
+    nothing and shows a fresh session (at its first step, with patience left), which is then played for several
+    steps. Seeded actions, so a failure replays exactly."""
     envs.register()
-    vec = gym.make_vec(envs.MUSIC, num_envs=64, vectorization_mode="vector_entry_point", **SMALL)
+    n = 64
+    vec = gym.make_vec(envs.MUSIC, num_envs=n, vectorization_mode="vector_entry_point", **SMALL)
     obs, _ = vec.reset(seed=0)
-    assert obs.shape == (64, music.GLOBAL_FEATURES + 20 * music.CANDIDATE_FEATURES) and obs.dtype == np.float32
-    ended = 0
-    for _ in range(60):
-        previous_done = ended
-        obs, reward, terminated, truncated, _ = vec.step(vec.action_space.sample())
+    assert obs.shape == (n, music.GLOBAL_FEATURES + 20 * music.CANDIDATE_FEATURES) and obs.dtype == np.float32
+    first_step = obs[0, 2]  # global feature 2: a session's step (its first track is played at the start)
+    assert (obs[:, 2] == first_step).all() and (obs[:, 1] > 0).all()  # feature 1: patience left
+    rng = np.random.default_rng(0)
+    waiting = np.zeros(n, bool)  # ended on the previous step: this step is the reset step
+    length = np.zeros(n, int)
+    lengths = []  # of every session that ended
+    for _ in range(120):
+        obs, reward, terminated, truncated, _ = vec.step(rng.integers(vec.single_action_space.n, size=n))
         assert vec.single_observation_space.contains(obs[0]) and ((reward >= 0) & (reward <= 1)).all()
-        ended += int(terminated.sum())
-    assert ended > previous_done > 0  # sessions end and fresh ones take their place
+        assert not truncated.any()
+        # the reset step: no reward, no ending, and a fresh session's observation
+        assert (reward[waiting] == 0).all() and not terminated[waiting].any()
+        assert (obs[waiting, 2] == first_step).all() and (obs[waiting, 1] > 0).all()
+        length[~waiting] += 1
+        lengths += list(length[terminated])
+        length[terminated] = 0
+        waiting = terminated.copy()
+    assert len(lengths) > 2 * n  # sessions end, and the fresh ones end in their turn
+    assert min(lengths) >= 2  # a fresh session is played, not ended again at once
     vec.close()
 
 

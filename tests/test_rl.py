@@ -126,38 +126,81 @@ def test_dqn_learns_cartpole_far_above_random():
     assert best > 200, best
 
 
-def test_hand_written_update_matches_autograd_and_torch_adam():
-    """dqn's FusedMLP gradient and FlatAdam step against autograd, clip_grad_norm_ and torch.optim.Adam."""
+@pytest.mark.parametrize(
+    "double_dqn, prioritized", [(False, False), (True, False), (False, True), (True, True)], ids=str
+)
+def test_update_matches_autograd_of_the_documented_loss(double_dqn, prioritized):
+    """DQNTrainable.update() itself (hand-written gradient, global-norm clip, fused Adam) against
+    autograd on the loss it documents: mean over the batch of w * Huber(Q(s, a) - y), with
+    y = r + discount * (1 - terminal) * Q_target(s', a*), a* = argmax Q_target(s') (single DQN) or
+    argmax Q_online(s') (double DQN), w the prioritized-replay importance weights (1 if uniform);
+    then clip_grad_norm_ and torch.optim.Adam. Three updates on real CartPole transitions."""
     import torch
     from torch.nn import functional as F
 
-    from trainables.rl.dqn import FlatAdam, FusedMLP, QNetwork, flatten_parameters
+    from trainables.rl.dqn import QNetwork
 
-    torch.manual_seed(0)
-    net, ref = QNetwork(4, 2, 16, 2), QNetwork(4, 2, 16, 2)
-    ref.load_state_dict(net.state_dict())
-    flat = flatten_parameters(net)
-    fused, adam = FusedMLP(net, flat), FlatAdam(flat.data, 1e-2)
-    torch_adam = torch.optim.Adam(ref.parameters(), lr=1e-2)
-    obs, action = torch.randn(64, 4), torch.randint(0, 2, (64, 1))
-    target, weights = 3 * torch.randn(64), torch.rand(64)
+    config = {
+        **SMALL,
+        "hidden": 16,
+        "double_dqn": double_dqn,
+        "prioritized": prioritized,
+        "max_grad_norm": 0.5,  # small enough that the clip acts
+        "target_every": 10_000,  # the target network stays put during the test
+    }
+    trainable = DQNTrainable(config=config)
+    cfg = trainable.cfg
+    while len(trainable.buffer) < 4 * cfg.batch_size:
+        trainable.collect()
+    if prioritized:  # new transitions all get the largest priority: spread them, so the weights differ
+        rows = np.arange(len(trainable.buffer))
+        trainable.buffer.update_priorities(rows, np.random.default_rng(0).exponential(1.0, len(rows)))
+    with torch.no_grad():  # a target unlike the online network, so single and double DQN differ
+        trainable.target_flat.add_(0.3 * torch.randn_like(trainable.target_flat))
+    ref = QNetwork(trainable.obs_dim, trainable.n_actions, cfg.hidden, cfg.layers)
+    ref.load_state_dict(trainable.online.state_dict())
+    target = QNetwork(trainable.obs_dim, trainable.n_actions, cfg.hidden, cfg.layers)
+    target.load_state_dict(trainable.target.state_dict())
+    adam = torch.optim.Adam(ref.parameters(), lr=trainable.learning_rate())
+    targets_differ = []
     for _ in range(3):
-        q = ref(obs).gather(1, action).squeeze(1)
-        (weights * F.huber_loss(q, target, reduction="none")).mean().backward()
-        torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.5)
-        torch_adam.step()
-        torch_adam.zero_grad()
+        # The batch update() will draw: sample it with the trainable's RNG, then rewind the RNG.
+        rng_state = trainable.rng.bit_generator.state
+        batch, _, weights = trainable.buffer.sample(cfg.batch_size, trainable.beta())
+        trainable.rng.bit_generator.state = rng_state
+        obs, next_obs = torch.as_tensor(batch["obs"]), torch.as_tensor(batch["next_obs"])
+        action = torch.as_tensor(batch["action"])[:, None]
+        reward, terminal, discount = (torch.as_tensor(batch[k]) for k in ("reward", "terminal", "discount"))
+        w = torch.as_tensor(weights)
+        if prioritized:
+            assert not torch.allclose(w, torch.ones_like(w)), "the weights must matter in this test"
         with torch.no_grad():
-            inputs: list = []
-            q_all = fused.forward(obs, inputs)
-            td = q_all.gather(1, action).squeeze(1) - target
-            fused.backward(
-                inputs, torch.zeros_like(q_all).scatter_(1, action, (weights * td.clamp(-1, 1) / 64)[:, None])
-            )
-            flat.grad.mul_((0.5 / (flat.grad.norm() + 1e-6)).clamp_(max=1.0))
-            adam.step(flat.grad)
-    for mine, theirs in zip(net.parameters(), ref.parameters()):
+            next_q = target(next_obs)
+            chosen = (ref(next_obs) if double_dqn else next_q).argmax(1, keepdim=True)
+            y = reward + discount * (1 - terminal) * next_q.gather(1, chosen).squeeze(1)
+            y_other = reward + discount * (1 - terminal) * next_q.gather(
+                1, (next_q if double_dqn else ref(next_obs)).argmax(1, keepdim=True)
+            ).squeeze(1)
+            targets_differ.append(not torch.allclose(y, y_other))
+        q = ref(obs).gather(1, action).squeeze(1)
+        loss = (w * F.huber_loss(q, y, reduction="none", delta=cfg.huber_delta)).mean()
+        adam.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), cfg.max_grad_norm)
+        expected_grad = torch.cat([p.grad.reshape(-1) for p in ref.parameters()])
+        adam.step()
+
+        before = trainable.online_flat.detach().clone()
+        mine = trainable.update()
+        torch.testing.assert_close(mine, loss.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(trainable.online_flat.grad, expected_grad, rtol=1e-4, atol=1e-6)
+        change = trainable.online_flat.detach() - before
+        assert change.abs().max() > 0
+        torch.testing.assert_close(change, torch.cat([p.detach().reshape(-1) for p in ref.parameters()]) - before)
+    assert any(targets_differ), "single and double DQN targets coincide: the test could not tell them apart"
+    for mine, theirs in zip(trainable.online.parameters(), ref.parameters()):
         torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+    trainable.stop()
 
 
 def test_evaluation_stops_once_the_mean_cannot_reach_the_threshold():

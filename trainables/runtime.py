@@ -48,7 +48,7 @@ def restore_rng_state(state: dict, rng: np.random.Generator, generator: torch.Ge
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-    if generator is not None and "generator" in state:
+    if generator is not None:
         generator.set_state(state["generator"])
 
 
@@ -95,12 +95,11 @@ def check_checkpoint(saved: dict, config: Any, fields: tuple[str, ...], where: s
     """A checkpoint loads only into a trial whose `fields` (architecture, env) match the config it
     was saved with (`saved`, a dict); otherwise one ConfigError naming the first difference."""
     for name in fields:
-        # a field added after the checkpoint was written holds its default there
-        field = next(f for f in dataclasses.fields(config) if f.name == name)
-        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
-        if saved.get(name, default) != getattr(config, name):
-            mine = getattr(config, name)
-            raise ConfigError(f"checkpoint in {where} has {name}={saved.get(name)!r}, this trial {mine!r}; must match")
+        mine = getattr(config, name)
+        if name not in saved:  # written by another version of tunelab: its architecture is unknown
+            raise ConfigError(f"checkpoint in {where} has no {name} (another tunelab version?); this trial {mine!r}")
+        if saved[name] != mine:
+            raise ConfigError(f"checkpoint in {where} has {name}={saved[name]!r}, this trial {mine!r}; must match")
 
 
 def reset_config(trainable, new_config: dict, parse: Callable, mutable: tuple, apply: Callable | None = None) -> bool:

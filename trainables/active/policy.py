@@ -151,7 +151,7 @@ def load_policy(checkpoint: str) -> Callable[[np.ndarray], np.ndarray]:
     trial's scoring network, or the RL module of an RLlib model (ppo) trained on the env."""
     if (Path(checkpoint) / "state.pt").exists():
         state = torch.load(Path(checkpoint) / "state.pt", weights_only=False)
-        model = Scorer(state["config"]["hidden"], state["config"].get("prior", 0.0))
+        model = Scorer(state["config"]["hidden"], state["config"]["prior"])
         model.load_state_dict(state["model"])
         return scorer_actions(model.eval())
     from trainables.rl import rllib

@@ -241,28 +241,12 @@ class FlatAdam:
         return {"state": state if self.steps else {}, "param_groups": [group]}
 
     def load_state_dict(self, state: dict) -> None:
-        state = flat_optimizer_state(state)
         self.lr = state["param_groups"][0]["lr"]
         if state["state"]:
             saved = state["state"][0]
             self.steps = int(saved["step"])
             self.exp_avg.copy_(saved["exp_avg"])
             self.exp_avg_sq.copy_(saved["exp_avg_sq"])
-
-
-def flat_optimizer_state(state: dict) -> dict:
-    """An Adam state dict over one flat parameter; checkpoints written before the parameters were
-    flattened hold one entry per layer tensor, concatenated here in parameter order."""
-    params = state["param_groups"][0]["params"]
-    if len(params) == 1:
-        return state
-    per = [state["state"][i] for i in params if i in state["state"]]
-    flat = {}
-    if per:
-        flat[0] = {"step": per[0]["step"]}
-        for key in ("exp_avg", "exp_avg_sq"):
-            flat[0][key] = torch.cat([p[key].reshape(-1) for p in per])
-    return {"state": flat, "param_groups": [{**state["param_groups"][0], "params": [0]}]}
 
 
 class DQNTrainable(ray.tune.Trainable):
