@@ -78,8 +78,26 @@ def _block(text: str) -> list[str]:
     return ["```text", text.rstrip("\n"), "```", ""]
 
 
-def render() -> str:
+@contextlib.contextmanager
+def _fixed_width():
+    """argparse reads COLUMNS when it formats; set it for the render, then put the caller's back."""
+    before = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = COLUMNS
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = before
+
+
+def render() -> str:
+    with _fixed_width():
+        return _render()
+
+
+def _render() -> str:
     names = commands()
     out = [
         "# Command-line reference",

@@ -27,14 +27,23 @@ def _name(page: Path) -> str:
     return str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else page.name
 
 
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 def _problems_in_links(page: Path) -> list[str]:
     out = []
     for target in LINK.findall(page.read_text()):
-        if re.match(r"[a-z]+:", target) or target.startswith("#"):  # a URL or an anchor in the page
+        if re.match(r"[a-z]+:", target):  # a URL
             continue
-        path = target.split("#", 1)[0]
-        if not (page.parent / path).exists():
+        path, _, anchor = target.partition("#")
+        linked = page.parent / path if path else page
+        if not linked.exists():
             out.append(f"{_name(page)}: link {target} leads nowhere")
+        elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+            out.append(f"{_name(page)}: link {target}: no heading #{anchor} in {linked.name}")
     return out
 
 
@@ -106,12 +115,13 @@ def test_no_development_diary():
 def test_the_checks_catch_what_they_look_for(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(
-        "See [a](missing.md), [b](there.md#part) and [c](https://example.org).\nIt is now faster than earlier.\n"
+        "See [a](missing.md), [b](there.md#part-one-x), [c](there.md#part-two) and [d](https://example.org).\n"
+        "It is now faster than earlier.\n"
     )
-    (tmp_path / "there.md").write_text("")
+    (tmp_path / "there.md").write_text("# Part one: `x`\n")
     assert len(_diary_words(page)) == 2
     problems = _problems_in_links(page)
-    assert len(problems) == 1 and "missing.md" in problems[0]
+    assert len(problems) == 2 and "missing.md" in problems[0] and "#part-two" in problems[1], problems
     assert not _commit_exists("0" * 40)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     assert _commit_exists(head)
