@@ -9,17 +9,17 @@ from pathlib import Path
 from ray import tune
 from ray.air.integrations.mlflow import MLflowLoggerCallback  # imports mlflow only when used
 from ray.tune.experiment import Trial
-from ray.tune.experimental import output as tune_output
-from ray.tune.experimental.output import AirVerbosity, TuneTerminalReporter
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.result import TIME_THIS_ITER_S
 from ray.tune.utils import flatten_dict
 
+from platform import ray_compat
+from platform.ray_compat import AirVerbosity
 from platform.schedulers import CHECKPOINT_RESULT, restored_iteration
 from trainables import metrics as m
 
 
-class KeepReportedRows:
+class KeepReportedRows(ray_compat.StorageCopyHook):
     """For Tune's JSON and CSV loggers: every row a trial reported is kept, once.
 
     At each trial start Tune copies the file from storage over the driver's own copy, and storage
@@ -30,10 +30,10 @@ class KeepReportedRows:
     trial reports those iterations again (restores continue bit for bit), so none is duplicated.
     """
 
-    def _restore_from_remote(self, file_name: str, trial: Trial) -> None:
+    def restore_from_storage(self, file_name: str, trial: Trial) -> None:
         local = Path(trial.local_path, file_name)
         if not local.exists():
-            super()._restore_from_remote(file_name, trial)
+            self.copy_from_storage(file_name, trial)
         iteration = restored_iteration(trial)
         if iteration is not None and local.exists():
             _keep_rows_up_to(local, iteration)
@@ -83,26 +83,8 @@ class TensorBoardCallback(TBXLoggerCallback):
     """
 
     def log_trial_end(self, trial, failed: bool = False):
-        if trial in self._trial_writer and self._trial_result.get(trial):
-            scalars = {
-                k: v
-                for k, v in flatten_dict(self._trial_result[trial], delimiter="/").items()
-                if isinstance(v, (int, float))
-            }
-            self._try_log_hparams(trial, scalars)
-        if trial in self._trial_writer:
-            self._trial_writer[trial].close()
-            del self._trial_writer[trial]
-            del self._trial_result[trial]
-
-    def _try_log_hparams(self, trial, result):
-        # TBXLoggerCallback reads trial.evaluated_params; hand it the current full config instead.
-        sampled = trial.evaluated_params
-        trial.evaluated_params = flatten_dict(trial.config, delimiter="/")
-        try:
-            super()._try_log_hparams(trial, result)
-        finally:
-            trial.evaluated_params = sampled
+        # Tune's own would write trial.evaluated_params; the current full config instead.
+        ray_compat.tensorboard_end_trial(self, trial, flatten_dict(trial.config, delimiter="/"))
 
 
 class StalledRun(RuntimeError):
@@ -138,7 +120,7 @@ class StallGuard(tune.Callback):
             )
 
 
-class ConsoleReporter(TuneTerminalReporter):
+class ConsoleReporter(ray_compat.TerminalReporter):
     """The console reporter Tune builds (see `use_console_reporter`). At Tune's default verbosity:
     the live trial table, one line per finished, failed or retried trial, nothing per trial start (a
     configuration box) or checkpoint. At any verbosity, no TensorBoard hint: Tune's points at the
@@ -163,7 +145,7 @@ class ConsoleReporter(TuneTerminalReporter):
     def on_trial_complete(self, iteration, trials, trial, **info):
         if not self._quiet():
             return super().on_trial_complete(iteration, trials, trial, **info)
-        result, metric = trial.last_result or {}, self._metric or m.SCORE
+        result, metric = trial.last_result or {}, ray_compat.reporter_metric(self) or m.SCORE
         score = result.get(metric)
         shown = f"{metric} {score:.4g}" if isinstance(score, (int, float)) else "no score"
         print(f"finished {trial}: {shown} after {result.get('training_iteration', 0)} iterations")
@@ -185,9 +167,9 @@ def use_console_reporter() -> None:
 
     Tune always appends the reporter it builds to the run's callbacks, and gives a start time only
     to the first reporter there, so a second reporter passed as a callback breaks Tune's own at the
-    first failed trial. Tune looks the class up by this module-level name when it builds it.
+    first failed trial.
     """
-    tune_output.TuneTerminalReporter = ConsoleReporter
+    ray_compat.install_console_reporter(ConsoleReporter)
 
 
 def mlflow_name(key: str) -> str:
@@ -201,7 +183,7 @@ class MLflowLogger(MLflowLoggerCallback):
     config (the values it follows are the hparams/* metrics, every iteration)."""
 
     def log_trial_start(self, trial):
-        if trial not in self._trial_runs:
+        if not ray_compat.mlflow_has_run(self, trial):
             super().log_trial_start(trial)
 
     def log_trial_result(self, iteration: int, trial, result: dict):

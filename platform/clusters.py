@@ -13,7 +13,8 @@ from pathlib import Path
 
 import ray
 import yaml
-from ray.autoscaler._private.util import prepare_config, validate_config
+
+from platform.ray_compat import validate_cluster_config
 
 PROJECT_DIR = "/home/ray/tunelab"
 REMOTE_STORAGE = re.compile(r"TUNELAB_STORAGE=(s3|gs)://\S+")
@@ -23,7 +24,7 @@ def problems(path: str | Path) -> list[str]:
     name = Path(path).name
     try:
         config = yaml.safe_load(Path(path).read_text())
-        validate_config(prepare_config(copy.deepcopy(config)))
+        validate_cluster_config(copy.deepcopy(config))
     except Exception as err:  # Ray's validator raises ValueError, jsonschema errors, KeyError...
         return [f"{name}: Ray's validator rejects it: {type(err).__name__}: {str(err).splitlines()[0]}"]
     out = []

@@ -11,6 +11,7 @@ import optuna
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from platform import ray_compat
 from platform.callbacks import (
     CSVLogger,
     JsonLogger,
@@ -182,7 +183,7 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
             # run_config keeps three intervals of checkpoints.
             synch=True,
             # --seeds N: N independent populations, so the spread over seeds means something.
-            population_key="seed" if plan.seeds > 1 else None,
+            per_seed=plan.seeds > 1,
         )
         # The initial population is drawn from the same domains PBT perturbs within.
         initial = {k: initial_domain(v, getattr(plan.config, k)) for k, v in mutations.items()}
@@ -353,7 +354,7 @@ class ConfigOnlyOptunaSearch(OptunaSearch):
         if not isinstance(config, dict):
             return config  # FINISHED or None
         # The report matches study trials to Tune trials (e.g. to keep those that ran the full budget).
-        self._ot_trials[trial_id].set_user_attr("tune_trial_id", trial_id)
+        ray_compat.optuna_trial(self, trial_id).set_user_attr("tune_trial_id", trial_id)
         return {k: v for k, v in config.items() if k in self._config_keys}
 
 

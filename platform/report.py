@@ -29,6 +29,7 @@ import sys
 import numpy as np
 from scipy import stats
 
+from platform import ray_compat
 from platform.summary import confidence_interval
 from platform.tables import short_value
 from trainables import metrics as m
@@ -144,14 +145,9 @@ def load(location: str) -> Experiment:
 
 def _statuses(store: Storage) -> dict:
     """trial_id -> Tune's last recorded status, from the newest experiment_state file."""
-    states = sorted(i.base_name for i in store.listing() if i.base_name.startswith("experiment_state"))
-    if not states:
-        return {}
-    out = {}
-    for state, _ in json.loads(store.read(states[-1])).get("trial_data", []):
-        parsed = json.loads(state)
-        out[parsed.get("trial_id")] = parsed.get("status")
-    return out
+    prefix = ray_compat.EXPERIMENT_STATE_PREFIX
+    states = sorted(i.base_name for i in store.listing() if i.base_name.startswith(prefix))
+    return ray_compat.trial_statuses(store.read(states[-1])) if states else {}
 
 
 # ----------------------------------------------------------------------------- analysis

@@ -10,19 +10,17 @@ import json
 import logging
 
 import pyarrow.fs
-from ray.train._internal.session import _TrainingResult
 from ray.tune import Checkpoint
 from ray.tune.experiment import Trial
-from ray.tune.experiment.trial import _TrialInfo
 from ray.tune.result import STDERR_FILE, STDOUT_FILE, TRIAL_INFO
 from ray.tune.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
-    PopulationBasedTraining,
     PopulationBasedTrainingReplay,
     TrialScheduler,
 )
 
+from platform import ray_compat
 from platform.tables import short_value
 
 log = logging.getLogger("tunelab")
@@ -36,7 +34,7 @@ def restored_iteration(trial: Trial) -> int | None:
     from the metrics recorded with the checkpoint, so this reads the same."""
     if not trial.last_result or "training_iteration" not in trial.last_result:
         return None
-    latest = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+    latest = ray_compat.latest_checkpoint_result(trial)
     if latest is None or latest.checkpoint is None:
         return 0
     return int((latest.metrics or {}).get("training_iteration", 0))
@@ -46,7 +44,7 @@ def repair_checkpoint(trial: Trial) -> None:
     """A crash can leave the experiment state naming a checkpoint that `num_to_keep` has deleted:
     the state reaches storage asynchronously, deletions happen at once. Tune would then restart the
     trial from scratch; it continues from its newest checkpoint that still exists instead."""
-    latest = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+    latest = ray_compat.latest_checkpoint_result(trial)
     if latest is None or latest.checkpoint is None:
         return
     fs = latest.checkpoint.filesystem
@@ -60,8 +58,8 @@ def repair_checkpoint(trial: Trial) -> None:
                 metrics = json.loads(f.read().decode())
         except (OSError, ValueError):
             continue
-        trial.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
-            checkpoint=Checkpoint(path, filesystem=fs), metrics=metrics
+        ray_compat.set_latest_checkpoint_result(
+            trial, ray_compat.training_result(Checkpoint(path, filesystem=fs), metrics)
         )
         log.warning("%s: its recorded checkpoint was deleted; continuing from %s", trial, path)
         return
@@ -87,13 +85,6 @@ class ResumableFIFO(FIFOScheduler):
         repair_checkpoint(trial)
 
 
-def controller(wrapped):
-    """The TuneController behind the wrapper Tune hands its schedulers: the private methods used here
-    (Ray 2.60's _schedule_trial_train, _schedule_trial_task, _schedule_trial_restore) through the
-    wrapper log a warning that the API is restricted."""
-    return getattr(wrapped, "_tune_controller", wrapped)
-
-
 def one_node() -> bool:
     """Whether the cluster is a single node. Exploits run in place only there: on a cluster that
     loses a node while an exploit is queued on one of its actors, Tune's recovery of that trial
@@ -116,7 +107,14 @@ def population_fits(trials: list[Trial]) -> bool:
     return True
 
 
-class ResumablePBT(PopulationBasedTraining):
+# ResumablePBT is Tune's synchronous PBT plus three behaviours, each in its own class below and each
+# switched off by its own constructor flag (then that part is Tune's own): ResumeAfterCrash
+# (resume=), SeedPopulations (per_seed=), InPlaceExploit (in_place_exploit=). The flags are also
+# class attributes, so a scheduler unpickled from an experiment started before they existed
+# (Tune's tuner.pkl) behaves as it was started.
+
+
+class ResumeAfterCrash(ray_compat.PBTHooks):
     """Synchronous PBT that finishes after `--resume`.
 
     Restored as constructed, synchronous PBT believes every trial is at time 0 and the next
@@ -132,85 +130,130 @@ class ResumablePBT(PopulationBasedTraining):
     own PBT reset it to time 0), and it stays PENDING, as Tune expects.
     """
 
-    def __init__(self, *args, population_key: str | None = None, **kwargs):
-        """population_key: a config key ("seed") that splits the trials into independent populations,
-        each exploited within itself (--seeds N: N populations); None: one population."""
+    resume = True
+    _resumed = False  # set once a restored or retried trial is added
+
+    def __init__(self, *args, resume: bool = True, **kwargs):
+        """resume: False leaves restored and retried trials to Tune's PBT (from time 0)."""
         super().__init__(*args, **kwargs)
-        self._population_key = population_key
-        self._waiting: set[Trial] = set()  # idle at the synchronisation point, actors kept
-        self._in_place: set[Trial] = set()  # exploited without leaving their actors (reset + restore queued)
-        self._reporting: Trial | None = None  # the trial whose result is being processed
+        self.resume = resume
         # A resumed run (or a retried trial) synchronises as Tune does, every trial paused at each
-        # point: the catching-up rules above were written and tested for that.
+        # point (InPlaceExploit reads this): the catching-up rules above were written and tested for that.
         self._resumed = False
 
-    def _quantiles(self) -> tuple[list[Trial], list[Trial]]:
-        """Tune's quantiles, taken within each population and joined."""
-        if self._population_key is None:
-            return super()._quantiles()
-        everyone, lower, upper = self._trial_state, [], []
-        try:
-            for value in {t.config.get(self._population_key) for t in everyone}:
-                self._trial_state = {t: s for t, s in everyone.items() if t.config.get(self._population_key) == value}
-                low, high = super()._quantiles()
-                lower, upper = lower + low, upper + high
-        finally:
-            self._trial_state = everyone
-        return lower, upper
-
-    def _checkpoint_or_exploit(self, trial: Trial, tune_controller, upper_quantile, lower_quantile):
-        """A trial clones only a trial of its own population."""
-        if self._population_key is not None:
-            mine = trial.config.get(self._population_key)
-            upper_quantile = [t for t in upper_quantile if t.config.get(self._population_key) == mine]
-            lower_quantile = [t for t in lower_quantile if t.config.get(self._population_key) == mine]
-        super()._checkpoint_or_exploit(trial, tune_controller, upper_quantile, lower_quantile)
-
     def on_trial_add(self, tune_controller, trial: Trial):
-        requeued = trial in self._trial_state  # Tune re-adds a trial it retries after a failure
+        if not self.resume:
+            return super().on_trial_add(tune_controller, trial)
+        requeued = trial in self.trial_state  # Tune re-adds a trial it retries after a failure
         super().on_trial_add(tune_controller, trial)
         repair_checkpoint(trial)
         iteration = restored_iteration(trial)
         if iteration is None or trial.is_finished():
             return
         self._resumed = True
-        state = self._trial_state[trial]
-        if self._metric in trial.last_result:
-            self._save_trial_state(state, iteration, trial.last_result, trial)
+        state = self.trial_state[trial]
+        if self.metric in trial.last_result:
+            self.save_trial_state(trial, iteration, trial.last_result)
         state.last_train_time = iteration
-        interval = self._perturbation_interval
+        interval = self.perturbation_interval
         state.last_perturbation_time = iteration - iteration % interval
-        furthest = max(self._trial_state[t].last_train_time for t in self._trial_state if not t.is_finished())
-        self._next_perturbation_sync = max(self._burn_in_period, interval, -(-furthest // interval) * interval)
+        furthest = max(self.trial_state[t].last_train_time for t in self.trial_state if not t.is_finished())
+        self.next_sync = max(self.burn_in_period, interval, -(-furthest // interval) * interval)
         if not requeued:  # a retried trial is PENDING and Tune starts it itself
             trial.set_status(Trial.PAUSED)
-        log.debug(
-            "PBT: %s resumes at iteration %d; synchronisation at %d", trial, iteration, self._next_perturbation_sync
-        )
+        log.debug("PBT: %s resumes at iteration %d; synchronisation at %d", trial, iteration, self.next_sync)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
-        if self._synch and result.get(self._time_attr, self._next_perturbation_sync) < self._next_perturbation_sync:
+        if self.resume and self.synchronous and result.get(self.time_attr, self.next_sync) < self.next_sync:
             return TrialScheduler.CONTINUE  # catching up with the population after a resume
-        point = self._next_perturbation_sync
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        trial = super().choose_trial_to_run(tune_controller)
+        if trial is not None or not self.synchronous or not self.resume:
+            return trial
+        live = tune_controller.get_live_trials()
+        times = [self.trial_state[t].last_train_time for t in live]
+        if times and not any(t.status == Trial.RUNNING for t in live) and min(times) >= self.next_sync:
+            self.next_sync = max(times) + self.perturbation_interval
+            return super().choose_trial_to_run(tune_controller)
+        return None
+
+
+class SeedPopulations(ray_compat.PBTHooks):
+    """PBT over independent populations, one per seed (--seeds N: N populations), each exploited
+    within itself, so that the spread over seeds means something."""
+
+    population_key = "seed"
+
+    def __init__(self, *args, per_seed: bool = False, **kwargs):
+        """per_seed: False makes the trials one population, whatever their seeds (Tune's PBT)."""
+        super().__init__(*args, **kwargs)
+        self._population_key = self.population_key if per_seed else None
+
+    def _population(self, trial: Trial):
+        return trial.config.get(self._population_key)
+
+    def quantiles(self) -> tuple[list[Trial], list[Trial]]:
+        """Tune's quantiles, taken within each population and joined."""
+        if self._population_key is None:
+            return super().quantiles()
+        everyone, lower, upper = self.trial_state, [], []
+        try:
+            for value in {self._population(t) for t in everyone}:
+                self.trial_state = {t: s for t, s in everyone.items() if self._population(t) == value}
+                low, high = super().quantiles()
+                lower, upper = lower + low, upper + high
+        finally:
+            self.trial_state = everyone
+        return lower, upper
+
+    def checkpoint_or_exploit(self, trial: Trial, tune_controller, upper_quantile, lower_quantile):
+        """A trial clones only a trial of its own population."""
+        if self._population_key is not None:
+            mine = self._population(trial)
+            upper_quantile = [t for t in upper_quantile if self._population(t) == mine]
+            lower_quantile = [t for t in lower_quantile if self._population(t) == mine]
+        super().checkpoint_or_exploit(trial, tune_controller, upper_quantile, lower_quantile)
+
+
+class InPlaceExploit(ray_compat.PBTHooks):
+    """Synchronous PBT whose population keeps its actors at synchronisation points.
+
+    Tune's synchronous PBT pauses every trial at every synchronisation point, and a paused trial's
+    actor is not kept for reuse (the search is over, nothing is staged): each trial then restarts in
+    a new worker process (~3 s of imports here; bench/cartpole.py measured the population at 2.2x
+    its ideal wall time). When the whole population runs at once, a trial that arrives early waits
+    idle in its actor instead, every trial left running after the perturbation continues in place,
+    and an exploited trial takes its clone's checkpoint in its own actor (`exploit`).
+    """
+
+    in_place_exploit = True
+
+    def __init__(self, *args, in_place_exploit: bool = True, **kwargs):
+        """in_place_exploit: False pauses every trial at every synchronisation point (Tune's PBT)."""
+        super().__init__(*args, **kwargs)
+        self.in_place_exploit = in_place_exploit
+        self._waiting: set[Trial] = set()  # idle at the synchronisation point, actors kept
+        self._in_place: set[Trial] = set()  # exploited without leaving their actors (reset + restore queued)
+        self._reporting: Trial | None = None  # the trial whose result is being processed
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        if not self.in_place_exploit:
+            return super().on_trial_result(tune_controller, trial, result)
+        point = self.next_sync
         self._reporting, self._in_place = trial, set()
         try:
             decision = super().on_trial_result(tune_controller, trial, result)
         finally:
             self._reporting = None
-        if not self._synch:
+        if not self.synchronous:
             return decision
-        # Tune's synchronous PBT pauses every trial at every synchronisation point, and a paused
-        # trial's actor is not kept for reuse (the search is over, nothing is staged): each trial
-        # then restarts in a new worker process (~3 s of imports here; bench/cartpole.py measured
-        # the population at 2.2x its ideal wall time). When the whole population runs at once, a
-        # trial that arrives early waits idle in its actor instead, every trial left running after
-        # the perturbation continues in place, and an exploited trial takes its clone's checkpoint
-        # in its own actor (`_exploit`).
-        advanced = self._next_perturbation_sync != point
+        advanced = self.next_sync != point
         if advanced:  # this result completed the synchronisation: the idle ones go on
             for waiting in self._waiting - self._in_place:
                 if waiting is not trial and waiting.status == Trial.RUNNING:
-                    controller(tune_controller)._schedule_trial_train(waiting)
+                    ray_compat.schedule_train(tune_controller, waiting)
             self._waiting.clear()
         if trial in self._in_place:
             return TrialScheduler.NOOP  # its reset and restore are queued; training follows them
@@ -226,83 +269,69 @@ class ResumablePBT(PopulationBasedTraining):
         and this is not a resumed run (that one synchronises as Tune does, every trial paused)."""
         return not self._resumed and population_fits(tune_controller.get_live_trials())
 
-    def _exploit(self, tune_controller, trial: Trial, trial_to_clone: Trial):
+    def exploit(self, tune_controller, trial: Trial, trial_to_clone: Trial):
         """Tune's exploit, in the trial's own actor when it waits in place (Tune would pause it, stop
-        its actor and start a new worker process: ~3 s of imports per exploit). Tune logs each
-        exploit/explore in a dozen lines; one line here says the same."""
-        before = {k: trial_to_clone.config.get(k) for k in self._hyperparam_mutations}
-        scores = self._trial_state[trial].last_score, self._trial_state[trial_to_clone].last_score
+        its actor and start a new worker process: ~3 s of imports per exploit)."""
         in_place = (
-            self._synch
+            self.in_place_exploit
+            and self.synchronous
             and trial.status == Trial.RUNNING
             and (trial in self._waiting or trial is self._reporting)
             and self._waits_in_place(tune_controller)
             and one_node()
         )
-        if in_place:
-            # Tune's _exploit pauses a RUNNING trial and leaves a PAUSED one to be restarted from the
-            # checkpoint it sets; seen as PAUSED for the call, the trial keeps its actor.
-            trial.status = Trial.PAUSED
-            try:
-                super()._exploit(tune_controller, trial, trial_to_clone)
-            finally:
-                trial.status = Trial.RUNNING
-            self._reset_and_restore(tune_controller, trial)
-        else:
-            super()._exploit(tune_controller, trial, trial_to_clone)
-        changes = ", ".join(f"{k} {short_value(before[k])} -> {short_value(trial.config.get(k))}" for k in before)
-        print(f"PBT: {trial} ({self._metric} {scores[0]:.4g}) cloned {trial_to_clone} ({scores[1]:.4g}); {changes}")
+        if not in_place:
+            return super().exploit(tune_controller, trial, trial_to_clone)
+        # Tune's exploit pauses a RUNNING trial and leaves a PAUSED one to be restarted from the
+        # checkpoint it sets; seen as PAUSED for the call, the trial keeps its actor.
+        trial.status = Trial.PAUSED
+        try:
+            super().exploit(tune_controller, trial, trial_to_clone)
+        finally:
+            trial.status = Trial.RUNNING
+        self._reset_and_restore(tune_controller, trial)
 
     def _reset_and_restore(self, tune_controller, trial: Trial) -> None:
         """Queue on the trial's idle actor: `reset` to its new config (the trainable's reset_config),
         `restore` from the clone's checkpoint PBT set, then training (Tune's restore callback).
         A trainable that cannot reset in place is paused instead and restarts as in Tune."""
         self._in_place.add(trial)
-        tune_controller = controller(tune_controller)
-        clone = trial.run_metadata.checkpoint_manager._latest_checkpoint_result  # set by Tune's _exploit
+        clone = ray_compat.latest_checkpoint_result(trial)  # set by Tune's exploit
         config = copy.deepcopy(trial.config)
-        config[TRIAL_INFO] = _TrialInfo(trial)  # what Tune passes on its own actor reuse
+        config[TRIAL_INFO] = ray_compat.trial_info(trial)  # what Tune passes on its own actor reuse
         config[STDOUT_FILE], config[STDERR_FILE] = trial.log_to_file
 
         def reset(trial: Trial, _) -> None:
-            tune_controller._schedule_trial_task(
-                trial=trial,
-                method_name="reset",
-                args=(config,),
-                kwargs={"storage": trial.storage},
-                on_result=restore,
-                on_error=tune_controller._trial_task_failure,
+            ray_compat.schedule_task(
+                tune_controller, trial, "reset", on_result=restore, args=(config,), kwargs={"storage": trial.storage}
             )
 
         def restore(trial: Trial, success: bool) -> None:
             # a save of the trial's own state (Tune's checkpoint frequency) may have landed since
-            trial.run_metadata.checkpoint_manager._latest_checkpoint_result = clone
+            ray_compat.set_latest_checkpoint_result(trial, clone)
             if success:
-                tune_controller._schedule_trial_restore(trial)
+                ray_compat.schedule_restore(tune_controller, trial)
             else:  # restarts from the clone's checkpoint in a new actor
                 self._in_place.discard(trial)
-                tune_controller.pause_trial(trial, should_checkpoint=False)
+                ray_compat.tune_controller(tune_controller).pause_trial(trial, should_checkpoint=False)
 
         # Tune may still queue a save of the reporting trial's own state for this result (checkpoint
         # frequency): a no-op call first, so that the reset is queued after that save, which then
         # holds the trial's state before the exploit, at its own iteration.
-        tune_controller._schedule_trial_task(
-            trial=trial,
-            method_name="get_current_ip_pid",
-            on_result=reset,
-            on_error=tune_controller._trial_task_failure,
-        )
+        ray_compat.schedule_task(tune_controller, trial, "get_current_ip_pid", on_result=reset)
 
-    def choose_trial_to_run(self, tune_controller) -> Trial | None:
-        trial = super().choose_trial_to_run(tune_controller)
-        if trial is not None or not self._synch:
-            return trial
-        live = tune_controller.get_live_trials()
-        times = [self._trial_state[t].last_train_time for t in live]
-        if times and not any(t.status == Trial.RUNNING for t in live) and min(times) >= self._next_perturbation_sync:
-            self._next_perturbation_sync = max(times) + self._perturbation_interval
-            return super().choose_trial_to_run(tune_controller)
-        return None
+
+class ResumablePBT(ResumeAfterCrash, SeedPopulations, InPlaceExploit):
+    """Tune's PBT with the three behaviours above: resume=True, per_seed=False and
+    in_place_exploit=True by default; each flag set to False gives Tune's own behaviour for that part.
+    Tune logs each exploit/explore in a dozen lines; one line here says the same."""
+
+    def exploit(self, tune_controller, trial: Trial, trial_to_clone: Trial):
+        before = {k: trial_to_clone.config.get(k) for k in self.hyperparam_mutations}
+        scores = self.trial_state[trial].last_score, self.trial_state[trial_to_clone].last_score
+        super().exploit(tune_controller, trial, trial_to_clone)
+        changes = ", ".join(f"{k} {short_value(before[k])} -> {short_value(trial.config.get(k))}" for k in before)
+        print(f"PBT: {trial} ({self.metric} {scores[0]:.4g}) cloned {trial_to_clone} ({scores[1]:.4g}); {changes}")
 
 
 class ResumableASHA(ASHAScheduler):
@@ -314,10 +343,8 @@ class ResumableASHA(ASHAScheduler):
         repair_checkpoint(trial)
         if restored_iteration(trial) is None:
             return
-        bracket = self._trial_info[trial.trial_id]
         for row in recorded_results(trial):
-            if self._time_attr in row and self._metric in row:
-                bracket.on_result(trial, row[self._time_attr], self._metric_op * row[self._metric])
+            ray_compat.asha_record(self, trial, row)
 
 
 class SeededReplay(PopulationBasedTrainingReplay):
@@ -333,22 +360,22 @@ class SeededReplay(PopulationBasedTrainingReplay):
         if not self.config:
             self.config = fallback_config
         # Two clones at one step (a chain Tune logged at one synchronisation point): the last one holds.
-        self._policy = sorted(dict(self._policy).items())
-        self._next = {}  # trial_id -> index of the next change point in self._policy
+        self.change_points = sorted(dict(ray_compat.replay_change_points(self)).items())
+        self._next = {}  # trial_id -> index of the next change point in self.change_points
 
     def on_trial_add(self, tune_controller, trial: Trial):
         repair_checkpoint(trial)
         iteration = restored_iteration(trial) or 0
-        applied = [config for step, config in self._policy if step <= iteration]
+        applied = [config for step, config in self.change_points if step <= iteration]
         self._next[trial.trial_id] = len(applied)
         config = applied[-1] if applied else self.config
         trial.set_config({**config, "seed": trial.config.get("seed", config.get("seed"))})
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
-        position = self._next.get(trial.trial_id, len(self._policy))
-        if position >= len(self._policy) or result.get("training_iteration", 0) < self._policy[position][0]:
+        position = self._next.get(trial.trial_id, len(self.change_points))
+        if position >= len(self.change_points) or result.get("training_iteration", 0) < self.change_points[position][0]:
             return TrialScheduler.CONTINUE
-        change_at, config = self._policy[position]
+        change_at, config = self.change_points[position]
         # PAUSE: Tune checkpoints the trial and stops its actor; it restarts from that checkpoint
         # with the new config. (Pausing it from here, as Ray's replay does, can leave a queued STOP
         # that ends the trial after its next result when a periodic checkpoint is being saved.)
@@ -358,4 +385,4 @@ class SeededReplay(PopulationBasedTrainingReplay):
         return TrialScheduler.PAUSE
 
     def debug_string(self) -> str:
-        return f"PBT replay of {self.policy_file}: {len(self._policy)} change points"
+        return f"PBT replay of {self.policy_file}: {len(self.change_points)} change points"

@@ -69,7 +69,7 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
 def _replay_lines(results, metric: str, replay) -> list[str]:
     finals = [float(r.metrics[metric]) for r in results if math.isfinite(float(r.metrics[metric]))]
     mean, std, low, high = confidence_interval(finals)
-    changes = len(replay.scheduler._policy)
+    changes = len(replay.scheduler.change_points)
     inside = "inside" if low <= replay.score <= high else "OUTSIDE"
     return [
         f"  replay of {replay.trial}'s PBT schedule ({changes} change points) over {len(finals)} seeds: "

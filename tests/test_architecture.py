@@ -92,3 +92,119 @@ def test_each_domain_is_one_package(domain):
         if any(target == o or target.startswith(o + ".") for o in others)
     ]
     assert not crossing, "\n".join(crossing)
+
+
+# ----------------------------------------------------------------------------- Ray's private names
+
+COMPAT = ROOT / "platform" / "ray_compat.py"
+SCANNED = ("platform", "trainables", "bench", "envs", "search_spaces")
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _ray_module(name: str) -> bool:
+    return name == "ray" or name.startswith("ray.")
+
+
+def _private_ray_uses(path: pathlib.Path, module=None) -> list[str]:
+    """Private Ray names used in one file: an import of a private Ray module or name (or of
+    ray.tune.experimental), an attribute starting with "_" read off anything but self or cls in a
+    module that imports ray (super()._x included), and `self._x` where _x is a private name of a Ray
+    base class of the enclosing class (`module`: the file imported; by default by its name under ROOT)."""
+    tree = ast.parse(path.read_text())
+    out, imports_ray = [], False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if _ray_module(alias.name):
+                    imports_ray = True
+                    if any(_private(p) for p in alias.name.split(".")):
+                        out.append(f"{node.lineno}: import {alias.name}")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and _ray_module(node.module):
+            imports_ray = True
+            parts = node.module.split(".")
+            if any(_private(p) for p in parts) or node.module.startswith("ray.tune.experimental"):
+                out.append(f"{node.lineno}: from {node.module} import ...")
+            out += [f"{node.lineno}: from {node.module} import {a.name}" for a in node.names if _private(a.name)]
+    if not imports_ray:
+        return out
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            owner = node.value
+            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                out.append(f"{node.lineno}: {ast.unparse(node)}")
+    return out + _ray_base_privates(path, tree, module)
+
+
+def _ray_base_privates(path: pathlib.Path, tree: ast.Module, module) -> list[str]:
+    """`self._x` (read, or a method defined) in a class whose Ray base classes use the name _x."""
+    import importlib
+    import inspect
+    import re
+
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.bases]
+    if not classes:
+        return []
+    if module is None:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        module = importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    out = []
+    for node in classes:
+        cls = getattr(module, node.name, None)
+        ray_bases = [b for b in getattr(cls, "__mro__", ())[1:] if b.__module__.split(".")[0] == "ray"]
+        if not ray_bases:
+            continue
+        theirs = set()
+        for base in ray_bases:
+            try:
+                source = inspect.getsource(base)
+            except (OSError, TypeError):
+                continue
+            theirs |= set(re.findall(r"self\.(_[a-z]\w*)\b", source)) | set(re.findall(r"def (_[a-z]\w*)\(", source))
+        for inner in ast.walk(node):
+            used = None
+            if isinstance(inner, ast.Attribute) and isinstance(inner.value, ast.Name) and inner.value.id == "self":
+                used = inner.attr
+            elif isinstance(inner, ast.FunctionDef):
+                used = inner.name
+            if used in theirs:
+                out.append(f"{inner.lineno}: {node.name} uses {used}, a private name of its Ray base classes")
+    return out
+
+
+def test_private_ray_names_only_in_the_compat_module():
+    wrong = []
+    for package in SCANNED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path != COMPAT:
+                wrong += [f"{path.relative_to(ROOT)}:{use}" for use in _private_ray_uses(path)]
+    assert not wrong, (
+        "private Ray names outside platform/ray_compat.py (wrap each there, with a test in "
+        "tests/test_ray_compat.py):\n" + "\n".join(wrong)
+    )
+
+
+def test_the_private_name_check_finds_them(tmp_path):
+    """The check above, on the kinds of use it must find."""
+    import importlib.util
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from ray.autoscaler._private.util import prepare_config\n"
+        "from ray.tune.experiment.trial import _TrialInfo\n"
+        "from ray.tune.schedulers import PopulationBasedTraining\n"
+        "def f(controller, trial):\n"
+        "    controller._schedule_trial_train(trial)\n"
+        "class P(PopulationBasedTraining):\n"
+        "    def _exploit(self, *args):\n"
+        "        self._own = self._trial_state\n"
+        "        return super()._exploit(*args)\n"
+    )
+    spec = importlib.util.spec_from_file_location("probe", probe)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    found = _private_ray_uses(probe, module)
+    # line 7: overrides Ray's _exploit; 8: reads Ray's _trial_state (not _own); 9: super()._exploit
+    assert sorted(int(use.split(":")[0]) for use in found) == [1, 2, 5, 7, 8, 9], found

@@ -173,7 +173,7 @@ def test_replay_retrains_a_pbt_schedule_over_seeds(ray_session, tmp_path, capsys
     trial_id = read_results(tmp_path / "pbt" / original.group(1))[-1]["trial_id"]
     policy_file = tmp_path / "pbt" / f"pbt_policy_{trial_id}.txt"
     replay = SeededReplay(str(policy_file), {}) if policy_file.exists() else None
-    changes = replay._policy if replay else []
+    changes = replay.change_points if replay else []
     assert len(changes) == int(original.group(2))
     replayed = trial_dirs(tmp_path / "replay")
     assert len(replayed) == 2

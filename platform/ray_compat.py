@@ -1,0 +1,287 @@
+"""Every private Ray name tunelab uses, in one module.
+
+Ray keeps no promise about names that start with "_" (nor about `ray.tune.experimental`, or the
+files Tune writes for itself): any release may rename them. tunelab needs a few of them, to resume
+PBT and ASHA where Tune restarts them from scratch, to run PBT's exploits in place, and to shape
+Tune's console and loggers. Each one is wrapped here in a small named function or class that says
+what it relies on, and tests/test_ray_compat.py checks every one against the installed Ray (no
+cluster needed), failing with "Ray X removed/renamed Y used by Z". tests/test_architecture.py
+checks that no other module of platform/, trainables/, bench/, envs/ or search_spaces/ touches a
+private Ray name. A Ray upgrade therefore starts here: run those two tests, fix what they name.
+
+Checked against Ray 2.60.0 (`ray.__version__`); pyproject pins ray <2.61 until this module has
+been checked against a newer release.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune.experimental import output as _tune_output
+from ray.tune.experimental.output import AirVerbosity, TuneTerminalReporter
+from ray.tune.schedulers import PopulationBasedTraining
+
+# The Ray releases whose private names this module was read against (update on an upgrade, after
+# tests/test_ray_compat.py passes).
+CHECKED_RAY_VERSIONS = ("2.60.0",)
+
+# Re-exported so that the console reporter's base class, from Tune's experimental module, is named
+# in this module only.
+TerminalReporter = TuneTerminalReporter
+__all__ = ["AirVerbosity", "TerminalReporter"]
+
+# ----------------------------------------------------------------------------- clusters
+
+
+def validate_cluster_config(config: dict) -> None:
+    """Ray's own check of a cluster launcher YAML, as `ray up` runs it: fills in the defaults, then
+    validates against the JSON schema; raises on a bad config. Relies on
+    `ray.autoscaler._private.util.prepare_config` and `validate_config` (private module)."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(config))
+
+
+# ----------------------------------------------------------------------------- trials
+
+
+def latest_checkpoint_result(trial) -> Any:
+    """The trial's latest checkpoint and the metrics it was saved with (`.checkpoint`, `.metrics`),
+    or None. Relies on `trial.run_metadata.checkpoint_manager.latest_checkpoint_result`, a public
+    property of Ray's private `_CheckpointManager`."""
+    return trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+
+
+def set_latest_checkpoint_result(trial, result) -> None:
+    """Makes `result` (from `latest_checkpoint_result` or `training_result`) the checkpoint the trial
+    restores from on its next start. Relies on the manager's private `_latest_checkpoint_result`."""
+    trial.run_metadata.checkpoint_manager._latest_checkpoint_result = result
+
+
+def training_result(checkpoint, metrics: dict) -> Any:
+    """A checkpoint with the metrics it was saved at, as the checkpoint manager holds them. Relies on
+    `ray.train._internal.session._TrainingResult(checkpoint=, metrics=)`."""
+    from ray.train._internal.session import _TrainingResult
+
+    return _TrainingResult(checkpoint=checkpoint, metrics=metrics)
+
+
+def trial_info(trial) -> Any:
+    """What Tune passes a trainable about its trial on actor reuse (under the config key
+    `ray.tune.result.TRIAL_INFO`). Relies on `ray.tune.experiment.trial._TrialInfo(trial)`."""
+    from ray.tune.experiment.trial import _TrialInfo
+
+    return _TrialInfo(trial)
+
+
+def trial_statuses(experiment_state: str) -> dict:
+    """trial_id -> status, from the text of one of Tune's `experiment_state-*.json` files (written
+    for Tune's own restore; its layout is Tune's internal one: {"trial_data": [[trial_json, ...]]})."""
+    out = {}
+    for state, *_ in json.loads(experiment_state).get("trial_data", []):
+        parsed = json.loads(state)
+        out[parsed.get("trial_id")] = parsed.get("status")
+    return out
+
+
+EXPERIMENT_STATE_PREFIX = "experiment_state"  # Tune's name for its experiment state files
+
+
+# ----------------------------------------------------------------------------- the controller
+
+
+def tune_controller(wrapped) -> Any:
+    """The TuneController behind the wrapper Tune hands its schedulers. Every private method below,
+    called through the wrapper, would log a warning that the API is restricted. Relies on the
+    wrapper's private `_tune_controller` (`ray.tune.execution.tune_controller.TrialRunnerWrapper`)."""
+    return getattr(wrapped, "_tune_controller", wrapped)
+
+
+def schedule_train(controller, trial) -> None:
+    """Asks a trial's running actor for its next training result (what Tune does after CONTINUE).
+    Relies on `TuneController._schedule_trial_train(trial)`."""
+    tune_controller(controller)._schedule_trial_train(trial)
+
+
+def schedule_restore(controller, trial) -> None:
+    """Restores a trial's running actor from its latest checkpoint result, then trains it on. Relies
+    on `TuneController._schedule_trial_restore(trial)`."""
+    tune_controller(controller)._schedule_trial_restore(trial)
+
+
+def schedule_task(
+    controller, trial, method_name: str, on_result: Callable, args: tuple = (), kwargs: dict | None = None
+) -> None:
+    """Queues `method_name(*args, **kwargs)` on the trial's actor; `on_result(trial, value)` runs on
+    the driver when it returns, and a failure is handled as any failed trial task. Relies on
+    `TuneController._schedule_trial_task(trial=, method_name=, args=, kwargs=, on_result=, on_error=)`
+    and `TuneController._trial_task_failure`."""
+    controller = tune_controller(controller)
+    controller._schedule_trial_task(
+        trial=trial,
+        method_name=method_name,
+        args=args,
+        kwargs=kwargs or {},
+        on_result=on_result,
+        on_error=controller._trial_task_failure,
+    )
+
+
+# ----------------------------------------------------------------------------- schedulers
+
+
+class PBTHooks(PopulationBasedTraining):
+    """Tune's PopulationBasedTraining with its private hooks and state under public names.
+
+    Tune's PBT calls `self._quantiles()`, `self._checkpoint_or_exploit(...)` and `self._exploit(...)`
+    (checked in tests/test_ray_compat.py); a subclass of this class overrides `quantiles`,
+    `checkpoint_or_exploit` and `exploit` instead, and calls these to get Tune's own. The state
+    properties read and write PBT's private attributes of the same name with a leading "_".
+    """
+
+    def _quantiles(self):
+        return self.quantiles()
+
+    def _checkpoint_or_exploit(self, trial, tune_controller, upper_quantile, lower_quantile):
+        self.checkpoint_or_exploit(trial, tune_controller, upper_quantile, lower_quantile)
+
+    def _exploit(self, tune_controller, trial, trial_to_clone):
+        self.exploit(tune_controller, trial, trial_to_clone)
+
+    def quantiles(self) -> tuple[list, list]:
+        """(lower, upper) quantile of the trials by their last score."""
+        return PopulationBasedTraining._quantiles(self)
+
+    def checkpoint_or_exploit(self, trial, tune_controller, upper_quantile: list, lower_quantile: list) -> None:
+        """A trial in the upper quantile is checkpointed, one in the lower clones an upper one."""
+        PopulationBasedTraining._checkpoint_or_exploit(self, trial, tune_controller, upper_quantile, lower_quantile)
+
+    def exploit(self, tune_controller, trial, trial_to_clone) -> None:
+        """`trial` takes `trial_to_clone`'s checkpoint and a perturbed copy of its config."""
+        PopulationBasedTraining._exploit(self, tune_controller, trial, trial_to_clone)
+
+    def save_trial_state(self, trial, time: int, result: dict) -> None:
+        """Records `result` as the trial's last score and train time (Tune's `_save_trial_state`)."""
+        self._save_trial_state(self._trial_state[trial], time, result, trial)
+
+    @property
+    def trial_state(self) -> dict:
+        """Trial -> Tune's per-trial PBT state (last_score, last_train_time, last_perturbation_time)."""
+        return self._trial_state
+
+    @trial_state.setter
+    def trial_state(self, value: dict) -> None:
+        self._trial_state = value
+
+    @property
+    def next_sync(self) -> int:
+        """Synchronous PBT's next synchronisation point (in `time_attr` units)."""
+        return self._next_perturbation_sync
+
+    @next_sync.setter
+    def next_sync(self, value: int) -> None:
+        self._next_perturbation_sync = value
+
+    @property
+    def synchronous(self) -> bool:
+        return self._synch
+
+    @property
+    def time_attr(self) -> str:
+        return self._time_attr
+
+    @property
+    def perturbation_interval(self) -> float:
+        return self._perturbation_interval
+
+    @property
+    def burn_in_period(self) -> float:
+        return self._burn_in_period
+
+    @property
+    def hyperparam_mutations(self) -> dict:
+        return self._hyperparam_mutations
+
+
+def asha_record(scheduler, trial, row: dict) -> None:
+    """Feeds one recorded result row of `trial` into its ASHA bracket's rungs (nothing if the row
+    lacks the time or the metric). Relies on AsyncHyperBandScheduler's private `_trial_info`
+    (trial_id -> bracket), `_time_attr`, `_metric`, `_metric_op` and the bracket's
+    `on_result(trial, time, score)`."""
+    if scheduler._time_attr in row and scheduler._metric in row:
+        bracket = scheduler._trial_info[trial.trial_id]
+        bracket.on_result(trial, row[scheduler._time_attr], scheduler._metric_op * row[scheduler._metric])
+
+
+def replay_change_points(replay) -> list[tuple[int, dict]]:
+    """A PopulationBasedTrainingReplay's schedule as Ray read it from the pbt_policy file: (step,
+    config) pairs in file order. Relies on its private `_policy`."""
+    return list(replay._policy)
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+class StorageCopyHook:
+    """Mixin for Tune's JSON and CSV logger callbacks. At each trial start Tune calls their
+    `_restore_from_remote(file_name, trial)` (checked in tests/test_ray_compat.py) to copy the trial's
+    file from storage over the driver's copy; here that call goes to `restore_from_storage`, which a
+    subclass overrides, and `copy_from_storage` is Tune's own copy."""
+
+    def _restore_from_remote(self, file_name: str, trial) -> None:
+        self.restore_from_storage(file_name, trial)
+
+    def restore_from_storage(self, file_name: str, trial) -> None:
+        self.copy_from_storage(file_name, trial)
+
+    def copy_from_storage(self, file_name: str, trial) -> None:
+        super()._restore_from_remote(file_name, trial)
+
+
+def tensorboard_end_trial(callback, trial, hparams: dict) -> None:
+    """Closes the trial's TensorBoard writer, first writing its HParams: `hparams` (flat) against
+    the trial's last result. Relies on TBXLoggerCallback's private `_trial_writer`, `_trial_result`
+    (trial -> writer, last result) and `_try_log_hparams(trial, result)`, which reads the params
+    from `trial.evaluated_params`."""
+    from ray.tune.utils import flatten_dict
+
+    if trial not in callback._trial_writer:
+        return
+    last = callback._trial_result.get(trial)
+    if last:
+        scalars = {k: v for k, v in flatten_dict(last, delimiter="/").items() if isinstance(v, (int, float))}
+        sampled = trial.evaluated_params
+        trial.evaluated_params = hparams
+        try:
+            callback._try_log_hparams(trial, scalars)
+        finally:
+            trial.evaluated_params = sampled
+    callback._trial_writer[trial].close()
+    del callback._trial_writer[trial]
+    del callback._trial_result[trial]
+
+
+def mlflow_has_run(callback, trial) -> bool:
+    """Whether MLflowLoggerCallback has started an MLflow run for the trial. Relies on its private
+    `_trial_runs` (trial -> run id)."""
+    return trial in callback._trial_runs
+
+
+def reporter_metric(reporter) -> str | None:
+    """The metric Tune's console reporter was given. Relies on TuneReporterBase's private `_metric`."""
+    return reporter._metric
+
+
+def install_console_reporter(cls: type) -> None:
+    """Makes Tune build `cls` (a TerminalReporter subclass) as its console reporter, in this
+    process. Tune builds its reporter in `ray.tune.experimental.output._detect_reporter`, looking
+    the class up by the module-level name `TuneTerminalReporter`, which this replaces."""
+    _tune_output.TuneTerminalReporter = cls
+
+
+def optuna_trial(searcher, trial_id: str) -> Any:
+    """The optuna.Trial an OptunaSearch opened for a Tune trial. Relies on its private `_ot_trials`
+    (trial_id -> optuna trial)."""
+    return searcher._ot_trials[trial_id]
