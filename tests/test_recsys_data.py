@@ -10,7 +10,7 @@ import pytest
 
 from trainables import metrics as m
 from trainables.config import ConfigError
-from trainables.recsys import protocol, ratings
+from trainables.recsys import baselines, protocol, ratings
 from trainables.recsys.ratings import DataError
 
 # (user, item, rating, timestamp): half stars, and same-second ties within a user.
@@ -217,3 +217,86 @@ def test_a_target_repeated_from_the_history_is_a_counted_miss():
     fresh, _ = one_user(target=4, context=(0, 3))
     got = protocol.evaluate(lambda ctx: scores[None, :], fresh, vocabulary, m.TEST)
     assert got[m.split_metric(m.TEST, m.REPEATED_TARGETS)] == 0
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def dense_fit(cfg, split):
+    """The item-item baselines as they were before the sparse rewrite: dense users x items and
+    items x items arrays throughout (the reference the sparse path must reproduce exactly)."""
+    train, n_items = split.train, split.n_items
+
+    def matrix(seqs):
+        x = np.zeros((seqs.count, n_items), dtype=np.float32)
+        rows, cols = np.nonzero((seqs.items >= 0) & (seqs.ratings >= cfg.min_rating))
+        x[rows, seqs.items[rows, cols]] = 1.0
+        return x
+
+    x = matrix(train)
+    if cfg.method == "ease":
+        gram = (x.T @ x).astype(np.float64)
+        gram[np.diag_indices(n_items)] += cfg.l2
+        p = np.linalg.inv(gram)
+        weights = (p / -np.diag(p)).astype(np.float32)
+        weights[np.diag_indices(n_items)] = 0.0
+        return lambda ctx: matrix(ctx) @ weights
+    if cfg.cooccurrence == "history":
+        co = x.T @ x
+        norms = np.sqrt(np.diag(co))
+    else:
+        counts = np.bincount(train.items[train.items >= 0], minlength=n_items).astype(np.float64)
+        follows = (train.items[:, :-1] >= 0) & (train.items[:, 1:] >= 0) & (train.ratings[:, 1:] >= cfg.min_rating)
+        co = np.zeros((n_items, n_items), dtype=np.float32)
+        np.add.at(co, (train.items[:, :-1][follows], train.items[:, 1:][follows]), 1.0)
+        norms = np.sqrt(counts)
+    sim = co / (norms[:, None] * norms[None, :] + cfg.shrinkage + 1e-9)
+    sim[np.diag_indices(n_items)] = 0.0
+    weakest = np.argpartition(-sim, cfg.neighbours, axis=1)[:, cfg.neighbours :]
+    np.put_along_axis(sim, weakest, 0.0, axis=1)
+    sim = sim.astype(np.float32)
+
+    def score(ctx):
+        out = np.zeros((ctx.count, n_items), dtype=np.float32)
+        for k in range(cfg.recent):
+            pos = ctx.lengths - 1 - k
+            item = ctx.items[np.arange(ctx.count), np.maximum(pos, 0)]
+            rated = ctx.ratings[np.arange(ctx.count), np.maximum(pos, 0)] >= cfg.min_rating
+            weight = np.where((pos >= 0) & rated, cfg.decay**k, 0.0).astype(np.float32)
+            out += weight[:, None] * sim[np.maximum(item, 0)]
+        return out
+
+    return score
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"method": "ease", "l2": 20.0},
+        {"method": "ease", "min_rating": 3.0},
+        {"method": "itemknn", "neighbours": 15},
+        {"method": "itemknn", "cooccurrence": "next", "recent": 3, "min_rating": 2.5, "neighbours": 10},
+    ],
+)
+def test_sparse_baselines_reproduce_the_dense_ones_exactly(tmp_path, settings):
+    path = tmp_path / "ratings.csv"
+    path.write_text(
+        "userId,movieId,rating,timestamp\n" + "".join(f"{u},{i},{r:g},{t}\n" for u, i, r, t in random_log(5))
+    )
+    cfg = baselines.BaselineConfig(data=str(path), **settings)
+    _, split = protocol.load_split(cfg)
+    sparse_fn, dense_fn = baselines.fit(cfg, split), dense_fit(cfg, split)
+    assert np.array_equal(sparse_fn(split.valid.context), dense_fn(split.valid.context))
+    for held in (split.valid, split.test):
+        # Small chunks: the chunked evaluation gives the figures of one pass over all users.
+        got = protocol.evaluate(sparse_fn, held, split.vocabulary, m.TEST, chunk=7)
+        want = protocol.evaluate(dense_fn, held, split.vocabulary, m.TEST)
+        assert got == want and got[m.split_metric(m.TEST, m.HR)] > 0
+
+
+def test_ease_past_its_memory_limit_is_one_clear_line():
+    cfg = {"method": "ease", "synthetic_users": 300, "synthetic_items": 2000, "max_memory_gb": 0.05}
+    with pytest.raises(ConfigError, match=r"2,000 items needs about 0\.1 GB .* above max_memory_gb=0\.05") as err:
+        baselines.check(cfg)
+    assert "itemknn" in str(err.value) and "\n" not in str(err.value)
+    baselines.check({**cfg, "max_memory_gb": 1.0})  # under the limit it fits
