@@ -128,12 +128,13 @@ def _render() -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def check(path: Path = CLI_MD) -> str | None:
-    """None when `path` holds what the code prints now, else the one-line message --check prints."""
+def check(path: Path = CLI_MD, expected: str | None = None) -> str | None:
+    """None when `path` holds what the code prints (`expected`, rendered here unless given), else the
+    one-line message --check prints."""
     rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     if not path.exists():
         return f"{rel} is missing: run `python -m platform.docs`"
-    if path.read_text() != render():
+    if path.read_text() != (render() if expected is None else expected):
         return f"{rel} is stale (the commands' --help or --show-config changed): run `python -m platform.docs`"
     return None
 
