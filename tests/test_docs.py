@@ -20,6 +20,8 @@ DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
 COMMIT = re.compile(r"commit `([0-9a-f]{7,40})`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 # Words that date a sentence by when it was written instead of by a date and a commit.
+COMMAND = re.compile(r"python -m platform\.(\w+)([^`#\n]*)")
+FLAG = re.compile(r"(?<!\S)(--?[A-Za-z][\w-]*)")
 DIARY = re.compile(r"\b(now|earlier|previously|used to)\b", re.IGNORECASE)
 
 
@@ -113,6 +115,37 @@ def test_no_development_diary():
     assert not found, "date figures by day and commit instead:\n" + "\n".join(found)
 
 
+def _unknown_flags(page: Path, helps: dict[str, str]) -> list[str]:
+    """Commands the page shows (`python -m platform.NAME ... --flag`) that do not exist, or flags their
+    --help does not list. A continuation line after a backslash is not read."""
+    out = []
+    for number, line in enumerate(page.read_text().splitlines(), 1):
+        for name, rest in COMMAND.findall(line):
+            if name not in helps:
+                out.append(f"{_name(page)}:{number}: python -m platform.{name} is no command")
+                continue
+            out += [
+                f"{_name(page)}:{number}: python -m platform.{name} has no {flag}"
+                for flag in FLAG.findall(rest)
+                if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", helps[name])
+            ]
+    return out
+
+
+def _helps() -> dict[str, str]:
+    """Each command's --help, as docs/cli.md holds it (test_cli_reference_* keep that current)."""
+    sections = re.split(r"^## python -m platform\.(\w+)\n", docs.CLI_MD.read_text(), flags=re.MULTILINE)
+    return {name: text.split("\n## ")[0] for name, text in zip(sections[1::2], sections[2::2])}
+
+
+def test_documented_commands_and_flags_exist():
+    helps = _helps()
+    assert {"tune", "report", "compare"} <= set(helps), sorted(helps)
+    pages = [README, *(page for page in DOC_PAGES if page.name != "cli.md")]
+    problems = [p for page in pages for p in _unknown_flags(page, helps)]
+    assert not problems, "\n".join(problems)
+
+
 def test_the_checks_catch_what_they_look_for(tmp_path):
     page = tmp_path / "page.md"
     page.write_text(
@@ -123,6 +156,12 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
     assert len(_diary_words(page)) == 2
     problems = _problems_in_links(page)
     assert len(problems) == 2 and "missing.md" in problems[0] and "#part-two" in problems[1], problems
+    page.write_text("`python -m platform.tune dt --seeds 3 --sedes 3`; python -m platform.nope --x\n")
+    helps = {"tune": "usage: python -m platform.tune [--seeds SEEDS]"}
+    assert _unknown_flags(page, helps) == [
+        "page.md:1: python -m platform.tune has no --sedes",
+        "page.md:1: python -m platform.nope is no command",
+    ]
     assert not _commit_exists("0" * 40)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     assert _commit_exists(head)
