@@ -259,28 +259,28 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         self.split, self.n_items = split, split.n_items
         self.score_metric = protocol.score_metric(split)
         train, dev = split.train, self.device
-        # Left-padded (S, K - 1 + L) tensors: the window that ends at step e of a history is columns
-        # e .. e + K - 1, so short histories and the first steps of long ones train too.
-        pad = cfg.context_length - 1
+        # Flat (N,) tensors, one entry per training interaction, in the order of train.flat_items:
+        # the window that ends at step e of row s is steps e - K + 1 .. e of it, left-padded where
+        # they fall before 0 (`_window`), so short histories and the first steps of long ones train
+        # too, and memory grows with the interactions, not with rows x the longest history.
         self.pad_item = self.n_items + 1  # the embedding row of left padding
-        items = np.where(train.items >= 0, train.items, self.pad_item)
-        returns = self._scale_returns(protocol.horizon_returns(train.ratings, train.lengths, cfg.return_horizon))
-        states = protocol.running_state(train.ratings, train.lengths, cfg.max_timestep)[:, :-1]
-        self.train_items = torch.as_tensor(_left_pad(items, pad, self.pad_item), device=dev)
-        targets = np.where(train.items >= 0, train.items, IGNORE)
-        self.train_targets = torch.as_tensor(_left_pad(targets, pad, IGNORE), device=dev)
-        self.train_returns = torch.as_tensor(_left_pad(returns, pad, 0.0), device=dev)
-        centred = (train.ratings - 3.0) / 2.0  # the rating head's target, about [-1, 1]
-        self.train_centred = torch.as_tensor(_left_pad(centred, pad, 0.0), device=dev)
+        returns, states = self._features(train)
+        self.train_offsets = torch.as_tensor(train.offsets, device=dev)
+        self.train_lengths = torch.as_tensor(train.lengths, device=dev)
+        self.train_items = torch.as_tensor(train.flat_items, device=dev)
+        self.train_returns = torch.as_tensor(returns, device=dev)
+        # The rating head's target, about [-1, 1]
+        self.train_centred = torch.as_tensor((train.flat_ratings - 3.0) / 2.0, device=dev)
         self.pooling = cfg.user_pool and "s" in cfg.tokens
-        self.train_states = self._state_tensor(_left_pad(states, pad, 0.0))
+        self.train_states = self._state_tensor(states)
         # (W, 2) every (row, last step) with at least one step before it to learn from.
-        rows = np.repeat(np.arange(train.count), np.maximum(train.lengths - 1, 0))
-        ends = np.concatenate([np.arange(1, n) for n in train.lengths]) if len(rows) else np.zeros(0, np.int64)
+        per_row = np.maximum(train.lengths - 1, 0)
+        rows = np.repeat(np.arange(train.count), per_row)
+        ends = protocol.ranges(np.ones(train.count, np.int64), per_row)  # 1 .. n - 1 for each row
         if not len(rows):
             raise ConfigError(f"{split.source}: no training history has 2+ interactions; the DT has nothing to learn")
         self.windows = torch.as_tensor(np.stack([rows, ends], 1), device=dev)
-        counts = np.bincount(train.items[train.items >= 0], minlength=self.n_items)
+        counts = np.bincount(train.flat_items, minlength=self.n_items)
         self.log_popularity = torch.as_tensor(np.log1p(counts), dtype=torch.float32, device=dev)  # (I,)
 
         self.model = DecisionTransformer(cfg, self.n_items).to(dev)
@@ -305,22 +305,27 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
                 group["lr"] = lr
             pick = torch.randint(len(self.windows), (cfg.batch_size,), generator=self.generator)
             rows, ends = self.windows[pick.to(self.device)].unbind(1)
-            cols = ends[:, None] + offsets  # (B, K) padded columns; step index = col - (K - 1)
-            rows = rows[:, None]
-            steps = (cols - (cfg.context_length - 1)).clamp(min=0)
+            steps = ends[:, None] - (cfg.context_length - 1) + offsets  # (B, K) step index, < 0: left padding
             pooled = None
             if self.pooling:
-                whole = rows.squeeze(1)
-                pooled = self.model.history(self.train_items[whole], self.train_centred[whole], cols, steps)
+                # Whole histories, left-padded by K - 1 like the window's columns (col = step + K - 1).
+                width = int(self.train_lengths[rows].max()) + cfg.context_length - 1
+                whole = torch.arange(width, device=self.device)[None, :] - (cfg.context_length - 1)
+                pooled = self.model.history(
+                    self._window(self.train_items, rows, whole, self.pad_item),
+                    self._window(self.train_centred, rows, whole, 0.0),
+                    steps + cfg.context_length - 1,
+                    steps.clamp(min=0),
+                )
             hidden, first, rating_hidden = self.model(
-                self.train_returns[rows, cols],
-                self.train_states[rows, cols],
-                self.train_items[rows, cols],
-                steps,
+                self._window(self.train_returns, rows, steps, 0.0),
+                self._window(self.train_states, rows, steps, 0.0),
+                self._window(self.train_items, rows, steps, self.pad_item),
+                steps.clamp(min=0),
                 pooled,
             )
             logits = self.model.logits(hidden)  # (B, K - first, I)
-            targets = self.train_targets[rows, cols]  # (B, K), IGNORE on padding
+            targets = self._window(self.train_items, rows, steps, IGNORE)  # (B, K), IGNORE on padding
             loss = F.cross_entropy(
                 logits.reshape(-1, self.n_items), targets[:, first:].reshape(-1), ignore_index=IGNORE
             )
@@ -328,7 +333,7 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
                 later = targets[:, 1:]  # (B, K - 1) the items of steps 1 .. K-1
                 known = later != IGNORE
                 predicted = self.model.ratings(rating_hidden, later.clamp(min=0))
-                error = (predicted - self.train_centred[rows, cols][:, 1:]) ** 2
+                error = (predicted - self._window(self.train_centred, rows, steps, 0.0)[:, 1:]) ** 2
                 loss = loss + cfg.rating_loss * (error * known).sum() / known.sum().clamp(min=1)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -397,6 +402,30 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
         called once, on the selected trial, by the driver."""
         figures = protocol.evaluate(self.scores, self.split.test, self.split.vocabulary, m.TEST)
         return {**figures, **baselines.reference(self.split, self.cfg.data_seed, m.TEST)}
+
+    def _window(self, flat: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor, fill) -> torch.Tensor:
+        """(B, T, ...) the entries of training rows `rows` (B,) at `steps` (B, T) from a flat (N, ...)
+        tensor; `fill` where a step is outside the row (left padding, or past the end)."""
+        inside = (steps >= 0) & (steps < self.train_lengths[rows, None])
+        at = self.train_offsets[rows, None] + steps.clamp(min=0)
+        values = flat[torch.where(inside, at, 0)]
+        mask = inside.view(*inside.shape, *([1] * (values.dim() - inside.dim())))
+        return torch.where(mask, values, torch.as_tensor(fill, dtype=values.dtype, device=values.device))
+
+    def _features(self, train: protocol.Sequences, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """Flat (N,) scaled returns-to-go and (N, STATE_DIM) states of every training step, computed
+        `chunk` rows at a time on the padded form (row by row, so the values are the same)."""
+        cfg = self.cfg
+        returns = np.empty(len(train.flat_items), dtype=np.float32)
+        states = np.empty((len(train.flat_items), protocol.STATE_DIM), dtype=np.float32)
+        for lo in range(0, train.count, chunk):
+            part = train.rows(np.arange(lo, min(lo + chunk, train.count)))
+            valid = np.arange(part.items.shape[1])[None, :] < part.lengths[:, None]
+            at = slice(train.offsets[lo], train.offsets[lo + part.count])
+            r = protocol.horizon_returns(part.ratings, part.lengths, cfg.return_horizon)
+            returns[at] = self._scale_returns(r)[valid]
+            states[at] = protocol.running_state(part.ratings, part.lengths, cfg.max_timestep)[:, :-1][valid]
+        return returns, states
 
     def _scale_returns(self, returns: np.ndarray) -> np.ndarray:
         """Centred per-step return: 0 for an average rating of 3, +1 for all 5s (at return_scale 2)."""
