@@ -31,7 +31,10 @@ def _name(page: Path) -> str:
 
 def _anchors(page: Path) -> set[str]:
     """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to hyphens."""
-    headings = re.findall(r"^#+ (.+)$", page.read_text(), re.MULTILINE)
+    prose = re.sub(
+        r"^```.*?^```", "", page.read_text(), flags=re.MULTILINE | re.DOTALL
+    )  # a shell comment is no heading
+    headings = re.findall(r"^#+ (.+)$", prose, re.MULTILINE)
     return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
 
 
@@ -86,9 +89,14 @@ def test_readme_is_a_front_door():
     lines = README.read_text().splitlines()
     assert len(lines) < 200, f"README.md has {len(lines)} lines; move detail to docs/"
     text = README.read_text()
-    # the test line CI runs (.ci/run) and the quick start
-    assert "python -m pytest" in text and "python -m platform.tune dt" in text
-    assert "docs/cli.md" in text
+    # the quick start, and the test line as CI (.ci/run) runs it: the same torch pin and extras
+    assert "python -m platform.tune dt" in text and "docs/cli.md" in text
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest" in ci and "python -m pytest" in text
+    assert re.findall(r"torch==[\d.]+", text) and set(re.findall(r"torch==[\d.]+", text)) == set(
+        re.findall(r"torch==[\d.]+", ci)
+    ), "README's torch pin differs from .ci/run's"
+    assert '-e ".[test]"' in ci and '-e ".[test]"' in text
 
 
 @pytest.mark.parametrize("page", RESULTS_PAGES, ids=lambda page: page.name)
@@ -152,7 +160,7 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
         "See [a](missing.md), [b](there.md#part-one-x), [c](there.md#part-two) and [d](https://example.org).\n"
         "It is now faster than earlier.\n"
     )
-    (tmp_path / "there.md").write_text("# Part one: `x`\n")
+    (tmp_path / "there.md").write_text("# Part one: `x`\n```bash\n# part two\n```\n")
     assert len(_diary_words(page)) == 2
     problems = _problems_in_links(page)
     assert len(problems) == 2 and "missing.md" in problems[0] and "#part-two" in problems[1], problems
