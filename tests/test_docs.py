@@ -22,6 +22,7 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 # Words that date a sentence by when it was written instead of by a date and a commit.
 COMMAND = re.compile(r"python -m platform\.(\w+)([^`#\n]*)")
 FLAG = re.compile(r"(?<!\S)(--?[A-Za-z][\w-]*)")
+REPO_PATH = re.compile(r"`((?:platform|trainables|search_spaces|envs|clusters|bench|tests|docs|\.ci)/[\w./<>-]*)`")
 DIARY = re.compile(r"\b(now|earlier|previously|used to)\b", re.IGNORECASE)
 
 
@@ -118,6 +119,20 @@ def test_relative_links_resolve():
     assert not problems, "\n".join(problems)
 
 
+def _missing_paths(page: Path) -> list[str]:
+    """Files of the repository the page names in backticks (`trainables/rl/dqn.py`) that do not exist."""
+    return [
+        f"{_name(page)}: {path} does not exist"
+        for path in REPO_PATH.findall(page.read_text())
+        if "<" not in path and not (ROOT / path).exists()
+    ]
+
+
+def test_named_repository_files_exist():
+    problems = [p for page in [README, *DOC_PAGES] for p in _missing_paths(page)]
+    assert not problems, "\n".join(problems)
+
+
 def test_no_development_diary():
     found = [w for page in [README, *DOC_PAGES] for w in _diary_words(page)]
     assert not found, "date figures by day and commit instead:\n" + "\n".join(found)
@@ -170,6 +185,8 @@ def test_the_checks_catch_what_they_look_for(tmp_path):
         "page.md:1: python -m platform.tune has no --sedes",
         "page.md:1: python -m platform.nope is no command",
     ]
+    page.write_text("`tests/test_docs.py`, `trainables/nowhere.py`, `envs/` and `train/loss`\n")
+    assert _missing_paths(page) == ["page.md: trainables/nowhere.py does not exist"]
     assert not _commit_exists("0" * 40)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     assert _commit_exists(head)
