@@ -20,6 +20,40 @@ assert Path(platform.__file__).resolve().parent == ROOT / "platform", platform._
 assert platform.system(), "platform.system() must keep working"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cluster` run first, before anything has started the session's local Ray: after a
+    whole suite had used the in-process local Ray, the node of a trial's actor could not be told
+    reliably from the GCS table of a new ray.cluster_utils.Cluster (two fresh-clone CI runs), while it
+    always could in a fresh process. Here, not in file names, so no file's name orders the suite.
+    A stable sort: every other test keeps its place."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is None)
+
+
+RAY_FIXTURES = ("ray_session", "own_ray")
+
+
+def pytest_runtest_setup(item):
+    """The quick loop (`pytest -m "not slow"`) stays quick: a test that asks for a Ray must say so."""
+    wants = [name for name in RAY_FIXTURES if name in item.fixturenames]
+    if wants and item.get_closest_marker("slow") is None:
+        pytest.fail(
+            f"{item.nodeid} uses {wants[0]} (it starts Ray) but is not marked slow: add @pytest.mark.slow",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _ray_only_in_slow_tests(request):
+    """Fails a test not marked slow that started Ray itself (through the CLI, say): it belongs to the
+    slow suite, and the quick loop must not pay for a Ray start."""
+    ray = sys.modules.get("ray")
+    before = ray is not None and ray.is_initialized()
+    yield
+    ray = sys.modules.get("ray")
+    if not before and ray is not None and ray.is_initialized() and request.node.get_closest_marker("slow") is None:
+        pytest.fail(f"{request.node.nodeid} started Ray but is not marked slow: add @pytest.mark.slow", pytrace=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Synthetic data cached per test session, never in the user's home."""
@@ -36,8 +70,9 @@ def start_local_ray():
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray for the whole session (Ray 2.60 has no local_mode). The multi-node tests
-    (test_multinode.py) stop it for their own clusters and start it again when they are done."""
+    """One local Ray for the whole session (Ray 2.60 has no local_mode), for tests marked slow only
+    (pytest_runtest_setup refuses the others). The tests marked cluster stop it for their own
+    clusters and start it again when they are done."""
     ray = start_local_ray()
     yield ray
     ray.shutdown()

@@ -47,6 +47,7 @@ def test_episodes_draw_from_the_listed_datasets():
     assert env.learner.y.max() == 2 and len(env.learner.x) == 178  # wine's rows
 
 
+@pytest.mark.slow
 def test_ppo_trains_on_the_env_config_and_joins_the_comparison(ray_session, tmp_path, capsys):
     """RLlib PPO as the second learner: its env runners and its evaluation get env_config (a list of
     training datasets), and al_compare plays its RL module greedily on a held-out dataset."""
@@ -110,6 +111,7 @@ def test_summary_figures():
     assert S.summarise(curve, full=1.0, start=20, split=1)["final"] == 0.7
 
 
+@pytest.mark.slow
 def test_margin_beats_random_on_digits():
     cfg = active.ActiveConfig(dataset="digits", batch=10, budget=100)
     diffs = [
@@ -120,6 +122,7 @@ def test_margin_beats_random_on_digits():
     assert np.mean(diffs) > 0.01, diffs
 
 
+@pytest.mark.slow
 def test_compare_and_report_with_a_learned_policy(ray_session, tmp_path, capsys):
     code, out, err = run_cli(capsys, "al", "--budget", "smoke", "--search", "none", "--storage", str(tmp_path),
                              "--name", "pol", "--set", "train_datasets=wine,gen-easy",

@@ -35,6 +35,7 @@ def pbt_run(ray_session, tmp_path_factory):
     return cli.run(["dt", "--budget", "smoke", "--storage", str(storage), "--name", "pbt"]), storage
 
 
+@pytest.mark.slow
 def test_pbt_smoke_run_writes_results_and_tensorboard(pbt_run, capsys):
     code, storage = pbt_run
     assert code == 0
@@ -51,6 +52,7 @@ def test_pbt_smoke_run_writes_results_and_tensorboard(pbt_run, capsys):
         assert glob.glob(os.path.join(trial, "checkpoint_*"))
 
 
+@pytest.mark.slow
 def test_summary_names_best_trial_and_baselines(ray_session, tmp_path, capsys):
     # --cpus-per-trial 2: one trial at a time, so the second seed always reuses the first actor.
     code, out, _ = run_cli(
@@ -92,6 +94,7 @@ def test_summary_names_best_trial_and_baselines(ray_session, tmp_path, capsys):
     assert len(trial_dirs(tmp_path / "seeds")) == 2
 
 
+@pytest.mark.slow
 def test_optuna_search_stores_its_study(ray_session, tmp_path, capsys):
     code, out, _ = run_cli(
         capsys,
@@ -115,6 +118,7 @@ def test_optuna_search_stores_its_study(ray_session, tmp_path, capsys):
     assert len(trial_dirs(tmp_path / "opt")) == 3
 
 
+@pytest.mark.slow
 def test_random_search(ray_session, tmp_path, capsys):
     code, out, _ = run_cli(
         capsys,
@@ -160,6 +164,7 @@ def test_bad_cli_values_are_one_line(tmp_path, capsys, argv, message):
     assert not (ROOT / "runs").exists()
 
 
+@pytest.mark.slow
 def test_failed_runs_leave_earlier_results_untouched(pbt_run, tmp_path, capsys):
     _, storage = pbt_run
     experiment = storage / "pbt"
@@ -174,6 +179,7 @@ def test_failed_runs_leave_earlier_results_untouched(pbt_run, tmp_path, capsys):
     assert not (storage / "pbt2").exists()
 
 
+@pytest.mark.slow
 def test_model_listing_and_unknown_model():
     listing = subprocess.run(
         [sys.executable, "-m", "platform.tune"], cwd=ROOT, capture_output=True, text=True, timeout=120
@@ -185,6 +191,7 @@ def test_model_listing_and_unknown_model():
     assert unknown.returncode == 2 and "unknown model 'nope'" in unknown.stderr and "dt " in unknown.stderr
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_experiment_reruns_nothing(pbt_run, capsys):
     _, storage = pbt_run
     experiment = storage / "pbt"
@@ -194,6 +201,7 @@ def test_resume_of_a_finished_experiment_reruns_nothing(pbt_run, capsys):
     assert {t: Path(t, "result.json").read_text() for t in trial_dirs(experiment)} == results_before
 
 
+@pytest.mark.slow
 def test_vary_data_gives_each_seed_its_own_split(ray_session, tmp_path, capsys):
     """Issue 9, part 5: with --vary-data, data_seed follows the seed, so each seed trains and is
     tested on another split (and other synthetic data): the interval covers data variation."""
@@ -213,6 +221,7 @@ def test_vary_data_gives_each_seed_its_own_split(ray_session, tmp_path, capsys):
     assert code == 2 and "dqn has no data_seed" in err
 
 
+@pytest.mark.slow
 def test_mlflow_gets_every_trial_through_rays_logger(ray_session, tmp_path, capsys):
     """Issue 13, part 5: --mlflow PATH logs every trial to a local MLflow file store, through Ray's
     MLflowLoggerCallback: one MLflow run per trial with its params and per-iteration metrics."""
@@ -233,6 +242,7 @@ def test_mlflow_gets_every_trial_through_rays_logger(ray_session, tmp_path, caps
     assert [h.step for h in history] == [1, 2, 3]  # every iteration of the trial
 
 
+@pytest.mark.slow
 def test_a_run_that_never_started_is_started_again_not_refused(ray_session, tmp_path, capsys):
     """A crash after the lineage was written but before Tune started leaves a folder with no run in
     it: the same command starts it (no dead end), and --resume says there is nothing to resume."""

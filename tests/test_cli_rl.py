@@ -9,6 +9,7 @@ from tests.conftest import run_cli, trial_dirs, trial_results
 from trainables import metrics as m
 
 
+@pytest.mark.slow
 def test_dqn_pbt_smoke_reports_every_metric(ray_session, tmp_path, capsys):
     code, out, _ = run_cli(capsys, "dqn", "--budget", "smoke", "--storage", str(tmp_path), "--name", "dqn")
     assert code == 0, out
@@ -33,6 +34,7 @@ def test_dqn_pbt_smoke_reports_every_metric(ray_session, tmp_path, capsys):
     assert "vs random:" in out and "Best trial: dqn_0000" in out
 
 
+@pytest.mark.slow
 def test_qtable_seeds_summary_reports_solve_statistics(ray_session, tmp_path, capsys):
     code, out, _ = run_cli(
         capsys,
@@ -54,6 +56,7 @@ def test_qtable_seeds_summary_reports_solve_statistics(ray_session, tmp_path, ca
     assert len(trial_results(tmp_path / "qt")) == 2
 
 
+@pytest.mark.slow
 def test_qtable_solve_statistics_when_the_threshold_is_reached(ray_session, tmp_path, capsys):
     # A threshold of 5 is reached at the first evaluation, so steps and seconds have values.
     code, out, _ = run_cli(
@@ -79,6 +82,7 @@ def test_qtable_solve_statistics_when_the_threshold_is_reached(ray_session, tmp_
 
 
 @pytest.mark.parametrize("model", ["ppo", "rllib-dqn"])
+@pytest.mark.slow
 def test_rllib_baseline_runs_through_the_cli(model, ray_session, tmp_path, capsys):
     code, out, _ = run_cli(
         capsys,
@@ -104,6 +108,7 @@ def test_rllib_baseline_runs_through_the_cli(model, ray_session, tmp_path, capsy
     assert "over 2 seeds: score mean" in out and "num_env_runners=0" in out
 
 
+@pytest.mark.slow
 def test_ppo_env_runners_are_sized_to_the_trial_cpus(ray_session, tmp_path, capsys):
     # Two CPUs per trial on a 2-CPU Ray: one for the learner, one env runner; RLlib's default
     # (2 runners + learner) would wait forever for a third CPU.
@@ -144,6 +149,7 @@ def test_bad_rl_input_is_one_line(argv, message, tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # nothing was started or written
 
 
+@pytest.mark.slow
 def test_pbt_with_seeds_runs_independent_populations(ray_session, tmp_path, capsys):
     """Issue 9, problem 8: --search pbt --seeds 2 is two populations of 2 that never clone each other,
     and the summary's interval is over the 2 populations' selected trials (not one-member groups)."""
@@ -159,6 +165,7 @@ def test_pbt_with_seeds_runs_independent_populations(ray_session, tmp_path, caps
     assert "over 2 independent PBT populations, each's selected trial: score mean" in out
 
 
+@pytest.mark.slow
 def test_a_population_that_fits_waits_in_place_at_synchronisation_points(ray_session, tmp_path, capsys):
     """Tune's synchronous PBT pauses every trial at every perturbation point, and each paused trial
     restarted in a new worker process; a population that fits the cluster (3 trials sharing 2 CPUs)

@@ -17,6 +17,7 @@ def movielens_file(path):
     return path
 
 
+@pytest.mark.slow
 def test_compare_tunes_each_model_and_reports_paired_intervals(ray_session, tmp_path, capsys):
     """Issue 9, problem 4: baselines are models of the platform, each tuned by its own search on
     the same split and seeds, and one command prints validation and test figures with intervals;

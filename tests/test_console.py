@@ -54,6 +54,7 @@ def console_runs(tmp_path_factory):
     return storage, runs
 
 
+@pytest.mark.slow
 def test_default_console_is_quiet_and_points_at_the_right_places(console_runs):
     storage, runs = console_runs
     out, experiment = runs["quiet"], storage / "quiet"
@@ -68,11 +69,13 @@ def test_default_console_is_quiet_and_points_at_the_right_places(console_runs):
     assert f"TensorBoard: tensorboard --logdir {experiment}" in out  # and again at the end
 
 
+@pytest.mark.slow
 def test_verbose_brings_back_tunes_output(console_runs):
     _, runs = console_runs
     assert "started with configuration" in runs["loud"] and "[Exploit]" in runs["loud"]
 
 
+@pytest.mark.slow
 def test_trial_folders_and_tensorboard_runs_have_short_names(console_runs):
     storage, _ = console_runs
     names = [path.name for path in trial_dirs(storage / "quiet")]

@@ -66,6 +66,7 @@ def _commit_exists(sha: str) -> bool:
     return done.returncode == 0
 
 
+@pytest.mark.slow
 def test_cli_reference_is_generated_from_the_current_code(tmp_path):
     current = docs.render()
     problem = docs.check(docs.CLI_MD, current)

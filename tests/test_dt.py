@@ -119,6 +119,7 @@ def test_real_data_reports_full_ranking_metrics_on_validation_only(tmp_path):
     trainable.stop()
 
 
+@pytest.mark.slow
 def test_honest_dt_beats_baselines_far_outside_noise():
     """Fixed seed, 1000 users, 600 steps: on ground truth the DT's recommendations to validation users
     are rated far above random (0) and popularity, and above an untrained DT. It fails if the model

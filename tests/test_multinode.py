@@ -1,9 +1,10 @@
 """Fault tolerance on a local multi-node Ray (ray.cluster_utils.Cluster): a node lost in the middle
 of a PBT run, a spot preemption, a driver crash and resume, a model that raises.
 
-The file is named to run first: its clusters start before this process has run any other Ray.
-After the whole suite had used the in-process local Ray, the node of a trial's actor could not be
-told reliably from the GCS table (two fresh-clone CI runs), while it always could in a fresh process.
+The tests that start a cluster are marked `cluster`, and tests/conftest.py runs those first, before
+this process has run any other Ray: after the whole suite had used the in-process local Ray, the
+node of a trial's actor could not be told reliably from the GCS table (two fresh-clone CI runs),
+while it always could in a fresh process.
 
 Nodes are killed from a Tune callback, which runs in the driver's main thread (a background
 thread cannot add or remove nodes). Callbacks are pickled with the experiment, so they find the
@@ -186,6 +187,8 @@ def check_recovery(experiment: Path, out: str):
         assert first["training_iteration"] - 1 >= checkpoint_iteration
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_node_loss_mid_pbt_restores_lost_trials_from_their_checkpoints(cluster, tmp_path, capsys):
     experiment, out = run_with_node_loss(cluster, tmp_path, capsys, preempt=False)
     check_recovery(experiment, out)
@@ -193,6 +196,8 @@ def test_node_loss_mid_pbt_restores_lost_trials_from_their_checkpoints(cluster, 
     assert all(EVENTS["failures"][trial_id] == 1 for trial_id in EVENTS["lost"]), EVENTS["failures"]
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_spot_preemption_does_not_count_as_a_failure(cluster, tmp_path, capsys):
     assert os.environ.get("RAY_TRAIN_COUNT_PREEMPTION_AS_FAILURE", "0") == "0"
     experiment, out = run_with_node_loss(cluster, tmp_path, capsys, preempt=True)
@@ -202,6 +207,8 @@ def test_spot_preemption_does_not_count_as_a_failure(cluster, tmp_path, capsys):
     assert all(EVENTS["failures"][trial_id] == 0 for trial_id in EVENTS["lost"]), EVENTS["failures"]
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_workers_import_the_shipped_working_tree(cluster):
     start_ray(cluster.address, 1.0)
 
@@ -249,6 +256,7 @@ def terminated(experiment: Path) -> dict[str, int]:
     return out
 
 
+@pytest.mark.slow
 def test_driver_crash_then_resume_finishes_without_rerunning(tmp_path):
     had_ray = ray.is_initialized()
     ray.shutdown()  # the driver below starts its own local Ray on both CPUs
@@ -296,6 +304,7 @@ def test_driver_crash_then_resume_finishes_without_rerunning(tmp_path):
             start_local_ray()
 
 
+@pytest.mark.slow
 def test_a_trial_that_raises_is_reported_and_the_others_finish(ray_session, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(search_spaces.MODELS, "buggy", "tests.faulty:SPEC")
     code = cli.run(

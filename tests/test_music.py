@@ -98,6 +98,7 @@ def ab_figures(arms: list[str], users: int, **sim) -> dict:
     return ab.run_ab(cfg, built, users, seed=0, salt="t", alpha=0.05)
 
 
+@pytest.mark.slow
 def test_sanity_sticky_artist_decay_oracle_and_aa():
     loyal = ab_figures(["random", "sticky", "oracle"], 3_000, artist_decay=1.0)
     fickle = ab_figures(["random", "sticky", "oracle", "random#aa"], 3_000, artist_decay=0.8)
@@ -112,6 +113,7 @@ def test_sanity_sticky_artist_decay_oracle_and_aa():
     assert not any(e["significant"] for e in fickle["effects"]["random#aa"].values())
 
 
+@pytest.mark.slow
 def test_aa_false_positive_rate_is_calibrated():
     """200 A/A tests (new users and a new split each time): the rate of significant differences
     at alpha 0.05 stays within binomial noise (99% range for 200 tests: 3 to 19)."""
@@ -148,6 +150,7 @@ class NextTrack(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_an_http_service_is_an_arm(tmp_path, capsys):
     server = ThreadingHTTPServer(("127.0.0.1", 0), NextTrack)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -186,6 +189,7 @@ def test_bad_ab_input_is_one_line_and_writes_nothing(argv, problem, tmp_path, ca
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_trained_models_are_arms(ray_session, tmp_path, capsys):
     """The embedding model (PBT, smoke budget) trained on a written log, and the platform's DQN
     trained on the env, each serve an A/B."""

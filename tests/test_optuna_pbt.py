@@ -26,6 +26,7 @@ from trainables.config import ConfigError
 POPULATION, ITERATIONS = 2, 8  # study: 4 trials x 1 iteration; PBT: 2 trials (at least 2) x 8 iterations
 
 
+@pytest.mark.slow
 def test_study_seeds_the_population_and_survives_a_crash(own_ray, tmp_path):
     argv = [sys.executable, "-m", "platform.tune", "dqn", "--budget", "smoke", "--search", "optuna+pbt",
             "--samples", str(POPULATION), "--set", f"iterations={ITERATIONS}",

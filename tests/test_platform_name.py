@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import platform
 from tests.conftest import ROOT
 
@@ -15,6 +17,7 @@ def test_platform_is_ours_and_reexports_the_standard_module():
     assert platform.machine()
 
 
+@pytest.mark.slow
 def test_ray_and_torch_import_beside_it_from_the_repo_root():
     # A fresh interpreter at the repo root, as `python -m platform.tune` runs: ours wins on sys.path.
     code = (

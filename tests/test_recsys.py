@@ -169,6 +169,7 @@ def test_synthetic_histories_have_order():
         assert len(set(history)) == len(history)
 
 
+@pytest.mark.slow
 def test_baselines_rank_sensibly_on_ground_truth():
     """The static collaborative filter beats the non-personalised lists, which beat nothing: if a
     baseline were broken (e.g. a transposed weight matrix) this order would not hold."""
@@ -190,6 +191,7 @@ def test_bad_data_settings_are_one_clear_line(tmp_path):
         baselines.check({"data": str(path)})
 
 
+@pytest.mark.slow
 def test_order_carries_signal_a_sequential_model_learns():
     """Issue 9, problem 5: trained on histories whose order was shuffled, a sequential model (item-kNN
     over "j follows i") loses most of its score on ground truth; a static model (EASE, item-kNN

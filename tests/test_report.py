@@ -26,6 +26,7 @@ def runs(ray_session, tmp_path_factory):
     return storage
 
 
+@pytest.mark.slow
 def test_pbt_report_has_every_section(runs, capsys):
     experiment = runs / "pbt"
     assert report.run([str(experiment)]) == 0
@@ -46,6 +47,7 @@ def test_pbt_report_has_every_section(runs, capsys):
         assert (experiment / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_optuna_report_ranks_hyperparameters_over_full_budget_trials(runs, capsys):
     experiment = runs / "optuna"
     assert report.run([str(experiment), "--x", "train/env_steps", "--metrics", "train/epsilon"]) == 0
@@ -61,6 +63,7 @@ def test_optuna_report_ranks_hyperparameters_over_full_budget_trials(runs, capsy
         assert f"Too few trials ran the full budget ({len(full)})" in text
 
 
+@pytest.mark.slow
 def test_diff_gives_an_interval_of_the_difference(runs, capsys):
     assert report.run(["--diff", str(runs / "pbt"), str(runs / "pbt")]) == 0
     out = capsys.readouterr().out
@@ -76,6 +79,7 @@ def test_missing_experiment_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
+@pytest.mark.slow
 def test_html_page_loads_in_a_real_browser_with_every_figure(runs, tmp_path):
     experiment = runs / "pbt"
     report.run([str(experiment)])

@@ -60,6 +60,8 @@ class MaxRunning(tune.Callback):
         self.most = max(self.most, sum(t.status == "RUNNING" for t in trials))
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_four_quarter_gpu_trials_share_one_gpu(tmp_path, capsys):
     """A node with one (logical) GPU and 5 CPUs runs four 0.25-GPU trials at once, never five. On a
     machine without CUDA the trials see no device and train on CPU: the scheduling is what is tested."""
@@ -100,6 +102,7 @@ def test_four_quarter_gpu_trials_share_one_gpu(tmp_path, capsys):
             start_local_ray()
 
 
+@pytest.mark.slow
 def test_gpu_request_on_a_cpu_only_cluster_warns_and_runs(ray_session, tmp_path, capsys, caplog):
     assert ray.cluster_resources().get("GPU", 0) == 0
     code = cli.run(
@@ -121,6 +124,7 @@ def test_gpu_request_on_a_cpu_only_cluster_warns_and_runs(ray_session, tmp_path,
     assert "the cluster has no GPU: trials run on CPU" in caplog.text
 
 
+@pytest.mark.slow
 def test_results_on_a_storage_uri_and_resume_there(ray_session, tmp_path, capsys):
     uri = f"file://{tmp_path}/bucket"
     code = cli.run(["qtable", "--budget", "smoke", "--search", "none", "--storage", uri, "--name", "remote"])

@@ -46,6 +46,7 @@ def rows_of(experiment: Path) -> dict[str, list[dict]]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.slow
 def test_resume_after_a_crash_finishes_every_trial_once(case, own_ray, tmp_path):
     search, trials, iterations = CASES[case]
     argv = [sys.executable, "-m", "platform.tune", "dqn", "--budget", "smoke", *search,
@@ -120,6 +121,7 @@ class StallNow(StallGuard):
             raise StalledRun("all 2 unfinished trials are PAUSED and the scheduler starts none of them")
 
 
+@pytest.mark.slow
 def test_a_stalled_run_ends_with_one_line_and_a_nonzero_exit(ray_session, tmp_path, capsys):
     code = cli.run(["qtable", "--budget", "smoke", "--storage", str(tmp_path), "--name", "stall"],
                    callbacks=[StallNow(intervals=1)])  # fmt: skip
@@ -156,6 +158,7 @@ def test_asha_rungs_are_rebuilt_from_a_restored_trials_results(tmp_path):
     assert asha.on_trial_result(None, newcomer, {"training_iteration": 1, "score": 0.5}) == "STOP"
 
 
+@pytest.mark.slow
 def test_replay_retrains_a_pbt_schedule_over_seeds(ray_session, tmp_path, capsys):
     """Issue 13, part 3: --replay retrains the best PBT trial's schedule from scratch over N seeds:
     every replayed trial follows the recorded change points (its hparams/* scalars switch to the

@@ -112,6 +112,7 @@ def test_bad_config_is_one_clear_error(check, config, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_dqn_learns_cartpole_far_above_random():
     """The honesty test: fixed seed, the default config, at most 30k env steps (under 10 s here):
     greedy return > 200 against about 20 for the random policy on the same episodes."""
