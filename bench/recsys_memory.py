@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 ML20M_USERS, ML20M_ITEMS, ML20M_LONGEST = 138_493, 26_744, 9_254
 HALF_STARS = np.arange(1, 11) / 2
@@ -51,19 +52,27 @@ def generate(path: Path, scale: float, seed: int = 0) -> dict:
     lengths = np.minimum(20 + np.rint(rng.lognormal(np.log(48), 1.38, n_users)), longest).astype(np.int64)
     popularity = (np.arange(n_items) + 400.0 * math.sqrt(scale)) ** -2.3
     popularity /= popularity.sum()
-    # Draw with replacement, keep each user's first `length` distinct items (a few heavy users end
-    # up slightly shorter): sampling without replacement per user would cost users x items.
-    draws = np.ceil(lengths * 1.3).astype(np.int64) + 5
-    users = np.repeat(np.arange(n_users), draws)
-    items = rng.choice(n_items, size=len(users), p=popularity)
-    key = users * n_items + items
-    _, first = np.unique(key, return_index=True)
-    first.sort()  # back in draw order
-    users, items = users[first], items[first]
-    starts = np.searchsorted(users, np.arange(n_users))
-    rank = np.arange(len(users)) - starts[users]
-    keep = rank < lengths[users]
-    users, items = users[keep], items[keep]
+    # Draw with replacement and keep each user's first `length` distinct items (sampling without
+    # replacement per user would cost users x items); users left short (heavy ones, whose draws
+    # repeat the popular items) draw again from a flatter popularity until every history is full.
+    users, items = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    short, flatten = lengths.copy(), 1.0
+    while short.sum():
+        need = np.flatnonzero(short)
+        p = popularity**flatten / (popularity**flatten).sum()
+        new_users = np.repeat(need, np.ceil(short[need] * 1.3).astype(np.int64) + 5)
+        users = np.concatenate([users, new_users])
+        items = np.concatenate([items, rng.choice(n_items, size=len(new_users), p=p)])
+        _, first = np.unique(users * n_items + items, return_index=True)
+        first.sort()  # back in draw order
+        users, items = users[first], items[first]
+        order = np.argsort(users, kind="stable")
+        users, items = users[order], items[order]
+        starts = np.searchsorted(users, np.arange(n_users))
+        keep = np.arange(len(users)) - starts[users] < lengths[users]
+        users, items = users[keep], items[keep]
+        short = lengths - np.bincount(users, minlength=n_users)
+        flatten *= 0.7
     n = len(users)
     gaps = np.where(rng.random(n) < 0.3, 0, rng.integers(1, 86_400, n))
     origin = rng.integers(789_652_009, 1_427_784_002, n_users)  # ML-20M's first and last timestamps
@@ -71,16 +80,9 @@ def generate(path: Path, scale: float, seed: int = 0) -> dict:
     times = origin[users] + np.cumsum(gaps) - np.cumsum(gaps)[starts][users]
     stars = rng.choice(HALF_STARS, size=n, p=STAR_SHARE / STAR_SHARE.sum())
     order = rng.permutation(n)  # the file's row order carries nothing
-    with open(path, "w") as f:
-        f.write("userId,movieId,rating,timestamp\n")
-        block = 1_000_000
-        for lo in range(0, n, block):
-            at = order[lo : lo + block]
-            rows = np.char.add(
-                np.char.add(np.char.add(users[at].astype(str), ","), np.char.add((items[at] + 1).astype(str), ",")),
-                np.char.add(np.char.add(np.char.mod("%.1f", stars[at]), ","), times[at].astype(str)),
-            )
-            f.write("\n".join(rows.tolist()) + "\n")
+    frame = pd.DataFrame({"userId": users[order] + 1, "movieId": items[order] + 1})
+    frame["rating"], frame["timestamp"] = stars[order], times[order]
+    frame.to_csv(path, index=False, float_format="%.1f")
     counts = np.bincount(users, minlength=n_users)
     return {
         "interactions": int(n),
