@@ -52,7 +52,7 @@ class Replay:
         if not folder.is_dir():
             folder = Path(storage.root) / location
         recorded = json.loads((folder / "lineage.json").read_text()) if (folder / "lineage.json").exists() else {}
-        search = recorded.get("search", "pbt" if list(folder.glob("pbt_policy_*.txt")) else None)
+        search = recorded.get("search", "pbt" if list(folder.glob(ray_compat.PBT_POLICY_GLOB)) else None)
         if search not in ("pbt", "optuna+pbt"):
             raise ConfigError(f"--replay {text}: {folder} is not a PBT experiment; name the folder of a PBT run")
         trials = {}
@@ -67,7 +67,7 @@ class Replay:
         sign = 1 if spec.mode == "max" else -1
         name = name or max(trials, key=lambda t: sign * float(trials[t][-1][spec.metric]))
         rows = trials[name]
-        policy = folder / f"pbt_policy_{rows[-1]['trial_id']}.txt"
+        policy = folder / ray_compat.pbt_policy_file(rows[-1]["trial_id"])
         if not policy.exists():  # the trial never cloned another: its schedule is its own config
             policy = Path(tempfile.mkstemp(suffix=".txt", prefix="empty_policy_")[1])
         own = json.loads((folder / name / "params.json").read_text())

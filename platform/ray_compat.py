@@ -88,6 +88,23 @@ def trial_statuses(experiment_state: str) -> dict:
 
 EXPERIMENT_STATE_PREFIX = "experiment_state"  # Tune's name for its experiment state files
 
+# PBT's own log files in the experiment folder, written by PopulationBasedTraining._log_config_on_step
+# for every exploit: all of them in PBT_LOG, and each trial's chain in its pbt_policy file (which
+# PopulationBasedTrainingReplay reads).
+PBT_LOG = "pbt_global.txt"
+PBT_POLICY_GLOB = "pbt_policy_*.txt"
+
+
+def pbt_policy_file(trial_id: str) -> str:
+    """The name of a trial's PBT policy file in the experiment folder."""
+    return f"pbt_policy_{trial_id}.txt"
+
+
+def pbt_exploits(text: str) -> list[list]:
+    """The rows of a PBT_LOG (or pbt_policy) file, one per exploit, in PBT's own layout: [target trial
+    tag, cloned trial tag, target iteration, cloned iteration, cloned trial's config, new config]."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
 
 # ----------------------------------------------------------------------------- the controller
 

@@ -130,8 +130,8 @@ def load(location: str) -> Experiment:
     trials.sort(key=lambda t: t.name)
     lineage = json.loads(store.read("lineage.json")) if store.exists("lineage.json") else None
     events = []
-    if store.exists("pbt_global.txt"):
-        events = [json.loads(line) for line in store.read("pbt_global.txt").splitlines() if line.strip()]
+    if store.exists(ray_compat.PBT_LOG):
+        events = ray_compat.pbt_exploits(store.read(ray_compat.PBT_LOG))
     tests = json.loads(store.read("test.json")) if store.exists("test.json") else []
     study = None
     if store.exists("optuna.db") and store.local:

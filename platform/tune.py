@@ -190,9 +190,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
     exists = plan.local_dir is not None and plan.local_dir.exists()
     if args.resume and plan.local_dir is not None and not exists:
         raise ConfigError(f"--resume: no experiment {name!r} under {storage.root}; check --name and --storage")
-    # A folder without Tune's tuner.pkl holds no run (it stopped after writing its lineage, before
-    # Tune started): it is started again rather than resumed.
-    started = exists and any((folder / "tuner.pkl").exists() for folder in (plan.local_dir, plan.local_dir / STUDY))
+    # A folder Tune cannot restore (no tuner.pkl) holds no run (it stopped after writing its lineage,
+    # before Tune started): it is started again rather than resumed.
+    from ray import tune
+
+    started = exists and any(tune.Tuner.can_restore(str(folder)) for folder in (plan.local_dir, plan.local_dir / STUDY))
     if args.resume and exists and not started:
         raise ConfigError(f"--resume: experiment {name!r} never started a trial; run the command without --resume")
     exists = started

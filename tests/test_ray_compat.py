@@ -203,3 +203,19 @@ def test_experiment_state_statuses(tmp_path):
     trial.set_status(Trial.PAUSED)
     state = json.dumps({"trial_data": [trial.get_json_state()]})  # as save_to_dir writes it
     assert ray_compat.trial_statuses(state) == {trial.trial_id: Trial.PAUSED}, gone("Trial.get_json_state", user)
+
+
+def test_pbt_log_files():
+    """PBT writes its exploits where and as ray_compat reads them (report, --replay)."""
+    user = "ray_compat.PBT_LOG, pbt_policy_file and pbt_exploits (report, experiment's --replay)"
+    source = " ".join(inspect.getsource(lookup("ray.tune.schedulers.pbt:PopulationBasedTraining", user)).split())
+    assert f'"{ray_compat.PBT_LOG}"' in source, gone(f"PBT's {ray_compat.PBT_LOG}", user)
+    assert '"pbt_policy_" + trial_id + ".txt"' in source, gone("PBT's pbt_policy_<trial_id>.txt", user)
+    assert ray_compat.pbt_policy_file("abc") == "pbt_policy_abc.txt"
+    layout = (
+        "policy = [ trial_name, trial_to_clone_name, trial.last_result.get(TRAINING_ITERATION, 0), "
+        "trial_to_clone.last_result.get(TRAINING_ITERATION, 0), trial_to_clone.config, new_config, ]"
+    )
+    assert layout in source, gone("the row layout of PBT's log files", user)
+    row = ["a", "b", 4, 4, {"lr": 1}, {"lr": 2}]
+    assert ray_compat.pbt_exploits(json.dumps(row) + "\n\n") == [row]
