@@ -21,12 +21,23 @@ assert platform.system(), "platform.system() must keep working"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `cluster` run first, before anything has started the session's local Ray: after a
-    whole suite had used the in-process local Ray, the node of a trial's actor could not be told
-    reliably from the GCS table of a new ray.cluster_utils.Cluster (two fresh-clone CI runs), while it
-    always could in a fresh process. Here, not in file names, so no file's name orders the suite.
-    A stable sort: every other test keeps its place."""
-    items.sort(key=lambda item: item.get_closest_marker("cluster") is None)
+    """Tests that bring their own Ray run before anything starts the session's local Ray:
+
+    - marked `cluster` first: after a whole suite had used the in-process local Ray, the node of a
+      trial's actor could not be told reliably from the GCS table of a new ray.cluster_utils.Cluster
+      (two fresh-clone CI runs), while it always could in a fresh process;
+    - then those using `own_ray` (a driver in a subprocess with its own local Ray): with no session
+      Ray yet, there is none to stop before each of them and start again after (a few seconds each).
+
+    Here, not in file names, so no file's name orders the suite. A stable sort: every other test
+    keeps its place."""
+
+    def group(item) -> int:
+        if item.get_closest_marker("cluster") is not None:
+            return 0
+        return 1 if "own_ray" in item.fixturenames else 2
+
+    items.sort(key=group)
 
 
 RAY_FIXTURES = ("ray_session", "own_ray")
@@ -107,7 +118,8 @@ def trial_results(experiment: Path) -> list[list[dict]]:
 
 @pytest.fixture
 def own_ray():
-    """For a test whose driver starts its own local Ray on both CPUs: pauses the session's."""
+    """For a test whose driver starts its own local Ray on both CPUs: pauses the session's, if it has
+    started (pytest_collection_modifyitems runs these tests before it does)."""
     import ray
 
     had_ray = ray.is_initialized()

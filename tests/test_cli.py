@@ -31,8 +31,10 @@ def event_tags(trial_dir: str) -> tuple[set, set]:
 
 @pytest.fixture(scope="module")
 def pbt_run(ray_session, tmp_path_factory):
+    """The default search on the smoke budget, logged to MLflow too: one run that several tests read."""
     storage = tmp_path_factory.mktemp("results")
-    return cli.run(["dt", "--budget", "smoke", "--storage", str(storage), "--name", "pbt"]), storage
+    argv = ["dt", "--budget", "smoke", "--storage", str(storage), "--name", "pbt", "--mlflow", str(storage / "mlruns")]
+    return cli.run(argv), storage
 
 
 @pytest.mark.slow
@@ -222,18 +224,15 @@ def test_vary_data_gives_each_seed_its_own_split(ray_session, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_mlflow_gets_every_trial_through_rays_logger(ray_session, tmp_path, capsys):
+def test_mlflow_gets_every_trial_through_rays_logger(pbt_run):
     """Issue 13, part 5: --mlflow PATH logs every trial to a local MLflow file store, through Ray's
     MLflowLoggerCallback: one MLflow run per trial with its params and per-iteration metrics."""
     import mlflow
 
-    code, _, _ = run_cli(
-        capsys, "dt", "--budget", "smoke", "--storage", str(tmp_path), "--name", "tracked",
-        "--mlflow", str(tmp_path / "mlruns"),
-    )  # fmt: skip
+    code, storage = pbt_run
     assert code == 0
-    mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
-    runs = mlflow.search_runs(experiment_names=["tracked"])
+    mlflow.set_tracking_uri((storage / "mlruns").as_uri())
+    runs = mlflow.search_runs(experiment_names=["pbt"])
     assert len(runs) == 2  # the smoke population
     assert runs["metrics.score"].notna().all() and "metrics.valid/hr_at_10" in runs.columns
     assert runs["params.lr"].notna().all()

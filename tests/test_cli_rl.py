@@ -10,31 +10,6 @@ from trainables import metrics as m
 
 
 @pytest.mark.slow
-def test_dqn_pbt_smoke_reports_every_metric(ray_session, tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "dqn", "--budget", "smoke", "--storage", str(tmp_path), "--name", "dqn")
-    assert code == 0, out
-    runs = trial_results(tmp_path / "dqn")
-    assert len(runs) == 2
-    for rows in runs:
-        last = rows[-1]
-        for key in (
-            m.SCORE,
-            m.TRAIN_ENV_STEPS,
-            m.TRAIN_EPISODES,
-            m.TRAIN_UPDATES,
-            m.TRAIN_EPSILON,
-            m.TRAIN_LOSS,
-            m.TRAIN_LR,
-            m.baseline_metric(m.BASELINE_RANDOM, m.SCORE),
-            "hparams/lr",
-            "hparams/gamma",
-        ):
-            assert key in last, key
-        assert last[m.TRAIN_ENV_STEPS] >= 800 and last[m.TRAIN_UPDATES] > 0
-    assert "vs random:" in out and "Best trial: dqn_0000" in out
-
-
-@pytest.mark.slow
 def test_qtable_seeds_summary_reports_solve_statistics(ray_session, tmp_path, capsys):
     code, out, _ = run_cli(
         capsys,
@@ -167,7 +142,8 @@ def test_pbt_with_seeds_runs_independent_populations(ray_session, tmp_path, caps
 
 @pytest.mark.slow
 def test_a_population_that_fits_waits_in_place_at_synchronisation_points(ray_session, tmp_path, capsys):
-    """Tune's synchronous PBT pauses every trial at every perturbation point, and each paused trial
+    """dqn's default search (PBT) end to end: every metric reported, the summary against random. And
+    Tune's synchronous PBT pauses every trial at every perturbation point, and each paused trial
     restarted in a new worker process; a population that fits the cluster (3 trials sharing 2 CPUs)
     keeps its processes, and an exploited trial takes its clone's checkpoint in its own process."""
     code, out, err = run_cli(capsys, "dqn", "--budget", "smoke", "--samples", "3", "--set", "iterations=4",
@@ -175,6 +151,23 @@ def test_a_population_that_fits_waits_in_place_at_synchronisation_points(ray_ses
     assert code == 0, err
     trials = trial_results(tmp_path / "p")
     assert len(trials) == 3 and all([r["training_iteration"] for r in rows] == [1, 2, 3, 4] for rows in trials)
+    for rows in trials:  # every metric the dqn reports, in every trial
+        last = rows[-1]
+        for key in (
+            m.SCORE,
+            m.TRAIN_ENV_STEPS,
+            m.TRAIN_EPISODES,
+            m.TRAIN_UPDATES,
+            m.TRAIN_EPSILON,
+            m.TRAIN_LOSS,
+            m.TRAIN_LR,
+            m.baseline_metric(m.BASELINE_RANDOM, m.SCORE),
+            "hparams/lr",
+            "hparams/gamma",
+        ):
+            assert key in last, key
+        assert last[m.TRAIN_ENV_STEPS] >= 1600 and last[m.TRAIN_UPDATES] > 0
+    assert "vs random:" in out and "Best trial: dqn_0000" in out
     # 3 synchronisation points (every iteration): pausing every trial at each would give 12 processes
     assert [len({row["pid"] for row in rows}) for rows in trials] == [1, 1, 1]
     by_name = {path.name: rows for path, rows in zip(trial_dirs(tmp_path / "p"), trials)}

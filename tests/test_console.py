@@ -38,7 +38,8 @@ def test_help_with_a_model_shows_its_settings(capsys):
 @pytest.fixture(scope="module")
 def console_runs(tmp_path_factory):
     """A quiet and a verbose smoke run of the default search, each through the CLI in a subprocess
-    (the session's Ray is paused: each starts its own)."""
+    that starts its own Ray: the tests that read them ask for own_ray, so they run before the
+    session's Ray starts (tests/conftest.py), and pause it if it has."""
     had_ray = ray.is_initialized()
     ray.shutdown()
     storage = tmp_path_factory.mktemp("console")
@@ -55,7 +56,7 @@ def console_runs(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_default_console_is_quiet_and_points_at_the_right_places(console_runs):
+def test_default_console_is_quiet_and_points_at_the_right_places(own_ray, console_runs):
     storage, runs = console_runs
     out, experiment = runs["quiet"], storage / "quiet"
     assert "Checkpoint successfully created" not in out and "driver_artifacts" not in out
@@ -70,13 +71,13 @@ def test_default_console_is_quiet_and_points_at_the_right_places(console_runs):
 
 
 @pytest.mark.slow
-def test_verbose_brings_back_tunes_output(console_runs):
+def test_verbose_brings_back_tunes_output(own_ray, console_runs):
     _, runs = console_runs
     assert "started with configuration" in runs["loud"] and "[Exploit]" in runs["loud"]
 
 
 @pytest.mark.slow
-def test_trial_folders_and_tensorboard_runs_have_short_names(console_runs):
+def test_trial_folders_and_tensorboard_runs_have_short_names(own_ray, console_runs):
     storage, _ = console_runs
     names = [path.name for path in trial_dirs(storage / "quiet")]
     assert names == ["dqn_00000", "dqn_00001"]

@@ -257,51 +257,46 @@ def terminated(experiment: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_driver_crash_then_resume_finishes_without_rerunning(tmp_path):
-    had_ray = ray.is_initialized()
-    ray.shutdown()  # the driver below starts its own local Ray on both CPUs
-    try:
-        argv = [
-            sys.executable,
-            "-m",
-            "platform.tune",
-            "dqn",
-            "--budget",
-            "smoke",
-            "--search",
-            "none",
-            "--seeds",
-            "4",
-            "--set",
-            "iterations=10",
-            "--storage",
-            str(tmp_path),
-            "--name",
-            "crash",
-        ]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        driver = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        experiment = tmp_path / "crash"
-        deadline = time.time() + 240
-        while not (experiment.exists() and terminated(experiment)) and time.time() < deadline:
-            if driver.poll() is not None:
-                pytest.fail("the driver ended before it could be killed")
-            time.sleep(0.2)
-        before = terminated(experiment)  # what Tune had recorded as finished when the driver died
-        assert 1 <= len(before) < 4, before
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-experiment
-        driver.wait()
-        resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert resumed.returncode == 0, resumed.stderr[-2000:]
-        after = terminated(experiment)
-        assert len(after) == 4 and len(finished(experiment, 10)) == 4, resumed.stdout[-3000:]
-        for trial, rows in before.items():
-            assert after[trial] == rows  # finished before the crash: not run again
-    finally:
-        if had_ray:
-            start_local_ray()
+def test_driver_crash_then_resume_finishes_without_rerunning(own_ray, tmp_path):
+    # the driver below starts its own local Ray on both CPUs
+    argv = [
+        sys.executable,
+        "-m",
+        "platform.tune",
+        "dqn",
+        "--budget",
+        "smoke",
+        "--search",
+        "none",
+        "--seeds",
+        "4",
+        "--set",
+        "iterations=10",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "crash",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    experiment = tmp_path / "crash"
+    deadline = time.time() + 240
+    while not (experiment.exists() and terminated(experiment)) and time.time() < deadline:
+        if driver.poll() is not None:
+            pytest.fail("the driver ended before it could be killed")
+        time.sleep(0.2)
+    before = terminated(experiment)  # what Tune had recorded as finished when the driver died
+    assert 1 <= len(before) < 4, before
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-experiment
+    driver.wait()
+    resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = terminated(experiment)
+    assert len(after) == 4 and len(finished(experiment, 10)) == 4, resumed.stdout[-3000:]
+    for trial, rows in before.items():
+        assert after[trial] == rows  # finished before the crash: not run again
 
 
 @pytest.mark.slow
