@@ -256,6 +256,11 @@ def terminated(experiment: Path) -> dict[str, int]:
     return out
 
 
+# Long enough that the second pair of trials (4 seeds on 2 CPUs) is still running when the first pair
+# has finished and the driver is killed.
+CRASH_ITERATIONS = 6
+
+
 @pytest.mark.slow
 def test_driver_crash_then_resume_finishes_without_rerunning(own_ray, tmp_path):
     # the driver below starts its own local Ray on both CPUs
@@ -271,7 +276,7 @@ def test_driver_crash_then_resume_finishes_without_rerunning(own_ray, tmp_path):
         "--seeds",
         "4",
         "--set",
-        "iterations=10",
+        f"iterations={CRASH_ITERATIONS}",
         "--storage",
         str(tmp_path),
         "--name",
@@ -294,7 +299,7 @@ def test_driver_crash_then_resume_finishes_without_rerunning(own_ray, tmp_path):
     resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = terminated(experiment)
-    assert len(after) == 4 and len(finished(experiment, 10)) == 4, resumed.stdout[-3000:]
+    assert len(after) == 4 and len(finished(experiment, CRASH_ITERATIONS)) == 4, resumed.stdout[-3000:]
     for trial, rows in before.items():
         assert after[trial] == rows  # finished before the crash: not run again
 
