@@ -108,11 +108,50 @@ def _ray_module(name: str) -> bool:
     return name == "ray" or name.startswith("ray.")
 
 
+def _own_names(tree: ast.Module) -> set[str]:
+    """Names a module defines itself: functions, classes, plain names, and self./cls. attributes."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) and _on_self(node.value):
+            out.add(node.attr)
+    return out
+
+
+def _on_self(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name) and node.id in ("self", "cls")
+
+
+def _private_attributes(tree: ast.Module) -> list[tuple[int, str, str]]:
+    """(line, name, code) of every `x._name` and getattr/setattr/hasattr(x, "_name") with x not self/cls."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr) and not _on_self(node.value):
+            out.append((node.lineno, node.attr, ast.unparse(node)))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr", "delattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and _private(node.args[1].value)
+            and not _on_self(node.args[0])
+        ):
+            out.append((node.lineno, node.args[1].value, ast.unparse(node)))
+    return out
+
+
 def _private_ray_uses(path: pathlib.Path, module=None) -> list[str]:
     """Private Ray names used in one file: an import of a private Ray module or name (or of
-    ray.tune.experimental), an attribute starting with "_" read off anything but self or cls in a
-    module that imports ray (super()._x included), and `self._x` where _x is a private name of a Ray
-    base class of the enclosing class (`module`: the file imported; by default by its name under ROOT)."""
+    ray.tune.experimental); an attribute starting with "_" read off anything but self or cls
+    (super()._x and getattr(x, "_x") included): in a module that imports ray, any; in one that does
+    not (it may still be handed Ray objects), one the module does not define itself; and `self._x`
+    where _x is a private name of a Ray base class of the enclosing class (`module`: the file
+    imported; by default by its name under ROOT)."""
     tree = ast.parse(path.read_text())
     out, imports_ray = [], False
     for node in ast.walk(tree):
@@ -128,14 +167,9 @@ def _private_ray_uses(path: pathlib.Path, module=None) -> list[str]:
             if any(_private(p) for p in parts) or node.module.startswith("ray.tune.experimental"):
                 out.append(f"{node.lineno}: from {node.module} import ...")
             out += [f"{node.lineno}: from {node.module} import {a.name}" for a in node.names if _private(a.name)]
-    if not imports_ray:
-        return out
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and _private(node.attr):
-            owner = node.value
-            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
-                out.append(f"{node.lineno}: {ast.unparse(node)}")
-    return out + _ray_base_privates(path, tree, module)
+    own = set() if imports_ray else _own_names(tree)
+    out += [f"{line}: {code}" for line, name, code in _private_attributes(tree) if name not in own]
+    return out + (_ray_base_privates(path, tree, module) if imports_ray else [])
 
 
 def _ray_base_privates(path: pathlib.Path, tree: ast.Module, module) -> list[str]:
@@ -201,10 +235,23 @@ def test_the_private_name_check_finds_them(tmp_path):
         "    def _exploit(self, *args):\n"
         "        self._own = self._trial_state\n"
         "        return super()._exploit(*args)\n"
+        "def h(wrapped):\n"
+        "    return getattr(wrapped, '_tune_controller', wrapped)\n"
     )
     spec = importlib.util.spec_from_file_location("probe", probe)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     found = _private_ray_uses(probe, module)
     # line 7: overrides Ray's _exploit; 8: reads Ray's _trial_state (not _own); 9: super()._exploit
-    assert sorted(int(use.split(":")[0]) for use in found) == [1, 2, 5, 7, 8, 9], found
+    assert sorted(int(use.split(":")[0]) for use in found) == [1, 2, 5, 7, 8, 9, 11], found
+    # A module without `import ray` may still be handed a Ray object: a private name it does not
+    # define itself is reported; its own are not.
+    plain = tmp_path / "plain.py"
+    plain.write_text(
+        "class A:\n"
+        "    def __init__(self):\n"
+        "        self._mine = 1\n"
+        "def f(a, replay):\n"
+        "    return a._mine, replay.scheduler._policy\n"
+    )
+    assert [use.split(": ")[1] for use in _private_ray_uses(plain)] == ["replay.scheduler._policy"]
