@@ -10,6 +10,8 @@ TRAIN_STEPS = "train/steps"
 TRAIN_SEQUENCES = "train/sequences"
 TRAIN_SEQUENCES_PER_S = "train/sequences_per_s"
 TRAIN_GRAD_NORM = "train/grad_norm"
+TRAIN_EPOCHS = "train/epochs"  # passes over the training data so far
+BEST_EPOCH = "best_epoch"  # early stopping: the epoch whose weights the trial keeps
 
 # Recommenders (trainables/recsys/protocol.py): "valid/<name>" figures select (score is one of them);
 # "test/<name>" figures are measured once, after selection, on the selected trial.
