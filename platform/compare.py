@@ -14,7 +14,7 @@ generated data, else NDCG@10) and dqn/qtable (test return on fresh episodes). Th
 is the trial iterations each search ran, its Optuna study included, summed over its trials.
 
 For every seed and every model, one experiment runs that model's own search (`python -m platform.tune
-MODEL --set seed=S`; PBT for dt and sasrec, Optuna for the tunable baselines) on the same data and
+MODEL --set seed=S`; PBT for dt, Optuna for sasrec and the tunable baselines) on the same data and
 split. The trial each experiment selects on its validation `score` is measured once on the test
 split. The table gives, per model, the mean and 95% interval over seeds of the validation score and
 of the test figures, and the paired difference (same seed, same split) of each model's primary test

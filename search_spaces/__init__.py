@@ -12,7 +12,7 @@ from trainables import metrics as m
 # effect), imported on demand so `--list` and one model's run never import every model.
 MODELS = {
     "dt": "search_spaces.dt:SPEC",
-    "sasrec": "search_spaces.dt:SASREC",
+    "sasrec": "search_spaces.sasrec:SPEC",
     "ease": "search_spaces.baselines:EASE",
     "itemknn": "search_spaces.baselines:ITEMKNN",
     "toprated": "search_spaces.baselines:TOPRATED",

@@ -1,7 +1,4 @@
-"""Search spaces of the Decision Transformer recommender (trainables/recsys/dt.py) and of SASRec, the same
-trainable with action tokens only and no return conditioning."""
-
-import dataclasses
+"""Search space of the Decision Transformer recommender (trainables/recsys/dt.py)."""
 
 from search_spaces import Budget, Choice, Float, Int, ModelSpec, Space
 from trainables.recsys import dt
@@ -10,9 +7,9 @@ SIZES = {"small": (1, 32), "medium": (2, 64), "large": (3, 96)}
 """Named architectures (layers, width): Optuna picks a size, not two unrelated numbers."""
 
 
-def layout(draw, returns: bool = True) -> dict:
+def layout(draw) -> dict:
     """Schedule (kind and its parameters), architecture, context length, batch size, regularisation and
-    the inference-time corrections; `returns=False` (SASRec): nothing about returns."""
+    the inference-time corrections."""
     kind = draw("lr_schedule.kind")
     schedule = {"kind": kind, "start": 1.0, "warmup": draw("lr_schedule.warmup")}
     if kind in ("linear", "cosine", "exp"):
@@ -33,17 +30,11 @@ def layout(draw, returns: bool = True) -> dict:
         "weight_decay": draw("weight_decay"),
         "popularity_correction": draw("popularity_correction"),
     }
-    if returns:
-        config |= {
-            "return_horizon": draw("return_horizon"),
-            "target_return_scale": draw("target_return_scale"),
-            "rating_score": draw("rating_score"),
-        }
-    return config
-
-
-def sasrec_layout(draw) -> dict:
-    return layout(draw, returns=False)
+    return config | {
+        "return_horizon": draw("return_horizon"),
+        "target_return_scale": draw("target_return_scale"),
+        "rating_score": draw("rating_score"),
+    }
 
 
 SPACE = Space(
@@ -73,31 +64,29 @@ SPACE = Space(
 assert SPACE.pbt_fields() <= set(dt.MUTABLE_FIELDS)
 
 
-def _budgets(extra: dict) -> dict:
-    return {
-        # Seconds per trial: tests and CI.
-        "smoke": Budget(
-            samples=2,
-            overrides={
-                "synthetic_users": 300,
-                "synthetic_items": 80,
-                "iterations": 3,
-                "steps_per_iteration": 5,
-                "batch_size": 16,
-                "width": 32,
-                "context_length": 10,
-                **extra,
-            },
-            perturbation_interval=1,
-        ),
-        # The default command: a population of 4 on 2 cores within 15 minutes.
-        "full": Budget(
-            samples=4,
-            overrides={"iterations": 12, "steps_per_iteration": 200, **extra},
-            perturbation_interval=3,
-            grace_period=3,
-        ),
-    }
+BUDGETS = {
+    # Seconds per trial: tests and CI.
+    "smoke": Budget(
+        samples=2,
+        overrides={
+            "synthetic_users": 300,
+            "synthetic_items": 80,
+            "iterations": 3,
+            "steps_per_iteration": 5,
+            "batch_size": 16,
+            "width": 32,
+            "context_length": 10,
+        },
+        perturbation_interval=1,
+    ),
+    # The default command: a population of 4 on 2 cores within 15 minutes.
+    "full": Budget(
+        samples=4,
+        overrides={"iterations": 12, "steps_per_iteration": 200},
+        perturbation_interval=3,
+        grace_period=3,
+    ),
+}
 
 
 SPEC = ModelSpec(
@@ -106,24 +95,6 @@ SPEC = ModelSpec(
     check=dt.check,
     description="Decision Transformer recommending from rating histories (synthetic data by default)",
     space=SPACE,
-    budgets=_budgets({}),
-    measures_test=True,
-)
-
-# SASRec (Kang & McAuley 2018) as trained in its replications (full softmax cross-entropy): the DT
-# with the action token alone, so the comparison differs only in what the DT adds. One difference
-# from the paper: positions are the step's index in the user's history, not in the window.
-SASREC_SPACE = dataclasses.replace(
-    SPACE.without("target_return_scale", "rating_score", "return_horizon"), layout=sasrec_layout
-)
-
-
-SASREC = ModelSpec(
-    trainable="trainables.recsys.dt:DecisionTransformerTrainable",
-    config=dt.DTConfig,
-    check=dt.check,
-    description="SASRec next-item transformer (the DT with action tokens only), a tuned baseline",
-    space=SASREC_SPACE,
-    budgets=_budgets({"tokens": "a", "rating_loss": 0.0, "rating_score": 0.0}),
+    budgets=BUDGETS,
     measures_test=True,
 )

@@ -2,30 +2,23 @@
 Optuna searches the context length (up to 200), size, dropouts and learning rate, and each trial
 stops early on validation NDCG@10."""
 
-from ray import tune
-
-from search_spaces import Budget, ModelSpec
+from search_spaces import Budget, Choice, Float, Int, ModelSpec, Space
 from trainables.recsys import sasrec
 
-# PBT perturbs these while training; each must be applicable in place (sasrec.MUTABLE_FIELDS).
-PBT_MUTATIONS = {
-    "lr": tune.loguniform(3e-4, 3e-3),
-    "dropout": tune.uniform(0.1, 0.6),
-    "attention_dropout": tune.uniform(0.1, 0.6),
-}
-assert set(PBT_MUTATIONS) <= set(sasrec.MUTABLE_FIELDS)
-
-
-def optuna_space(trial) -> dict:
-    """Context length, size, dropouts and learning rate; PBT's ranges where they overlap."""
-    return {
-        "context_length": trial.suggest_categorical("context_length", [50, 100, 200]),
-        "layers": trial.suggest_int("layers", 1, 3),
-        "width": trial.suggest_categorical("width", [32, 64, 128]),
-        "dropout": trial.suggest_float("dropout", 0.1, 0.6),
-        "attention_dropout": trial.suggest_float("attention_dropout", 0.1, 0.6),
-        "lr": trial.suggest_float("lr", 3e-4, 3e-3, log=True),
-    }
+SPACE = Space(
+    dimensions={
+        # PBT perturbs these while training; each is applied in place (sasrec.MUTABLE_FIELDS).
+        "lr": Float(3e-4, 3e-3, log=True),
+        "dropout": Float(0.1, 0.6),
+        "attention_dropout": Float(0.1, 0.6),
+        # Optuna and random search only: what a trial cannot change mid-run.
+        "context_length": Choice((50, 100, 200)),
+        "layers": Int(1, 3),
+        "width": Choice((32, 64, 128)),
+    },
+    pbt=("lr", "dropout", "attention_dropout"),
+)
+assert SPACE.pbt_fields() <= set(sasrec.MUTABLE_FIELDS)
 
 
 SPEC = ModelSpec(
@@ -33,8 +26,7 @@ SPEC = ModelSpec(
     config=sasrec.SASRecConfig,
     check=sasrec.check,
     description="SASRec next-item transformer (full-softmax cross-entropy, early stopping), a tuned baseline",
-    pbt_mutations=PBT_MUTATIONS,
-    optuna_space=optuna_space,
+    space=SPACE,
     budgets={
         # Seconds per trial: tests and CI.
         "smoke": Budget(

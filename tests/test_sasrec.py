@@ -1,5 +1,7 @@
 """SASRec: the training windows, what the scores may read, early stopping and checkpoints (no Ray)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -86,10 +88,10 @@ def test_scores_read_only_the_last_context_length_items():
     base = model.scores(context)
     older = context.items.copy()
     older[:, 0] = (older[:, 0] + 1) % model.n_items  # outside the last 8 items
-    np.testing.assert_array_equal(base, model.scores(protocol.Sequences(older, context.ratings, context.lengths, context.users)))
+    np.testing.assert_array_equal(base, model.scores(replace(context, items=older)))
     recent = context.items.copy()
     recent[np.arange(5), context.lengths - 1] = (recent[np.arange(5), context.lengths - 1] + 1) % model.n_items
-    assert not np.allclose(base, model.scores(protocol.Sequences(recent, context.ratings, context.lengths, context.users)))
+    assert not np.allclose(base, model.scores(replace(context, items=recent)))
 
 
 def test_popularity_correction_is_an_explicit_option_starting_at_zero():
@@ -131,7 +133,11 @@ def test_a_checkpoint_restores_training_bit_for_bit(tmp_path):
 
 @pytest.mark.parametrize(
     "overrides, words",
-    [({"width": 30, "heads": 4}, "divisible"), ({"context_length": 1}, "context_length"), ({"dropout": 1.0}, "dropout")],
+    [
+        ({"width": 30, "heads": 4}, "divisible"),
+        ({"context_length": 1}, "context_length"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
 )
 def test_bad_settings_are_one_clear_error(overrides, words):
     with pytest.raises((ValueError, ConfigError), match=words):

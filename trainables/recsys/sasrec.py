@@ -149,7 +149,9 @@ class SASRecTrainable(ray.tune.Trainable):
         self.rng = runtime.seed_everything(cfg.seed)
         _, self.split = protocol.load_split(cfg)
         if not (self.split.train.lengths >= 2).any():
-            raise ConfigError(f"{self.split.source}: no training history has 2+ interactions; SASRec has nothing to learn")
+            raise ConfigError(
+                f"{self.split.source}: no training history has 2+ interactions; SASRec has nothing to learn"
+            )
         self.n_items = self.split.n_items
         self.score_metric = protocol.score_metric(self.split)
         counts = np.bincount(self.split.train.items[self.split.train.items >= 0], minlength=self.n_items)
