@@ -1,11 +1,15 @@
 """SASRec: the training windows, what the scores may read, early stopping and checkpoints (no Ray)."""
 
-from dataclasses import replace
+import json
 
 import numpy as np
+import optuna
 import pytest
 import torch
 
+from platform.results import OPTUNA_DB
+from platform.selection import TEST_FILE
+from tests.conftest import run_cli
 from trainables import metrics as m
 from trainables.config import ConfigError
 from trainables.recsys import protocol, sasrec
@@ -88,10 +92,14 @@ def test_scores_read_only_the_last_context_length_items():
     base = model.scores(context)
     older = context.items.copy()
     older[:, 0] = (older[:, 0] + 1) % model.n_items  # outside the last 8 items
-    np.testing.assert_array_equal(base, model.scores(replace(context, items=older)))
+    np.testing.assert_array_equal(
+        base, model.scores(protocol.Sequences(older, context.ratings, context.lengths, context.users))
+    )
     recent = context.items.copy()
     recent[np.arange(5), context.lengths - 1] = (recent[np.arange(5), context.lengths - 1] + 1) % model.n_items
-    assert not np.allclose(base, model.scores(replace(context, items=recent)))
+    assert not np.allclose(
+        base, model.scores(protocol.Sequences(recent, context.ratings, context.lengths, context.users))
+    )
 
 
 def test_popularity_correction_is_an_explicit_option_starting_at_zero():
@@ -142,3 +150,16 @@ def test_a_checkpoint_restores_training_bit_for_bit(tmp_path):
 def test_bad_settings_are_one_clear_error(overrides, words):
     with pytest.raises((ValueError, ConfigError), match=words):
         sasrec.parse(overrides)
+
+
+@pytest.mark.slow
+def test_the_default_search_tunes_and_measures_the_selected_epoch_once(ray_session, tmp_path, capsys):
+    """`python -m platform.tune sasrec`: Optuna over the one space, each trial early-stopped, the
+    selected trial's best epoch measured once on test."""
+    code, out, _ = run_cli(capsys, "sasrec", "--budget", "smoke", "--storage", str(tmp_path), "--name", "sas")
+    assert code == 0 and "Best trial:" in out
+    study = optuna.load_study(study_name="sas", storage=f"sqlite:///{tmp_path / 'sas' / OPTUNA_DB}")
+    assert len(study.trials) == 2 and {"context_length", "lr"} <= set(study.trials[0].params)
+    (measured,) = json.loads((tmp_path / "sas" / TEST_FILE).read_text())
+    assert 0.0 <= measured[m.split_metric(m.TEST, m.HR)] <= 1.0
+    assert measured[m.split_metric(m.TEST, m.USERS)] > 0

@@ -60,8 +60,10 @@ class SASRecConfig(protocol.DataConfig):
     """Epochs between validation measurements (one Tune iteration)."""
     iterations: int = 200
     """Most iterations (of `epochs_per_iteration` epochs); early stopping usually ends training first."""
-    patience: int = 10
-    """Iterations without a better validation NDCG@10 before training stops (0: never early)."""
+    patience: int = 20
+    """Iterations without a better validation NDCG@10 before training stops (0: never early). On
+    MovieLens-100K validation NDCG@10 moves by about +-0.003 between epochs while it still climbs
+    for 30+ epochs, so a short patience stops on noise."""
     checkpoint_every: int = 1
     """Save a checkpoint every this many iterations."""
     # --- runtime
@@ -118,7 +120,7 @@ def epoch_windows(
         n = int(train.lengths[row])
         if n < 2:
             continue
-        history = train.items[row, :n]
+        history = train.flat_items[train.offsets[row] : train.offsets[row + 1]]
         offset = int(rng.integers(0, k)) if n - 1 > k else 0
         ends = sorted({n, *range(n - offset, 1, -k)})
         covered = 1  # targets start at step 1
@@ -154,7 +156,7 @@ class SASRecTrainable(ray.tune.Trainable):
             )
         self.n_items = self.split.n_items
         self.score_metric = protocol.score_metric(self.split)
-        counts = np.bincount(self.split.train.items[self.split.train.items >= 0], minlength=self.n_items)
+        counts = np.bincount(self.split.train.flat_items, minlength=self.n_items)
         self.log_popularity = torch.as_tensor(np.log1p(counts), dtype=torch.float32, device=self.device)
         shape = EncoderShape(self.n_items, cfg.context_length, cfg.layers, cfg.heads, cfg.width)
         self.model = Encoder(shape, cfg.dropout, cfg.attention_dropout).to(self.device)
@@ -238,12 +240,13 @@ class SASRecTrainable(ray.tune.Trainable):
         """(U, I) next-item scores from the last `context_length` items of each context."""
         cfg = self.cfg
         self.model.eval()
-        k, n = cfg.context_length, np.maximum(context.lengths, 1)
-        take = np.minimum(n, k)
-        first = n - take  # (U,) where each window starts in the history
-        cols = first[:, None] + np.arange(min(k, int(n.max())))  # (U, T)
-        window = np.take_along_axis(context.items, np.minimum(cols, context.items.shape[1] - 1), 1)
-        window = np.where((cols < n[:, None]) & (window >= 0), window, self.n_items)  # right-padded
+        k, n = cfg.context_length, context.lengths
+        take = np.clip(n, 1, k)  # (U,) items read per user (an empty context reads one padding token)
+        steps = np.arange(int(take.max()))  # (T,)
+        at = context.offsets[:-1, None] + (n - np.minimum(n, k))[:, None] + steps  # (U, T) flat indices
+        real = steps < np.minimum(n, k)[:, None]
+        flat = context.flat_items
+        window = np.where(real, flat[np.minimum(at, max(len(flat) - 1, 0))] if len(flat) else 0, self.n_items)
         hidden = self.model(torch.as_tensor(window, device=self.device))  # (U, T, C)
         last = hidden[torch.arange(len(n)), torch.as_tensor(take - 1, device=self.device)]  # (U, C)
         scores = self.model.logits(last) - cfg.popularity_correction * self.log_popularity
