@@ -85,6 +85,7 @@ def trained(**overrides) -> sasrec.SASRecTrainable:
     return sasrec.SASRecTrainable(config={**SMALL, "torch_threads": 1, **overrides})
 
 
+@pytest.mark.slow  # trains on generated data: tens of seconds
 def test_scores_read_only_the_last_context_length_items():
     model = trained(iterations=1)
     context = model.split.valid.context.rows(np.arange(5))
@@ -102,6 +103,7 @@ def test_scores_read_only_the_last_context_length_items():
     )
 
 
+@pytest.mark.slow  # trains on generated data: tens of seconds
 def test_popularity_correction_is_an_explicit_option_starting_at_zero():
     assert sasrec.SASRecConfig().popularity_correction == 0.0
     plain, corrected = trained(iterations=1), trained(iterations=1, popularity_correction=1.0)
@@ -111,6 +113,7 @@ def test_popularity_correction_is_an_explicit_option_starting_at_zero():
     np.testing.assert_allclose(difference, expected, atol=1e-4)
 
 
+@pytest.mark.slow  # trains on generated data: tens of seconds
 def test_training_stops_on_its_best_validation_epoch_and_keeps_those_weights():
     model = trained(iterations=40, patience=2, lr=0.02)
     history = []
@@ -127,6 +130,7 @@ def test_training_stops_on_its_best_validation_epoch_and_keeps_those_weights():
     assert again[ndcg] == pytest.approx(last[ndcg])
 
 
+@pytest.mark.slow  # trains on generated data: tens of seconds
 def test_a_checkpoint_restores_training_bit_for_bit(tmp_path):
     first = trained(iterations=50, patience=0)
     first.train()
