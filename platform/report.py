@@ -30,130 +30,48 @@ import numpy as np
 from scipy import stats
 
 from platform import ray_compat
+from platform import results as recorded
+from platform.results import ITERATION, OPTUNA_DB, Folder, TrialRecord
+from platform.selection import TEST_FILE
 from platform.summary import confidence_interval
 from platform.tables import short_value
 from trainables import metrics as m
-
-ITERATION = "training_iteration"
-
-
-@dataclasses.dataclass
-class Trial:
-    name: str
-    trial_id: str
-    config: dict
-    rows: list[dict]
-    status: str
-
-    def series(self, key: str, x: str = ITERATION) -> tuple[np.ndarray, np.ndarray]:
-        """(x, values) of a metric against iterations (or another reported counter), NaN-free."""
-        pairs = [(r[x], float(r[key])) for r in self.rows if key in r and x in r and _finite(r[key])]
-        return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-
-    @property
-    def final(self) -> dict:
-        return self.rows[-1] if self.rows else {}
 
 
 @dataclasses.dataclass
 class Experiment:
     name: str
     path: str
-    trials: list[Trial]
+    trials: list[TrialRecord]  # as Tune recorded them (platform.results)
     lineage: dict | None
     pbt_events: list[list]
     tests: list[dict]
     study: object | None  # an optuna Study, read from optuna.db
 
 
-# ----------------------------------------------------------------------------- reading storage
-
-
-class Storage:
-    """Reads files under a local path or a URI through pyarrow.fs."""
-
-    def __init__(self, location: str):
-        from pyarrow import fs
-
-        self.fs_module = fs
-        uri = location if "://" in location else f"file://{_absolute(location)}"
-        self.fs, self.root = fs.FileSystem.from_uri(uri)
-        self.local = "://" not in location
-
-    def exists(self, relative: str) -> bool:
-        return self.fs.get_file_info(f"{self.root}/{relative}").type != self.fs_module.FileType.NotFound
-
-    def read(self, relative: str) -> str:
-        with self.fs.open_input_stream(f"{self.root}/{relative}") as f:
-            return f.read().decode()
-
-    def listing(self, relative: str = "") -> list:
-        selector = self.fs_module.FileSelector(f"{self.root}/{relative}".rstrip("/"), recursive=False)
-        return self.fs.get_file_info(selector)
-
-    def write(self, relative: str, data: bytes) -> str:
-        self.fs.create_dir(self.root, recursive=True)
-        with self.fs.open_output_stream(f"{self.root}/{relative}") as f:
-            f.write(data)
-        return f"{self.root}/{relative}"
-
-
-def _absolute(path: str) -> str:
-    import os
-
-    return os.path.abspath(os.path.expanduser(path))
-
-
 def load(location: str) -> Experiment:
     """An experiment folder as written by `python -m platform.tune`; raises FileNotFoundError."""
-    store = Storage(location)
-    if not store.exists(""):
-        raise FileNotFoundError(f"{location}: no such experiment folder")
-    statuses = _statuses(store)
-    trials = []
-    for info in store.listing():
-        name = info.base_name
-        if info.type != store.fs_module.FileType.Directory or not store.exists(f"{name}/params.json"):
-            continue
-        rows = []
-        if store.exists(f"{name}/result.json"):
-            rows = [json.loads(line) for line in store.read(f"{name}/result.json").splitlines() if line.strip()]
-        trial_id = rows[0].get("trial_id", name) if rows else name
-        status = statuses.get(trial_id) or ("ERROR" if store.exists(f"{name}/error.txt") else "UNKNOWN")
-        config = json.loads(store.read(f"{name}/params.json"))
-        # PBT mutates a trial's config: its final values are the hparams/* scalars of its last row.
-        final = rows[-1] if rows else {}
-        config.update({k[len(m.HPARAM_PREFIX) :]: v for k, v in final.items() if k.startswith(m.HPARAM_PREFIX)})
-        trials.append(Trial(name, trial_id, config, rows, status))
-    if not trials:
-        raise FileNotFoundError(f"{location}: no trial folders (params.json) in it; is it a Tune experiment?")
-    trials.sort(key=lambda t: t.name)
-    lineage = json.loads(store.read("lineage.json")) if store.exists("lineage.json") else None
+    tune_run = recorded.load(location)
+    folder = tune_run.folder
+    lineage = json.loads(folder.read("lineage.json")) if folder.exists("lineage.json") else None
     events = []
-    if store.exists(ray_compat.PBT_LOG):
-        events = ray_compat.pbt_exploits(store.read(ray_compat.PBT_LOG))
-    tests = json.loads(store.read("test.json")) if store.exists("test.json") else []
+    if folder.exists(ray_compat.PBT_LOG):
+        events = ray_compat.pbt_exploits(folder.read(ray_compat.PBT_LOG))
+    tests = json.loads(folder.read(TEST_FILE)) if folder.exists(TEST_FILE) else []
     study = None
-    if store.exists("optuna.db") and store.local:
+    if folder.exists(OPTUNA_DB) and folder.local:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = f"sqlite:///{store.root}/optuna.db"
+        storage = f"sqlite:///{folder.root}/{OPTUNA_DB}"
         study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
-    return Experiment(location.rstrip("/").rsplit("/", 1)[-1], location, trials, lineage, events, tests, study)
-
-
-def _statuses(store: Storage) -> dict:
-    """trial_id -> Tune's last recorded status, from the newest experiment_state file."""
-    prefix = ray_compat.EXPERIMENT_STATE_PREFIX
-    states = sorted(i.base_name for i in store.listing() if i.base_name.startswith(prefix))
-    return ray_compat.trial_statuses(store.read(states[-1])) if states else {}
+    return Experiment(tune_run.name, location, tune_run.trials, lineage, events, tests, study)
 
 
 # ----------------------------------------------------------------------------- analysis
 
 
-def differing(trials: list[Trial]) -> list[str]:
+def differing(trials: list[TrialRecord]) -> list[str]:
     """Config keys whose values differ between trials (the seed last)."""
     keys = sorted({k for t in trials for k in t.config})
     varied = [k for k in keys if len({json.dumps(t.config.get(k), sort_keys=True, default=str) for t in trials}) > 1]
@@ -174,13 +92,9 @@ def trials_table(exp: Experiment, metric: str) -> list[str]:
     return lines
 
 
-def seed_groups(exp: Experiment) -> dict[str, list[Trial]]:
-    """Trials grouped by their config without the seed (and data_seed)."""
-    groups: dict[str, list[Trial]] = {}
-    for t in exp.trials:
-        key = json.dumps({k: v for k, v in t.config.items() if k not in ("seed", "data_seed")}, sort_keys=True)
-        groups.setdefault(key, []).append(t)
-    return groups
+def seed_groups(exp: Experiment) -> dict[str, list[TrialRecord]]:
+    """Trials grouped by their config without seed and data_seed (platform.results)."""
+    return recorded.seed_groups(exp.trials)
 
 
 def seed_lines(exp: Experiment, metric: str) -> list[str]:
@@ -481,7 +395,7 @@ def report(location: str, out: str | None, metric: str, extra: list[str], x: str
     importance_lines, optuna_result = optuna_importances(exp)
     images = figures(exp, metric, extra, optuna_result, x)
     text = markdown(exp, metric, images, importance_lines)
-    target = Storage(out or location)
+    target = Folder(out or location)
     for name, data in images.items():
         target.write(name, data)
     target.write("report.md", text.encode())

@@ -1,14 +1,29 @@
 """The results layer: where experiments live and how the driver reads them back.
 
 Every command that reads a finished or running experiment (summary, report, compare, al_compare,
-ab, the schedulers' resume) goes through this module, over Tune's own ExperimentAnalysis/ResultGrid.
+ab, the schedulers' resume, tune's restart check, the benchmarks) goes through this module, over
+Tune's own ExperimentAnalysis (the reader behind ResultGrid): the trials come from Tune's
+experiment state, their rows from the files Tune's loggers wrote (callbacks.py), read by Tune.
+Nothing else in the project parses those files.
+
+Selection lives here too, once: the best trial by the spec's metric and mode, the selected trial of
+each seed's population, and the groups of trials that differ only in their seeds.
 """
 
 import dataclasses
+import json
+import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 OPTUNA_DB = "optuna.db"  # an Optuna run's study, inside its experiment folder
 STUDY = "study"  # optuna+pbt: the study's Tune experiment, inside the PBT experiment's folder
+ITERATION = "training_iteration"
+SEED_KEYS = ("seed", "data_seed")  # what tells the seeds of one config apart (--seeds, --vary-data)
+CONFIG = "config"  # Tune writes the trial's config into every row; its frame flattens it to config/KEY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,3 +47,246 @@ class Storage:
     def local_experiment(self, name: str) -> Path | None:
         """The experiment's local directory; None on a URI."""
         return None if self.is_uri else Path(self.root) / name
+
+    def folder(self, name: str = "") -> "Folder":
+        return Folder(self.experiment(name) if name else self.root)
+
+
+class Folder:
+    """One folder on any storage (a local path or a URI), through pyarrow's filesystem layer, the
+    one Tune's storage uses: the experiment folder's own files (lineage.json, test.json, reports)."""
+
+    def __init__(self, location: str):
+        from pyarrow import fs
+
+        self._fs_module = fs
+        self.location = location
+        self.local = "://" not in location
+        uri = location if not self.local else f"file://{Path(location).expanduser().resolve()}"
+        self.fs, self.root = fs.FileSystem.from_uri(uri)
+
+    def exists(self, relative: str = "") -> bool:
+        return self.fs.get_file_info(self._path(relative)).type != self._fs_module.FileType.NotFound
+
+    def read(self, relative: str) -> str:
+        with self.fs.open_input_stream(self._path(relative)) as f:
+            return f.read().decode()
+
+    def names(self, relative: str = "", directories: bool | None = None) -> list[str]:
+        """Entries directly under `relative` (only folders, only files, or both), sorted."""
+        selector = self._fs_module.FileSelector(self._path(relative), recursive=False, allow_not_found=True)
+        kind = self._fs_module.FileType.Directory
+        return sorted(
+            i.base_name
+            for i in self.fs.get_file_info(selector)
+            if directories is None or (i.type == kind) == directories
+        )
+
+    def write(self, relative: str, data: bytes) -> str:
+        self.fs.create_dir(self.root, recursive=True)
+        with self.fs.open_output_stream(self._path(relative)) as f:
+            f.write(data)
+        return self._path(relative) if self.local else f"{self.location.rstrip('/')}/{relative}"
+
+    def _path(self, relative: str) -> str:
+        return f"{self.root}/{relative}".rstrip("/")
+
+
+@dataclasses.dataclass
+class TrialRecord:
+    """One trial as Tune recorded it: every reported row, its config and its last status."""
+
+    name: str  # its folder, e.g. dt_00002
+    trial_id: str
+    config: dict
+    frame: pd.DataFrame  # every reported row, as Tune reads them (the config flattened to config/KEY)
+    status: str
+    path: str  # its folder (a path or a URI)
+    checkpoints: list[str]  # its checkpoint folders that exist, oldest first
+
+    @property
+    def rows(self) -> list[dict]:
+        return rows(self.frame)
+
+    @property
+    def metrics(self) -> dict:
+        """The last reported row (what Tune's Result.metrics holds)."""
+        return self.rows[-1] if len(self.frame) else {}
+
+    final = metrics
+
+    @property
+    def error(self) -> str | None:
+        return "ERROR" if self.status == "ERROR" else None
+
+    def series(self, key: str, x: str = ITERATION) -> tuple:
+        """(x, values) of a metric against iterations (or another reported counter), NaN-free."""
+        import numpy as np
+
+        if key not in self.frame or x not in self.frame:
+            return np.array([]), np.array([])
+        both = self.frame[[x, key]].apply(pd.to_numeric, errors="coerce")
+        both = both[np.isfinite(both[key]) & both[x].notna()]
+        xs = both[x].to_numpy()
+        return (xs.astype(int) if len(xs) and (xs == xs.astype(int)).all() else xs), both[key].to_numpy(float)
+
+
+@dataclasses.dataclass
+class Experiment:
+    name: str
+    location: str
+    folder: Folder
+    trials: list[TrialRecord]
+
+
+def rows(frame: pd.DataFrame) -> list[dict]:
+    """A trial's rows as dicts, as its loggers wrote them: a key a row did not report (NaN in the
+    frame) is absent, and the config is one nested dict again."""
+    out = []
+    for record in frame.to_dict("records"):
+        row: dict = {}
+        for key, value in record.items():
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            if key.startswith(CONFIG + "/"):
+                node = row.setdefault(CONFIG, {})
+                *parents, leaf = key[len(CONFIG) + 1 :].split("/")
+                for parent in parents:
+                    node = node.setdefault(parent, {})
+                node[leaf] = value
+            else:
+                row[key] = value
+        out.append(row)
+    return out
+
+
+def load(location: str, metric: str | None = None, mode: str | None = None) -> Experiment:
+    """An experiment folder (a path or a URI) as Tune recorded it; raises FileNotFoundError when it
+    is not there or holds no Tune experiment."""
+    from ray.tune import ExperimentAnalysis
+
+    folder = Folder(location)
+    if not folder.exists():
+        raise FileNotFoundError(f"{location}: no such experiment folder")
+    try:
+        analysis = ExperimentAnalysis(
+            folder.root, storage_filesystem=folder.fs, default_metric=metric, default_mode=mode
+        )
+    except ValueError:  # Tune: no experiment_state file there
+        raise FileNotFoundError(f"{location}: no Tune experiment state in it; is it a Tune experiment?") from None
+    frames = analysis.trial_dataframes
+    trials = []
+    for trial in analysis.trials:
+        name = trial.storage.trial_dir_name
+        frame = frames.get(trial.trial_id, pd.DataFrame())
+        config = dict(trial.config)
+        # PBT mutates a trial's config: its final values are the hparams/* scalars of its last row.
+        config.update(_hparams(frame))
+        checkpoints = [n for n in folder.names(name, directories=True) if n.startswith("checkpoint_")]
+        path = trial.path if not folder.local else str(Path(folder.root) / name)
+        trials.append(
+            TrialRecord(name, trial.trial_id, config, frame, trial.status, path, [f"{path}/{c}" for c in checkpoints])
+        )
+    if not trials:
+        raise FileNotFoundError(f"{location}: Tune recorded no trials in it")
+    trials.sort(key=lambda t: t.name)
+    return Experiment(location.rstrip("/").rsplit("/", 1)[-1], location, folder, trials)
+
+
+def _hparams(frame: pd.DataFrame) -> dict:
+    from trainables import metrics as m
+
+    if not len(frame):
+        return {}
+    last = rows(frame.tail(1))[0]
+    return {k[len(m.HPARAM_PREFIX) :]: v for k, v in last.items() if k.startswith(m.HPARAM_PREFIX)}
+
+
+def trial_rows(trial) -> list[dict]:
+    """The rows a running (or restored) Tune trial reported so far, read by Tune from its storage,
+    local or s3:// / gs://; [] before the first row or without an experiment state."""
+    from ray.tune import ExperimentAnalysis
+
+    storage = trial.storage
+    try:
+        analysis = ExperimentAnalysis(
+            storage.experiment_fs_path, storage_filesystem=storage.storage_filesystem, trials=[trial]
+        )
+    except ValueError:
+        return []
+    return rows(analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame()))
+
+
+def reported(location: str) -> bool:
+    """Whether any trial of the experiment reported a row."""
+    try:
+        return any(len(t.frame) for t in load(location).trials)
+    except FileNotFoundError:
+        return False
+
+
+def iterations(location: str) -> int:
+    """Trial iterations the experiment ran: every trial's rows, an optuna+pbt study's included."""
+    total = sum(len(t.frame) for t in load(location).trials)
+    study = f"{location.rstrip('/')}/{STUDY}"
+    if Folder(study).exists():
+        total += sum(len(t.frame) for t in load(study).trials)
+    return total
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def last(item, metric: str) -> float:
+    """The last reported `metric` of a trial (Tune's Result or a TrialRecord); NaN when absent."""
+    try:
+        return float((item.metrics or {}).get(metric, math.nan))
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def best(items: Iterable, metric: str, mode: str):
+    """The item (Tune Result or TrialRecord) with the best finite last `metric` under `mode`; the
+    first one on a tie (as Tune's get_best_result); trials that errored are never chosen. None if
+    no trial qualifies."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    chosen, chosen_value = None, math.nan
+    for item in items:
+        value = last(item, metric)
+        if item.error is not None or not math.isfinite(value):
+            continue
+        if chosen is None or (value > chosen_value if mode == "max" else value < chosen_value):
+            chosen, chosen_value = item, value
+    return chosen
+
+
+def seed_identity(config: dict) -> tuple:
+    """(seed, data_seed) of a trial: which of a config's seeds it is (data_seed is None unless set)."""
+    return tuple(config.get(k) for k in SEED_KEYS)
+
+
+def selected(items: Iterable, metric: str, mode: str, per_seed: bool) -> list:
+    """The selected trials: with `per_seed`, one per seed's population (its best; with --search
+    none, each seed's own trial), in the order the seeds first appear; otherwise the single best."""
+    items = list(items)
+    if not per_seed:
+        one = best(items, metric, mode)
+        return [] if one is None else [one]
+    populations: dict[tuple, list] = {}
+    for item in items:
+        populations.setdefault(seed_identity(item.config), []).append(item)
+    return [b for b in (best(p, metric, mode) for p in populations.values()) if b is not None]
+
+
+def config_key(config: dict) -> str:
+    """A config without its seeds, as a key: trials with the same key are one config's seeds."""
+    return json.dumps({k: v for k, v in config.items() if k not in SEED_KEYS}, sort_keys=True, default=repr)
+
+
+def seed_groups(items: Iterable, config: Callable[[Any], dict] = lambda item: item.config) -> dict[str, list]:
+    """Items grouped by their config without seed and data_seed, in the order configs first appear."""
+    groups: dict[str, list] = {}
+    for item in items:
+        groups.setdefault(config_key(config(item)), []).append(item)
+    return groups

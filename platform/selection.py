@@ -6,11 +6,11 @@ on the test split, once. The test figures are written to the experiment folder a
 """
 
 import json
-import math
 from pathlib import Path
 
 import ray
 
+from platform import results as recorded
 from trainables import runtime
 
 TEST_FILE = "test.json"
@@ -18,20 +18,13 @@ TEST_FILE = "test.json"
 
 def selected(results, plan) -> list:
     """The selected trials: one per seed (its population's best, or its own with --search none)
-    when --seeds > 1, otherwise the single best. Trials without a finite score are never selected."""
-    metric, mode = plan.spec.metric, plan.spec.mode
-    best: dict = {}
-    for r in results:
-        value = float((r.metrics or {}).get(metric, math.nan))
-        if r.error is not None or not math.isfinite(value):
-            continue
-        key = r.config.get("seed") if plan.seeds > 1 else None
-        if key not in best or (value > best[key][0] if mode == "max" else value < best[key][0]):
-            best[key] = (value, r)
-    return [r for _, r in sorted(best.values(), key=lambda pair: str(pair[1].config.get("seed")))]
+    when --seeds > 1, otherwise the single best, in seed order. Trials without a finite score, or
+    that errored, are never selected."""
+    chosen = recorded.selected(results, plan.spec.metric, plan.spec.mode, per_seed=plan.seeds > 1)
+    return sorted(chosen, key=lambda r: str(r.config.get("seed")))
 
 
-def measure_test(results, plan) -> list[dict]:
+def measure_selected(results, plan) -> list[dict]:
     """Restores each selected trial's last checkpoint and measures it on the test split, in a Ray
     task with the trial's resources (on a cluster it runs wherever they are free). Returns one dict
     per selected trial: its name, seed, validation score and test figures."""
@@ -39,7 +32,9 @@ def measure_test(results, plan) -> list[dict]:
         return []
     chosen = [r for r in selected(results, plan) if r.checkpoint is not None]
     # A function of trainables/, not of this package: workers import `platform` as the standard module.
-    task = ray.remote(runtime.measure_test).options(num_cpus=plan.cpus_per_trial, num_gpus=plan.gpus_per_trial)
+    task = ray.remote(runtime.checkpoint_test_figures).options(
+        num_cpus=plan.cpus_per_trial, num_gpus=plan.gpus_per_trial
+    )
     figures = ray.get([task.remote(plan.spec.trainable, r.config, r.checkpoint) for r in chosen])
     out = [
         {

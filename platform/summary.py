@@ -4,6 +4,7 @@ baselines, seed statistics, failed trials with their error files, and where ever
 import dataclasses
 import math
 
+from platform import results as recorded
 from platform.results import STUDY
 from platform.tables import short_value
 from trainables import metrics as m
@@ -27,7 +28,7 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
     if not finished:
         lines.append("No trial reported a result.")
     else:
-        best = results.get_best_result(metric=metric, mode=mode, scope="last", filter_nan_and_inf=True)
+        best = recorded.best(finished, metric, mode)
         name, iteration = best.path.rsplit("/", 1)[-1], best.metrics.get("training_iteration")
         on = f"the validation {metric}" if plan.spec.measures_test else f"its last {metric}"
         lines.append(f"Best trial: {name}  (iteration {iteration}; selected on {on})")
@@ -56,7 +57,7 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
         elif plan.seeds > 1 or plan.search == "none" and len(finished) > 1:
             lines += _seed_lines(finished, metric, plan.spec.seed_metrics)
     if tests:
-        lines += test_lines(tests)
+        lines += test_figure_lines(tests)
     for r in errors:
         lines.append(f"FAILED trial {r.path.rsplit('/', 1)[-1]}: {type(r.error).__name__}; see {r.path}/error.txt")
     if source:
@@ -78,7 +79,7 @@ def _replay_lines(results, metric: str, replay) -> list[str]:
     ]
 
 
-def test_lines(tests: list[dict]) -> list[str]:
+def test_figure_lines(tests: list[dict]) -> list[str]:
     """The test figures of the selected trial(s): measured once, after selection, never selected on."""
     counts = (m.USERS, m.EPISODES)
     headline = tuple("/" + name for name in (m.HR, m.NDCG, m.TRUE_RATING_NORM, m.RETURN_MEAN))
@@ -103,31 +104,24 @@ def _population_lines(results, metric: str, mode: str, extra: tuple = ()) -> lis
     """PBT with --seeds N runs N independent populations (one per seed). Each population selects its
     best trial; the interval is over those N selected figures (PBT gives every trial its own config,
     so grouping by config would give one-member groups)."""
-    best: dict = {}
-    for r in results:
-        seed, value = r.config["seed"], float(r.metrics[metric])
-        if not math.isfinite(value):
-            continue
-        if seed not in best or (value > best[seed][0] if mode == "max" else value < best[seed][0]):
-            best[seed] = (value, r)
-    lines = _seed_lines([r for _, r in best.values()], metric, extra, by_config=False)
+    best = recorded.selected(results, metric, mode, per_seed=True)
+    lines = _seed_lines(best, metric, extra, by_config=False)
     lines[0] = lines[0].replace(f"over {len(best)} seeds:", f"over {len(best)} independent PBT populations, "
                                 f"each's selected trial:", 1)  # fmt: skip
     return lines
 
 
 def _seed_lines(results, metric: str, extra: tuple = (), by_config: bool = True) -> list[str]:
-    """Mean, std and 95% interval over the seeds of each config, for the score and `extra` metrics.
+    """Mean, std and 95% interval over the seeds of each config (trials that differ only in seed and
+    data_seed, so --vary-data runs group too), for the score and `extra` metrics.
 
     An extra metric that is NaN for some seeds (steps to solve, for a seed that never solved) is
     summarized over the seeds that have it, and the count says how many that is.
     """
-    groups: dict[str, list] = {}
-    for r in results:
-        key = repr(sorted((k, repr(v)) for k, v in r.config.items() if k != "seed")) if by_config else ""
-        groups.setdefault(key, []).append(r.metrics)
+    groups = recorded.seed_groups(results) if by_config else {"": list(results)}
     out = []
-    for runs in groups.values():
+    for group in groups.values():
+        runs = [r.metrics for r in group]
         for name in (metric, *extra):
             values = [float(r[name]) for r in runs if name in r and math.isfinite(float(r[name]))]
             if name != metric:

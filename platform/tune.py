@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import search_spaces
+from platform import results as recorded
 from platform.callbacks import StalledRun, use_console_reporter
 from platform.experiment import (
     SEARCHES,
@@ -329,7 +330,7 @@ def execute(plan: Plan, argv: list[str], resume: bool = False, callbacks: list |
     from ray import tune
 
     from platform import lineage
-    from platform.selection import measure_test
+    from platform.selection import measure_selected
     from platform.summary import render
 
     if not plan.verbose:  # PBT's history is in the experiment folder (pbt_global.txt, pbt_policy_*.txt)
@@ -344,13 +345,13 @@ def execute(plan: Plan, argv: list[str], resume: bool = False, callbacks: list |
     if plan.search == "optuna+pbt":
         plan = run_study(plan, resume)
     started = resume and tune.Tuner.can_restore(plan.storage.experiment(plan.name))
-    if started and plan.search == "optuna+pbt" and plan.local_dir is not None:
+    if started and plan.search == "optuna+pbt":
         # A crash just after the study, before any PBT trial reported, leaves a tuner.pkl whose
         # restore generated one trial from the mutations alone: nothing ran, so start the phase again.
-        started = any(p.stat().st_size for p in plan.local_dir.glob("*/result.json"))
+        started = recorded.reported(plan.storage.experiment(plan.name))
     tuner = restore_tuner(plan) if started else build_tuner(plan, callbacks)
     results = resume_lost_trials(plan, tuner.fit())
-    tests = measure_test(results, plan)
+    tests = measure_selected(results, plan)
     print(render(results, plan, tests, resumed=resume, source=source))
     return results, tests
 

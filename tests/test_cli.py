@@ -4,6 +4,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,10 @@ import optuna
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from platform import report
 from platform import tune as cli
 from platform.results import OPTUNA_DB
-from tests.conftest import ROOT, read_results, run_cli, trial_dirs
+from tests.conftest import ROOT, read_results, run_cli, trial_dirs, trial_results
 from trainables import metrics as m
 
 
@@ -217,6 +219,18 @@ def test_vary_data_gives_each_seed_its_own_split(ray_session, tmp_path, capsys):
     tests = json.loads((tmp_path / "vary" / "test.json").read_text())
     popularity = m.baseline_metric(m.BASELINE_POPULARITY, m.split_metric(m.TEST, m.TRUE_RATING_NORM))
     assert tests[0][popularity] != tests[1][popularity]  # popularity is deterministic: only the data differ
+    # Issue 22: the two seeds are one config (seed and data_seed differ, nothing else), so the summary
+    # and the report give one interval over both, not two zero-width ones "over 1 seeds".
+    finals = [rows[-1][m.SCORE] for rows in trial_results(tmp_path / "vary")]
+    assert "over 1 seeds" not in out
+    (line,) = [x for x in out.splitlines() if "over 2 seeds: score" in x]
+    mean = float(re.search(r"mean (\S+),", line).group(1))
+    assert mean == pytest.approx(sum(finals) / 2, abs=1e-4) and finals[0] != finals[1]
+    low, high = map(float, re.search(r"CI \[(\S+), (\S+)\]", line).groups())
+    assert low < min(finals) and high > max(finals)
+    assert report.run([str(tmp_path / "vary")]) == 0
+    text = (tmp_path / "vary" / "report.md").read_text()
+    assert "### Seeds" in text and "over 2 seeds" in text
     code, _, err = run_cli(
         capsys, "dqn", "--budget", "smoke", "--seeds", "2", "--vary-data", "--storage", str(tmp_path)
     )

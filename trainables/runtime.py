@@ -120,7 +120,7 @@ def reset_config(trainable, new_config: dict, parse: Callable, mutable: tuple, a
     return True
 
 
-def measure_test(trainable: str, config: dict, checkpoint) -> dict:
+def checkpoint_test_figures(trainable: str, config: dict, checkpoint) -> dict:
     """The test figures of a selected trial: the "module:Class" trainable built from its config,
     restored from its checkpoint, then `test()` once (platform/selection.py runs this as a Ray task)."""
     module, _, name = trainable.partition(":")
