@@ -10,7 +10,7 @@ fastest setting on 2 cores. Each run is a fresh process, so its peak memory (ru_
 
 Rows: `dqn` (the trainable driven directly, with the time split: stepping the envs, updating,
 evaluating, the rest), `dqn-cli` (the user's path: `python -m platform.tune dqn --search none`, the
-trial's solve clock from result.json: every checkpoint and Tune report inside it), RLlib `ppo`
+trial's solve clock from its reported rows: every checkpoint and Tune report inside it), RLlib `ppo`
 (tunelab's defaults, from the solve-time study), `ppo-previous` (its defaults before that study),
 `rllib-dqn` (to its solve, however long) and `ppo-rllib-defaults`.
 Then the population: `python -m platform.tune dqn` (PBT, its full budget) on this machine's cores,
@@ -31,7 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.modules.pop("platform", None)  # the standard module, if something imported it: ours instead
 
+from platform import results as recorded  # noqa: E402
 
 # RLlib's own PPOConfig defaults (lr 5e-5, 4000-step batches, 30 epochs, 256x256 net, ...): what
 # "RLlib PPO takes 70-140 s" refers to. tunelab's ppo model defaults are tuned for CartPole instead.
@@ -129,7 +131,7 @@ def run_one(model: str, seed: int, cap: float, overrides: dict | None = None) ->
 def run_cli(seed: int, cap: float) -> dict:
     """The user's path: `python -m platform.tune dqn --search none` in a fresh process, stopped at
     the first solving evaluation; the trial's solve clock (setup to the solving iteration, checkpoints
-    and Tune's reporting inside it) and its peak memory, read back from result.json."""
+    and Tune's reporting inside it) and its peak memory, read back from its reported rows."""
     storage = tempfile.mkdtemp(prefix="bench-cli-")
     argv = [sys.executable, "-m", "platform.tune", "dqn", "--search", "none", "--storage", storage,
             "--name", f"seed{seed}", "--set", f"seed={seed}", "--set", "stop_on_solve=true"]  # fmt: skip
@@ -138,8 +140,7 @@ def run_cli(seed: int, cap: float) -> dict:
     process_wall = time.perf_counter() - tick
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
-    result = next(Path(storage, f"seed{seed}").glob("dqn_*/result.json"))
-    rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+    rows = recorded.load(str(Path(storage, f"seed{seed}"))).trials[0].rows
     solving = next((r for r in rows if r["eval/solved"] > 0), rows[-1])
     upto = rows[: rows.index(solving) + 1]
     clock = solving["eval/solve_seconds"] if solving["eval/solved"] > 0 else solving["time_total_s"]
@@ -179,10 +180,7 @@ def population(samples: int) -> dict:
     process_wall = time.perf_counter() - tick
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
-    trials = [
-        [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        for path in Path(storage, "pbt").glob("dqn_*/result.json")
-    ]
+    trials = [t.rows for t in recorded.load(str(Path(storage, "pbt"))).trials if t.rows]
     rows = [r for t in trials for r in t]
     # Tune stamps each row with the wall clock at the report; a trial's start is its first row's
     # stamp minus that iteration's time (PBT restarts reuse the trial's rows).
@@ -214,10 +212,7 @@ def replay(experiment: str) -> dict:
     from trainables.rl.dqn import DQNTrainable
 
     torch.set_num_threads(1)
-    runs = [
-        {r["training_iteration"]: r for r in map(json.loads, path.read_text().splitlines())}
-        for path in sorted(Path(experiment).glob("dqn_*/result.json"))
-    ]
+    runs = [{r["training_iteration"]: r for r in t.rows} for t in recorded.load(experiment).trials]
     trainables = [DQNTrainable(config=rows[1]["config"]) for rows in runs]
     spent, first_solve, exploits = 0.0, float("nan"), 0
     for it in range(1, max(max(rows) for rows in runs) + 1):

@@ -42,11 +42,19 @@ from scipy import stats
 
 import envs
 from envs import music
+from platform import results as recorded
+from platform import tables
 from trainables.config import ConfigError, apply_assignments, parse_assignment
 from trainables.music import arms as music_arms
 
 METRICS = ("time_per_session", "tracks_per_session", "sessions", "artists_per_session")
 PRIMARY = METRICS[0]
+UNITS = {  # per user, each a mean over the user's sessions but `sessions`
+    "time_per_session": "tracks listened, in track lengths",
+    "tracks_per_session": "tracks started",
+    "sessions": "sessions per user",
+    "artists_per_session": "distinct artists",
+}
 EFFECT_COLUMNS = ("diff", "relative", "rel_low", "rel_high", "p", "p_holm", "significant")
 SRM_P = 0.001  # a sample-ratio p-value below this flags the split as broken
 
@@ -132,20 +140,11 @@ def model_file(path: str) -> Path:
         return where
     if not where.is_dir():
         raise ConfigError(f"embed:{path}: no such file or folder; name a `music` experiment folder or a {MODEL_FILE}")
-    trial, _ = best_trial(where)
-    return sorted(trial.glob(f"checkpoint_*/{MODEL_FILE}"))[-1]
-
-
-def best_trial(folder: Path) -> tuple[Path, dict]:
-    """(trial folder, its last result row) of the trial with the best last validation score."""
-    best, best_row = None, {"score": -math.inf}
-    for result in folder.glob("*/result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        if rows and list(result.parent.glob("checkpoint_*")) and rows[-1].get("score", -math.inf) > best_row["score"]:
-            best, best_row = result.parent, rows[-1]
-    if best is None:
-        raise ConfigError(f"{folder}: no trial with a score and a checkpoint; name a Tune experiment folder")
-    return best, best_row
+    try:
+        trial = recorded.best_checkpointed(str(where))
+    except FileNotFoundError as err:
+        raise ConfigError(f"embed:{path}: {err}; name a `music` experiment folder or a {MODEL_FILE}") from None
+    return sorted(Path(trial.path).glob(f"checkpoint_*/{MODEL_FILE}"))[-1]
 
 
 def load_policy(path: str, cfg: music.MusicConfig):
@@ -160,12 +159,14 @@ def load_policy(path: str, cfg: music.MusicConfig):
         raise ConfigError(f"policy:{path}: no tunelab experiment there (lineage.json); name its folder or a trial's")
     model = json.loads(lineage.read_text())["model"]
     spec = search_spaces.get(model)
-    if single:
-        rows = [json.loads(line) for line in (folder / "result.json").read_text().splitlines() if line.strip()]
-        trial, row = folder, rows[-1]
-    else:
-        trial, row = best_trial(folder)
-    config = row["config"]
+    try:
+        if single:
+            trial = next(t for t in recorded.load(str(folder.parent)).trials if t.name == folder.name)
+        else:
+            trial = recorded.best_checkpointed(str(folder))
+    except (FileNotFoundError, StopIteration) as err:
+        raise ConfigError(f"policy:{path}: {err or 'Tune recorded no such trial'}") from None
+    config = trial.config
     if config.get("env") != envs.MUSIC:
         raise ConfigError(f"policy:{path}: {model} was trained on {config.get('env')!r}, not {envs.MUSIC}")
     if cfg != music.MusicConfig():
@@ -175,7 +176,7 @@ def load_policy(path: str, cfg: music.MusicConfig):
 
         if not ray.is_initialized():
             ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
-    return music_arms.Policy.load(spec.trainable, config, str(sorted(trial.glob("checkpoint_*"))[-1]))
+    return music_arms.Policy.load(spec.trainable, config, trial.checkpoints[-1])
 
 
 def per_user(outcome: music.Outcome, users: np.ndarray) -> dict[str, np.ndarray]:
@@ -256,12 +257,11 @@ def run_ab(cfg: music.MusicConfig, arms: dict, users: int, seed: int, salt: str,
 def table(result: dict) -> str:
     names = list(result["arms"])
     head = ["arm", "users"] + list(METRICS) + ["coverage"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for name in names:
         a = result["arms"][name]
-        lines.append(
-            f"| {name} | {a['users']} | " + " | ".join(f"{a[k]:.3f}" for k in METRICS) + f" | {a['coverage']:.3f} |"
-        )
+        rows.append([name, a["users"], *(f"{a[k]:.3f}" for k in METRICS), f"{a['coverage']:.3f}"])
+    lines = tables.table(head, rows)
     lines += [
         "",
         f"Against {names[0]} (relative effect [Bonferroni {1 - result['alpha']:.0%} interval], Holm p; "
@@ -280,6 +280,20 @@ def table(result: dict) -> str:
         f"Sample ratio: p={result['srm_p']:.3g} " + ("(ok)" if ok else "SAMPLE RATIO MISMATCH: the split is broken")
     )
     return "\n".join(lines)
+
+
+def arm_label(spec: str) -> str:
+    """An arm's name for a figure: a trained model's arm by its folder's name, never the path of the
+    machine it was read from (embed:/tmp/.../music-pbt/model.npz -> embed:music-pbt/model.npz)."""
+    kind, sep, where = spec.partition(":")
+    if not sep or kind not in ("embed", "policy"):
+        return spec
+    tag = ""
+    if "#" in where:
+        where, tag = where.rsplit("#", 1)
+        tag = "#" + tag
+    path = Path(where.rstrip("/"))
+    return f"{kind}:{'/'.join(path.parts[-2:]) if path.suffix else path.name}{tag}"
 
 
 def write(result: dict, folder: Path, log: bool) -> None:
@@ -310,14 +324,16 @@ def write(result: dict, folder: Path, log: bool) -> None:
         rel = [100 * e["relative"] for e in effects]
         below = [100 * (e["relative"] - e["rel_low"]) for e in effects]
         err = [below, [100 * (e["rel_high"] - e["relative"]) for e in effects]]
-        labels = [t if len(t) <= 18 else "..." + t[-15:] for t in treatments]  # paths and URLs are long
-        ax.bar(labels, rel, yerr=err, capsize=4, color="tab:blue")
+        ax.bar([arm_label(t) for t in treatments], rel, yerr=err, capsize=4, color="tab:blue")
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_title(metric)
-        ax.set_ylabel(f"% vs {names[0]}")
+        ax.set_title(f"{metric} ({UNITS[metric]})", fontsize=9)
+        ax.set_ylabel(f"% vs {arm_label(names[0])}")
         ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    fig.savefig(folder / "ab.png", dpi=110)
+    users = sum(a["users"] for a in result["arms"].values())
+    level = f"Bonferroni {1 - result['alpha']:.0%} Welch intervals over {len(result['effects'])} treatment(s)"
+    note = tables.caption(f"relative effect on each user-level metric vs the control {arm_label(names[0])}, %",
+                          f"{users:,} users", level)  # fmt: skip
+    (folder / "ab.png").write_bytes(tables.png(fig, note, dpi=110))
     plt.close(fig)
     if log:
         import pandas as pd

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import envs
 from envs import active
+from platform import results as recorded
 from trainables.active import benchmark
 from trainables.active import strategies as al_strategies
 from trainables.config import ConfigError
@@ -49,20 +50,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def policy_checkpoint(folder: str, datasets: list[str]) -> str:
-    """The last checkpoint of the trial with the best last validation score in an experiment of `al`
-    or of an RLlib model (ppo) trained on tunelab/ActiveLearning-v0. Refused when a dataset of the
-    comparison was trained on (its figures would not be held-out ones) or the policy sees another
-    number of candidates than the comparison offers."""
-    where = Path(folder).expanduser()
-    best, best_row = None, {"score": -float("inf")}
-    for result in where.glob("*/result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        checkpoints = sorted(result.parent.glob("checkpoint_*"))
-        if rows and checkpoints and rows[-1].get("score", -float("inf")) > best_row["score"]:
-            best, best_row = checkpoints[-1], rows[-1]
-    if best is None:
-        raise ConfigError(f"--policy {folder}: no trial with a checkpoint there; name an `al` or ppo experiment folder")
-    config = best_row.get("config", {})
+    """The last checkpoint of the trial with the best last validation figure (its model's metric and
+    mode) in an experiment of `al` or of an RLlib model (ppo) trained on tunelab/ActiveLearning-v0.
+    Refused when a dataset of the comparison was trained on (its figures would not be held-out ones)
+    or the policy sees another number of candidates than the comparison offers."""
+    try:
+        best = recorded.best_checkpointed(str(Path(folder).expanduser()))
+    except FileNotFoundError as err:
+        raise ConfigError(f"--policy {folder}: no trial with a checkpoint there ({err}); name an `al` or ppo "
+                          "experiment folder") from None  # fmt: skip
+    config = best.config
     if "train_datasets" in config:  # an `al` policy
         trained, candidates = al_trained_on(config), config.get("candidates", 32)
     elif config.get("env") == envs.ACTIVE:  # an RLlib policy on the env
@@ -76,7 +73,7 @@ def policy_checkpoint(folder: str, datasets: list[str]) -> str:
     if candidates != active.ActiveConfig().candidates:
         raise ConfigError(f"--policy {folder} sees {candidates} candidates, the comparison offers "
                           f"{active.ActiveConfig().candidates}; train it with the default")  # fmt: skip
-    return str(best)
+    return best.checkpoints[-1]
 
 
 def al_trained_on(config: dict) -> set[str]:

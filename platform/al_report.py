@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from platform import tables
 from trainables.stats import confidence_interval
 
 DIVERSITY = ("kmeans", "coreset", "badge")
@@ -70,10 +71,10 @@ def render(folder: Path) -> str:
              "over seeds; differences paired by seed.", ""]  # fmt: skip
     for (dataset, k), strategies in sorted(by.items()):
         seeds = len(next(iter(strategies.values())))
-        lines += [f"## {dataset}, K = {k} ({seeds} seeds)", "",
-                  "| strategy | AULC | acc@50 | acc@100 | acc@200 | labels to 0.9 x full | AULC - random "
-                  "| AULC - margin |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"## {dataset}, K = {k} ({seeds} seeds)", ""]
+        head = ["strategy", "AULC", "acc@50", "acc@100", "acc@200", "labels to 0.9 x full", "AULC - random",
+                "AULC - margin"]  # fmt: skip
+        rows = []
         for name, runs in strategies.items():
             cells = list(runs.values())
             cols = [fmt([c["test"][key] for c in cells]) for key in ("aulc", "acc@50", "acc@100", "acc@200")]
@@ -86,8 +87,8 @@ def render(folder: Path) -> str:
                     cols.append(f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
                 else:
                     cols.append("")
-            lines.append(f"| {name} | " + " | ".join(cols) + " |")
-        lines.append("")
+            rows.append([name, *cols])
+        lines += [*tables.table(head, rows), ""]
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for name, runs in strategies.items():
             curves = np.array([[p[2] for p in c["curve"]] for c in runs.values()])  # (seeds, points)
@@ -100,8 +101,9 @@ def render(folder: Path) -> str:
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{dataset}, K = {k}")
         ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        fig.savefig(folder / f"curves_{dataset}_k{k}.png", dpi=100)
+        note = tables.caption("test accuracy (fraction correct) against labels bought", f"{seeds} seeds",
+                              "bands: 95% normal interval of the mean over seeds")  # fmt: skip
+        (folder / f"curves_{dataset}_k{k}.png").write_bytes(tables.png(fig, note))
         plt.close(fig)
 
     names = sorted({s for strategies in by.values() for s in strategies})
@@ -112,12 +114,10 @@ def render(folder: Path) -> str:
                 continue
             _, low, high = paired(strategies[a], strategies[b])
             wins[i, j, 0 if low > 0 else 2 if high < 0 else 1] += 1
-    lines += ["## Win / tie / loss (row against column, over every dataset and K)", "",
-              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]  # fmt: skip
-    for i, a in enumerate(names):
-        cells = ["" if a == b else "/".join(map(str, wins[i, j])) for j, b in enumerate(names)]
-        lines.append(f"| {a} | " + " | ".join(cells) + " |")
-    lines.append("")
+    lines += ["## Win / tie / loss (row against column, over every dataset and K)", ""]
+    rows = [[a, *("" if a == b else "/".join(map(str, wins[i, j])) for j, b in enumerate(names))]
+            for i, a in enumerate(names)]  # fmt: skip
+    lines += [*tables.table(["", *names], rows), ""]
     fig, ax = plt.subplots(figsize=(1 + 0.7 * len(names), 1 + 0.6 * len(names)))
     net = wins[:, :, 0] - wins[:, :, 2]
     ax.imshow(net, cmap="RdBu", vmin=-max(1, abs(net).max()), vmax=max(1, abs(net).max()))
@@ -127,8 +127,9 @@ def render(folder: Path) -> str:
         if i != j:
             ax.text(j, i, "/".join(map(str, wins[i, j])), ha="center", va="center", fontsize=6)
     ax.set_title("wins/ties/losses (row vs column)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "matrix.png", dpi=100)
+    cases = len(by)
+    note = tables.caption("AULC wins/ties/losses", f"{cases} dataset x K case(s)", "paired 95% t-intervals")
+    (folder / "matrix.png").write_bytes(tables.png(fig, note))
     plt.close(fig)
 
     lines += k_sweep(by, folder, plt)
@@ -146,17 +147,16 @@ def k_sweep(by: dict, folder: Path, plt) -> list[str]:
         present = [k for k in ks if "margin" in by[(dataset, k)] and any(d in by[(dataset, k)] for d in DIVERSITY)]
         if len(present) < 2:
             continue
-        out += [f"## {dataset}: margin minus the best diversity method, by K", "",
-                "| K | best diversity method | margin - it (AULC, paired) |", "|---|---|---|"]  # fmt: skip
-        gaps = []
+        out += [f"## {dataset}: margin minus the best diversity method, by K", ""]
+        gaps, rows = [], []
         for k in present:
             s = by[(dataset, k)]
             mean_aulc = {d: np.mean([c["test"]["aulc"] for c in s[d].values()]) for d in DIVERSITY if d in s}
             best = max(mean_aulc, key=mean_aulc.get)
             mean, low, high = paired(s["margin"], s[best])
             gaps.append((k, mean, low, high))
-            out.append(f"| {k} | {best} | {mean:+.4f} [{low:+.4f}, {high:+.4f}] |")
-        out.append("")
+            rows.append([k, best, f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]"])
+        out += [*tables.table(["K", "best diversity method", "margin - it (AULC, paired)"], rows), ""]
         fig, ax = plt.subplots(figsize=(5, 3.2))
         k_, mean, low, high = map(np.array, zip(*gaps))
         ax.errorbar(k_, mean, yerr=[mean - low, high - mean], marker="o", capsize=4)
@@ -164,33 +164,34 @@ def k_sweep(by: dict, folder: Path, plt) -> list[str]:
         ax.set_xlabel("K (labels per batch)")
         ax.set_ylabel("AULC: margin - best diversity")
         ax.set_title(dataset)
-        fig.tight_layout()
-        fig.savefig(folder / f"k_sweep_{dataset}.png", dpi=100)
+        seeds = len(by[(dataset, present[0])]["margin"])
+        note = tables.caption("AULC difference (normalised area under the test accuracy curve)", f"{seeds} seeds per K",
+                              "paired 95% t-intervals")  # fmt: skip
+        (folder / f"k_sweep_{dataset}.png").write_bytes(tables.png(fig, note))
         plt.close(fig)
     return out
 
 
 def decisions(cells: list[dict], folder: Path, plt) -> list[str]:
     """The learned policy's picks: mean candidate features by fifth of the budget used."""
-    rows = [np.asarray(c["decisions"]) for c in cells if c.get("decisions")]
-    if not rows:
+    runs = [np.asarray(c["decisions"]) for c in cells if c.get("decisions")]
+    if not runs:
         return []
-    picks = np.concatenate(rows)  # (picks, 1 + features): budget used, then the candidate's features
+    picks = np.concatenate(runs)  # (picks, 1 + features): budget used, then the candidate's features
     bins = np.minimum((picks[:, 0] * 5).astype(int), 4)
-    table = np.array([picks[bins == b, 1 : 1 + len(FEATURES)].mean(0) for b in range(5) if (bins == b).any()])
+    means = np.array([picks[bins == b, 1 : 1 + len(FEATURES)].mean(0) for b in range(5) if (bins == b).any()])
     out = ["## The learned policy's decisions over time", "",
-           "Mean features of the candidates it picked, by fifth of the label budget used:", "",
-           "| budget used | " + " | ".join(FEATURES) + " |", "|---|" + "---|" * len(FEATURES)]  # fmt: skip
-    for b, row in enumerate(table):
-        out.append(f"| {20 * b}-{20 * (b + 1)}% | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+           "Mean features of the candidates it picked, by fifth of the label budget used:", ""]  # fmt: skip
+    rows = [[f"{20 * b}-{20 * (b + 1)}%", *(f"{v:.3f}" for v in row)] for b, row in enumerate(means)]
+    out += tables.table(["budget used", *FEATURES], rows)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for f, name in enumerate(FEATURES):
-        ax.plot(range(1, len(table) + 1), table[:, f], marker="o", label=name)
+        ax.plot(range(1, len(means) + 1), means[:, f], marker="o", label=name)
     ax.set_xlabel("fifth of the budget")
     ax.set_ylabel("mean feature of picked candidates")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(folder / "decisions.png", dpi=100)
+    note = tables.caption("mean candidate feature (the env's units)", f"{len(picks)} picks over {len(runs)} runs")
+    (folder / "decisions.png").write_bytes(tables.png(fig, note))
     plt.close(fig)
     return out + [""]
 

@@ -30,13 +30,13 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import search_spaces
-from platform import summary
+from platform import results as recorded
+from platform import summary, tables
 from platform.callbacks import StalledRun
 from platform.experiment import SEARCHES
-from platform.results import STUDY, Storage
+from platform.results import Storage
 from platform.tune import execute, make_plan, start_ray
 from platform.tune import parser as tune_parser
 from trainables import metrics as m
@@ -131,13 +131,10 @@ def variant(label: str) -> tuple[str, str | None, list[str]]:
     return model, search or None, own
 
 
-def compute(experiment: Path | None) -> float:
-    """Trial iterations the experiment ran: rows of every trial's result.json, its optuna+pbt study's
-    included (a PBT trial that cloned another continues the count but reports only its own rows)."""
-    if experiment is None:  # on a URI
-        return float("nan")
-    files = [*experiment.glob("*/result.json"), *experiment.glob(f"{STUDY}/*/result.json")]
-    return float(sum(sum(1 for line in f.read_text().splitlines() if line.strip()) for f in files))
+def compute(experiment: str) -> float:
+    """Trial iterations the experiment ran: every trial's rows, its optuna+pbt study's included (a PBT
+    trial that cloned another continues the count but reports only its own rows)."""
+    return float(recorded.iterations(experiment))
 
 
 def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
@@ -147,7 +144,7 @@ def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
     columns = [m.SCORE] + [m.split_metric(m.TEST, c) for c in COLUMNS if m.split_metric(m.TEST, c) in present]
     columns += [COMPUTE] if COMPUTE in present else []
     header = ["model", "seeds", "valid score"] + [c for c in columns[1:]] + [f"{primary} - {reference} (paired)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    body = []
     figures: dict = {}
     by_seed_ref = {t["seed"]: t[primary] for t in rows[reference]}
     for model, runs in rows.items():
@@ -163,8 +160,8 @@ def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
             mean, _, low, high = summary.confidence_interval(diffs)
             figures[model]["paired_difference"] = {"mean": mean, "low": low, "high": high, "seeds": len(diffs)}
             cells.append(f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines), {"primary": primary, "models": figures}
+        body.append(cells)
+    return "\n".join(tables.table(header, body)), {"primary": primary, "models": figures}
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -186,7 +183,7 @@ def run(argv: list[str] | None = None) -> int:
                 where = plan.storage.experiment(plan.name)
                 print(f"error: {model} (seed {seed}): no trial finished; see {where}", file=sys.stderr)
                 return 1
-            rows[model].append({**tests[0], "seed": seed, COMPUTE: compute(plan.local_dir)})
+            rows[model].append({**tests[0], "seed": seed, COMPUTE: compute(plan.storage.experiment(plan.name))})
     except (ConfigError, StalledRun) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from platform import ray_compat
+from platform import results as recorded
 from platform.callbacks import (
     CSVLogger,
     JsonLogger,
@@ -51,28 +52,28 @@ class Replay:
         folder = Path(location).expanduser()
         if not folder.is_dir():
             folder = Path(storage.root) / location
-        recorded = json.loads((folder / "lineage.json").read_text()) if (folder / "lineage.json").exists() else {}
-        search = recorded.get("search", "pbt" if list(folder.glob(ray_compat.PBT_POLICY_GLOB)) else None)
+        lineage = json.loads((folder / "lineage.json").read_text()) if (folder / "lineage.json").exists() else {}
+        search = lineage.get("search", "pbt" if list(folder.glob(ray_compat.PBT_POLICY_GLOB)) else None)
         if search not in ("pbt", "optuna+pbt"):
             raise ConfigError(f"--replay {text}: {folder} is not a PBT experiment; name the folder of a PBT run")
-        trials = {}
-        for path in sorted(folder.glob("*/result.json")):
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            if rows and spec.metric in rows[-1]:
-                trials[path.parent.name] = rows
+        try:
+            trials = {t.name: t for t in recorded.load(str(folder)).trials if spec.metric in t.metrics}
+        except FileNotFoundError:
+            trials = {}
         if not trials:
             raise ConfigError(f"--replay {text}: no trial in {folder} reported {spec.metric}")
         if name and name not in trials:
             raise ConfigError(f"--replay {text}: no trial {name!r}; the trials are {', '.join(trials)}")
-        sign = 1 if spec.mode == "max" else -1
-        name = name or max(trials, key=lambda t: sign * float(trials[t][-1][spec.metric]))
-        rows = trials[name]
-        policy = folder / ray_compat.pbt_policy_file(rows[-1]["trial_id"])
+        chosen = trials[name] if name else recorded.best(trials.values(), spec.metric, spec.mode)
+        if chosen is None:
+            raise ConfigError(f"--replay {text}: no trial in {folder} ended with a finite {spec.metric}")
+        policy = folder / ray_compat.pbt_policy_file(chosen.trial_id)
         if not policy.exists():  # the trial never cloned another: its schedule is its own config
             policy = Path(tempfile.mkstemp(suffix=".txt", prefix="empty_policy_")[1])
-        own = json.loads((folder / name / "params.json").read_text())
+        # its own config as it started (params.json): the schedule's first stretch
+        own = json.loads(recorded.Folder(chosen.path).read("params.json"))
         scheduler = SeededReplay(str(policy), own)
-        return Replay(str(folder), name, float(rows[-1][spec.metric]), scheduler)
+        return Replay(str(folder), chosen.name, recorded.last(chosen, spec.metric), scheduler)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,10 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from platform.results import LINEAGE, Folder
 from trainables.config import to_dict
 
 PACKAGES = ("ray", "torch", "numpy", "gymnasium", "optuna", "scipy", "pandas")
-FILE = "lineage.json"
+FILE = LINEAGE
 GIT_TIMEOUT_S = 5
 
 
@@ -96,17 +97,12 @@ def record(plan, argv: list[str], root: Path, resume: bool = False) -> dict:
 
 
 def _write(experiment: str, text: str) -> None:
-    """lineage.json (or lineage-resume-N.json) in the experiment folder, local or s3:// / gs://,
-    through pyarrow's filesystem layer, the one Tune's storage uses."""
-    from pyarrow import fs
-
-    filesystem, folder = fs.FileSystem.from_uri(experiment if "://" in experiment else f"file://{experiment}")
-    filesystem.create_dir(folder, recursive=True)
+    """lineage.json (or lineage-resume-N.json) in the experiment folder, local or s3:// / gs://."""
+    folder = Folder(experiment)
     name, number = FILE, 1
-    while filesystem.get_file_info(f"{folder}/{name}").type != fs.FileType.NotFound:
+    while folder.exists(name):
         name, number = f"lineage-resume-{number}.json", number + 1
-    with filesystem.open_output_stream(f"{folder}/{name}") as out:
-        out.write(text.encode())
+    folder.write(name, text.encode())
 
 
 def source_line(info: dict) -> str:

@@ -18,10 +18,7 @@ and its PNGs into the experiment folder (or --out), then prints the trials table
 """
 
 import argparse
-import base64
 import dataclasses
-import html
-import io
 import json
 import math
 import sys
@@ -31,6 +28,7 @@ from scipy import stats
 
 from platform import ray_compat
 from platform import results as recorded
+from platform import tables
 from platform.results import ITERATION, OPTUNA_DB, Folder, TrialRecord
 from platform.selection import TEST_FILE
 from platform.summary import confidence_interval
@@ -52,6 +50,9 @@ class Experiment:
 def load(location: str) -> Experiment:
     """An experiment folder as written by `python -m platform.tune`; raises FileNotFoundError."""
     tune_run = recorded.load(location)
+    for trial in tune_run.trials:  # the values a trial reported it trained with, as the tables show them
+        final = trial.final
+        trial.config.update({k[len(m.HPARAM_PREFIX) :]: v for k, v in final.items() if k.startswith(m.HPARAM_PREFIX)})
     folder = tune_run.folder
     lineage = json.loads(folder.read("lineage.json")) if folder.exists("lineage.json") else None
     events = []
@@ -81,15 +82,15 @@ def differing(trials: list[TrialRecord]) -> list[str]:
 def trials_table(exp: Experiment, metric: str) -> list[str]:
     keys = differing(exp.trials)
     head = ["trial", "status", "iterations", f"final {metric}", f"best {metric}"] + keys
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for t in exp.trials:
         _, values = t.series(metric)
         final = f"{values[-1]:.4f}" if len(values) else "-"
         best = f"{values.max():.4f}" if len(values) else "-"
         cells = [t.name, str(t.status), str(t.final.get(ITERATION, 0)), final, best]
         cells += [short_value(t.config.get(k)) for k in keys]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        rows.append(cells)
+    return tables.table(head, rows)
 
 
 def seed_groups(exp: Experiment) -> dict[str, list[TrialRecord]]:
@@ -125,17 +126,15 @@ def pbt_lineage(exp: Experiment) -> list[str]:
     """One row per exploit: when, which trial, cloned from which, and what changed."""
     if not exp.pbt_events:
         return []
-    lines = ["| iteration | trial | cloned | from (at its iteration) | changed |", "|---|---|---|---|---|"]
+    rows = []
     for target, source, target_it, source_it, source_config, new_config in exp.pbt_events:
         changed = ", ".join(
             f"{k} {short_value(source_config.get(k))} -> {short_value(v)}"
             for k, v in sorted(new_config.items())
             if source_config.get(k) != v
         )
-        lines.append(
-            f"| {target_it} | {_tag_name(exp, target)} | <- | {_tag_name(exp, source)} ({source_it}) | {changed} |"
-        )
-    return lines
+        rows.append([target_it, _tag_name(exp, target), "<-", f"{_tag_name(exp, source)} ({source_it})", changed])
+    return tables.table(["iteration", "trial", "cloned", "from (at its iteration)", "changed"], rows)
 
 
 def _tag_name(exp: Experiment, tag: str) -> str:
@@ -176,9 +175,8 @@ def optuna_importances(exp: Experiment) -> tuple[list[str], dict]:
         f"Over {len(complete)} trials that ran all {full} iterations (of {len(exp.study.trials)} in the study).",
         "",
     ]
-    lines += ["| parameter | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
-    for p in sorted(params, key=lambda p: -results["fANOVA"].get(p, 0.0) if "fANOVA" in results else 0):
-        lines.append(f"| {p} | " + " | ".join(_fmt(r.get(p)) for r in results.values()) + " |")
+    ranked = sorted(params, key=lambda p: -results["fANOVA"].get(p, 0.0) if "fANOVA" in results else 0)
+    lines += tables.table(["parameter", *results], [[p, *(_fmt(r.get(p)) for r in results.values())] for p in ranked])
     return lines, {"trials": complete, "importances": results}
 
 
@@ -186,16 +184,16 @@ def diff_lines(a: Experiment, b: Experiment, metric: str) -> list[str]:
     config_a = (a.lineage or {}).get("base_config", {})
     config_b = (b.lineage or {}).get("base_config", {})
     keys = sorted(k for k in set(config_a) | set(config_b) if config_a.get(k) != config_b.get(k))
-    lines = [f"| setting | {a.name} | {b.name} |", "|---|---|---|"]
-    lines += [f"| {k} | {short_value(config_a.get(k))} | {short_value(config_b.get(k))} |" for k in keys]
+    rows = [[k, short_value(config_a.get(k)), short_value(config_b.get(k))] for k in keys]
     if not keys:
-        lines.append("| (base configs identical) | | |")
+        rows.append(["(base configs identical)", "", ""])
     for label, get in (
         ("command", lambda e: " ".join((e.lineage or {}).get("command", []))),
         ("commit", lambda e: (e.lineage or {}).get("git", {}).get("commit", "unknown")[:12]),
         ("trials", lambda e: str(len(e.trials))),
     ):
-        lines.append(f"| ({label}) | {get(a)} | {get(b)} |")
+        rows.append([f"({label})", get(a), get(b)])
+    lines = tables.table(["setting", a.name, b.name], rows)
     finals = [[t.series(metric)[1][-1] for t in e.trials if len(t.series(metric)[1])] for e in (a, b)]
     lines.append("")
     for e, values in zip((a, b), finals):
@@ -231,9 +229,10 @@ def figures(exp: Experiment, metric: str, extra: list[str], optuna_result: dict,
     from matplotlib import pyplot as plt
 
     out = {}
+    when = _date(exp)
     for key in [metric, *extra]:
         fig, ax = plt.subplots(figsize=(7, 4))
-        drawn = False
+        drawn, banded = False, False
         for number, trials in enumerate(seed_groups(exp).values()):
             series = [t.series(key, x) for t in trials]
             series = [(x, y) for x, y in series if len(x)]
@@ -241,11 +240,12 @@ def figures(exp: Experiment, metric: str, extra: list[str], optuna_result: dict,
                 continue
             drawn = True
             if len(series) > 1:  # a band over seeds: mean and min-max at each shared point
-                length = min(len(x) for x, _ in series)
+                banded = True
+                length = min(len(xs) for xs, _ in series)
                 ys = np.stack([y[:length] for _, y in series])
-                x = series[0][0][:length]
-                ax.plot(x, ys.mean(0), label=f"config {number + 1} ({len(series)} seeds)")
-                ax.fill_between(x, ys.min(0), ys.max(0), alpha=0.2)
+                xs = series[0][0][:length]
+                ax.plot(xs, ys.mean(0), label=f"config {number + 1} ({len(series)} seeds)")
+                ax.fill_between(xs, ys.min(0), ys.max(0), alpha=0.2)
             else:
                 ax.plot(*series[0], label=trials[0].name)
         if drawn:
@@ -254,7 +254,9 @@ def figures(exp: Experiment, metric: str, extra: list[str], optuna_result: dict,
             ax.set_title(f"{exp.name}: {key}")
             if len(exp.trials) <= 12:
                 ax.legend(fontsize=7)
-            out[f"curve_{_slug(key)}.png"] = _png(fig)
+            band = "lines: a config's mean over its seeds, bands: their min to max" if banded else None
+            note = tables.caption(f"{key} against {x}", f"{len(exp.trials)} trials", band, when)
+            out[f"curve_{_slug(key)}.png"] = tables.png(fig, note)
         plt.close(fig)
     hparams = sorted({k for t in exp.trials for r in t.rows for k in r if k.startswith(m.HPARAM_PREFIX)})
     hparams = [k for k in hparams if len({r.get(k) for t in exp.trials for r in t.rows}) > 1]  # mutated ones
@@ -268,7 +270,9 @@ def figures(exp: Experiment, metric: str, extra: list[str], optuna_result: dict,
         axes[0, 0].set_title(f"{exp.name}: the schedule each PBT trial followed")
         if len(exp.trials) <= 12:
             axes[0, 0].legend(fontsize=7)
-        out["pbt_schedules.png"] = _png(fig)
+        note = tables.caption("hyperparameter values against training_iteration", f"{len(exp.trials)} trials",
+                              f"{len(exp.pbt_events)} exploits", when)  # fmt: skip
+        out["pbt_schedules.png"] = tables.png(fig, note)
         plt.close(fig)
     if optuna_result:
         importances = optuna_result["importances"].get("fANOVA", {})
@@ -281,16 +285,23 @@ def figures(exp: Experiment, metric: str, extra: list[str], optuna_result: dict,
                 ax.set_xlabel(param)
                 ax.set_ylabel("objective")
             axes[0, 0].set_title(f"{exp.name}: slices of the top parameters", loc="left")
-            out["optuna_slices.png"] = _png(fig)
+            sample = f"{len(optuna_result['trials'])} study trials that ran the full budget"
+            note = tables.caption(
+                f"objective ({exp.study.directions[0].name.lower()}) per parameter", sample, None, when
+            )
+            out["optuna_slices.png"] = tables.png(fig, note)
             plt.close(fig)
     return out
 
 
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+def _date(exp: Experiment):
+    """The day the experiment ran (its lineage), for figure captions; None (today) without one."""
+    import datetime
+
+    try:
+        return datetime.date.fromisoformat(str((exp.lineage or {}).get("time", ""))[:10])
+    except ValueError:
+        return None
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -324,9 +335,8 @@ def markdown(exp: Experiment, metric: str, images: dict, importance_lines: list[
     if exp.tests:
         lines += ["### Test figures of the selected trial(s), measured once after selection", ""]
         keys = [k for k in exp.tests[0] if k.startswith(m.TEST + "/") and not k.endswith("/" + m.USERS)]
-        lines += ["| trial | seed | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
-        for t in exp.tests:
-            lines.append(f"| {t['trial']} | {t.get('seed')} | " + " | ".join(_fmt(t.get(k)) for k in keys) + " |")
+        rows = [[t["trial"], t.get("seed"), *(_fmt(t.get(k)) for k in keys)] for t in exp.tests]
+        lines += tables.table(["trial", "seed", *keys], rows)
         lines.append("")
     lines += ["## Learning curves", ""]
     lines += [f"![{name}]({name})" for name in images if name.startswith("curve_")] + [""]
@@ -342,53 +352,6 @@ def markdown(exp: Experiment, metric: str, images: dict, importance_lines: list[
     return "\n".join(lines)
 
 
-def to_html(text: str, images: dict, title: str) -> str:
-    """A self-contained page: the markdown's tables and lists as HTML, the PNGs inlined."""
-    body, table = [], []
-
-    def flush():
-        if table:
-            rows = [r for r in table if not set(r.replace("|", "").strip()) <= {"-"}]
-            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
-            body.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cells[0]) + "</tr>")
-            body.extend("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
-            body.append("</table>")
-            table.clear()
-
-    for line in text.splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if line.startswith("!["):
-            name = line[line.index("(") + 1 : -1]
-            data = base64.b64encode(images[name]).decode()
-            body.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></figure>')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
-        elif line.startswith("- "):
-            body.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    flush()
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
-        "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
-    )
-    # The page checks itself: data-figures on <body> says how many figures decoded, data-errors any
-    # script error (what the browser test reads).
-    check = (
-        "<script>window.addEventListener('error',e=>{document.body.dataset.errors=(document.body.dataset.errors||'')"
-        "+e.message+';'});window.addEventListener('load',()=>{const i=[...document.images];"
-        "document.body.dataset.figures=i.filter(x=>x.complete&&x.naturalWidth>0).length+'/'+i.length;});</script>"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{style}</style>{check}</head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
-
-
 def report(location: str, out: str | None, metric: str, extra: list[str], x: str = ITERATION) -> str:
     """Writes report.md, report.html and the PNGs; returns the trials table."""
     exp = load(location)
@@ -399,7 +362,7 @@ def report(location: str, out: str | None, metric: str, extra: list[str], x: str
     for name, data in images.items():
         target.write(name, data)
     target.write("report.md", text.encode())
-    page = target.write("report.html", to_html(text, images, exp.name).encode())
+    page = target.write("report.html", tables.html_page(text, images, exp.name).encode())
     return "\n".join(trials_table(exp, metric)) + f"\nWritten: {page} (and report.md, {len(images)} PNGs)"
 
 

@@ -11,6 +11,7 @@ each seed's population, and the groups of trials that differ only in their seeds
 """
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 OPTUNA_DB = "optuna.db"  # an Optuna run's study, inside its experiment folder
+LINEAGE = "lineage.json"  # what was run (platform.lineage writes it before any trial starts)
 STUDY = "study"  # optuna+pbt: the study's Tune experiment, inside the PBT experiment's folder
 ITERATION = "training_iteration"
 SEED_KEYS = ("seed", "data_seed")  # what tells the seeds of one config apart (--seeds, --vary-data)
@@ -98,13 +100,13 @@ class TrialRecord:
 
     name: str  # its folder, e.g. dt_00002
     trial_id: str
-    config: dict
+    config: dict  # the config it ended with
     frame: pd.DataFrame  # every reported row, as Tune reads them (the config flattened to config/KEY)
     status: str
     path: str  # its folder (a path or a URI)
     checkpoints: list[str]  # its checkpoint folders that exist, oldest first
 
-    @property
+    @functools.cached_property
     def rows(self) -> list[dict]:
         return rows(self.frame)
 
@@ -179,9 +181,7 @@ def load(location: str, metric: str | None = None, mode: str | None = None) -> E
     for trial in analysis.trials:
         name = trial.storage.trial_dir_name
         frame = frames.get(trial.trial_id, pd.DataFrame())
-        config = dict(trial.config)
-        # PBT mutates a trial's config: its final values are the hparams/* scalars of its last row.
-        config.update(_hparams(frame))
+        config = dict(trial.config)  # Tune's: after PBT's exploits, the config the trial ended with
         checkpoints = [n for n in folder.names(name, directories=True) if n.startswith("checkpoint_")]
         path = trial.path if not folder.local else str(Path(folder.root) / name)
         trials.append(
@@ -191,15 +191,6 @@ def load(location: str, metric: str | None = None, mode: str | None = None) -> E
         raise FileNotFoundError(f"{location}: Tune recorded no trials in it")
     trials.sort(key=lambda t: t.name)
     return Experiment(location.rstrip("/").rsplit("/", 1)[-1], location, folder, trials)
-
-
-def _hparams(frame: pd.DataFrame) -> dict:
-    from trainables import metrics as m
-
-    if not len(frame):
-        return {}
-    last = rows(frame.tail(1))[0]
-    return {k[len(m.HPARAM_PREFIX) :]: v for k, v in last.items() if k.startswith(m.HPARAM_PREFIX)}
 
 
 def trial_rows(trial) -> list[dict]:
@@ -290,3 +281,25 @@ def seed_groups(items: Iterable, config: Callable[[Any], dict] = lambda item: it
     for item in items:
         groups.setdefault(config_key(config(item)), []).append(item)
     return groups
+
+
+def model_of(location: str) -> str | None:
+    """The model a tunelab experiment ran (its lineage.json), None for a folder tunelab did not write."""
+    folder = Folder(location)
+    return json.loads(folder.read(LINEAGE)).get("model") if folder.exists(LINEAGE) else None
+
+
+def best_checkpointed(location: str) -> TrialRecord:
+    """The trial with the best last validation figure (its model's metric and mode) among those that
+    saved a checkpoint; raises FileNotFoundError when the folder holds no tunelab experiment or no
+    such trial."""
+    import search_spaces
+
+    model = model_of(location)
+    if model is None:
+        raise FileNotFoundError(f"{location}: no tunelab experiment there (lineage.json)")
+    spec = search_spaces.get(model)
+    chosen = best([t for t in load(location).trials if t.checkpoints], spec.metric, spec.mode)
+    if chosen is None:
+        raise FileNotFoundError(f"{location}: no trial with a finite {spec.metric} and a checkpoint")
+    return chosen

@@ -21,6 +21,7 @@ from ray.tune.schedulers import (
 )
 
 from platform import ray_compat
+from platform import results as recorded
 from platform.tables import short_value
 
 log = logging.getLogger("tunelab")
@@ -63,18 +64,6 @@ def repair_checkpoint(trial: Trial) -> None:
         )
         log.warning("%s: its recorded checkpoint was deleted; continuing from %s", trial, path)
         return
-
-
-def recorded_results(trial: Trial) -> list[dict]:
-    """The result rows the trial wrote before (result.json), read through Tune's storage filesystem
-    so that s3:// and gs:// experiments work too."""
-    storage = trial.storage
-    try:
-        with storage.storage_filesystem.open_input_stream(f"{storage.trial_fs_path}/result.json") as f:
-            text = f.read().decode()
-    except (FileNotFoundError, OSError):
-        return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 class ResumableFIFO(FIFOScheduler):
@@ -343,7 +332,7 @@ class ResumableASHA(ASHAScheduler):
         repair_checkpoint(trial)
         if restored_iteration(trial) is None:
             return
-        for row in recorded_results(trial):
+        for row in recorded.trial_rows(trial):
             ray_compat.asha_record(self, trial, row)
 
 

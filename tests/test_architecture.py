@@ -3,7 +3,9 @@ circles, Ray's private names only in the compat module, Tune's result files read
 layer. Each failure names the file and the line to move."""
 
 import ast
+import importlib.util
 import pathlib
+import re
 
 import pytest
 
@@ -255,3 +257,102 @@ def test_the_private_name_check_finds_them(tmp_path):
         "    return a._mine, replay.scheduler._policy\n"
     )
     assert [use.split(": ")[1] for use in _private_ray_uses(plain)] == ["replay.scheduler._policy"]
+
+
+# Tune writes these files (platform/callbacks.py holds its writers); only the results layer reads them
+# (ray_compat names Tune's file layout where it checks it against Ray's source).
+TUNE_FILES = re.compile(r"(?<![\w.])(result\.json|progress\.csv|experiment_state)")
+MAY_NAME_TUNE_FILES = {ROOT / "platform" / name for name in ("results.py", "callbacks.py", "ray_compat.py")}
+
+
+def source_files() -> list[pathlib.Path]:
+    """Every module of the project and its benchmarks (the tests read Tune's files on purpose: to
+    check what was written independently of the code that reads it)."""
+    return [*modules().values(), *sorted((ROOT / "bench").rglob("*.py"))]
+
+
+def test_tunes_result_files_are_read_only_by_the_results_layer():
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in source_files()
+        if path not in MAY_NAME_TUNE_FILES
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if TUNE_FILES.search(line)
+    ]
+    assert not found, "read Tune's results through platform/results.py instead:\n" + "\n".join(found)
+
+
+def is_module(name: str) -> bool:
+    """Whether the dotted `name` is a module or package, found on the file system without importing
+    anything (importing ray or torch here would make this test slow)."""
+    parts = name.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0]) if parts[0] != "platform" else None
+    except (ImportError, ValueError):
+        return False
+    if parts[0] == "platform":  # the project's package, whatever sys.modules holds
+        locations = [str(ROOT / "platform")]
+    elif spec is None:
+        return False
+    else:
+        locations = list(spec.submodule_search_locations or [])
+        if len(parts) == 1:
+            return True
+    for part in parts[1:]:
+        found = []
+        for location in locations:
+            folder = pathlib.Path(location)
+            if (folder / part / "__init__.py").exists() or (folder / part).is_dir():
+                found.append(str(folder / part))
+            elif part == parts[-1] and ((folder / f"{part}.py").exists() or list(folder.glob(f"{part}.*.so"))):
+                return True
+        if not found:
+            return False
+        locations = found
+    return True
+
+
+def module_names(tree: ast.Module) -> dict[str, str]:
+    """Names the file binds to a module at module level: {name: module}."""
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                out[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                if is_module(f"{node.module}.{alias.name}"):
+                    out[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return out
+
+
+def local_names(function) -> list[tuple[str, int]]:
+    """(name, line) of every parameter and local binding of a function (nested scopes included)."""
+    args = function.args
+    params = [*args.posonlyargs, *args.args, *args.kwonlyargs, *filter(None, (args.vararg, args.kwarg))]
+    out = [(a.arg, a.lineno) for a in params]
+    declared = {n for node in ast.walk(function) if isinstance(node, ast.Global | ast.Nonlocal) for n in node.names}
+    for node in ast.walk(function):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            out.append((node.id, node.lineno))
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            out.append((node.name, node.lineno))
+        elif isinstance(node, ast.arg) and node not in params:
+            out.append((node.arg, node.lineno))  # a nested function's or lambda's parameter
+    return [(name, line) for name, line in out if name not in declared]
+
+
+def test_no_local_name_shadows_an_imported_module():
+    """A parameter or local named like a module the file imports hides that module in the whole
+    function (al_compare's `strategies` list once broke six tests this way)."""
+    wrong = []
+    for path in source_files():
+        tree = ast.parse(path.read_text())
+        imported = module_names(tree)
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue
+            for name, line in local_names(function):
+                if name in imported:
+                    wrong.append(f"{path.relative_to(ROOT)}:{line}: {name!r} shadows the module {imported[name]}")
+    assert not wrong, "rename the local (or the import):\n" + "\n".join(sorted(set(wrong)))

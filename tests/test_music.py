@@ -209,3 +209,7 @@ def test_trained_models_are_arms(ray_session, tmp_path, capsys):
                    "--name", "p"]) == 0  # fmt: skip
     figures = json.loads((tmp_path / "p" / "ab.json").read_text())
     assert figures["arms"][f"policy:{tmp_path / 'rl'}"]["users"] > 100
+    # The figure names a trained arm by its experiment, never by the machine's path to it (issue 22).
+    assert ab.arm_label(f"policy:{tmp_path / 'rl'}") == "policy:rl"
+    assert ab.arm_label(f"embed:{tmp_path / 'embed' / 'model.npz'}#b") == "embed:embed/model.npz#b"
+    assert ab.arm_label("toppop#b") == "toppop#b"

@@ -45,6 +45,10 @@ def test_pbt_report_has_every_section(runs, capsys):
     assert len(rows) == len(exploits) > 0
     for name in ("curve_score.png", "pbt_schedules.png"):
         assert (experiment / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The page is the markdown rendered (its tables as tables) with every figure inlined.
+    page = (experiment / "report.html").read_text()
+    assert page.count("<table>") == text.count("\n|---") and page.count("<img ") == text.count("![")
+    assert page.count('src="data:image/png;base64,') == page.count("<img ")
 
 
 @pytest.mark.slow
