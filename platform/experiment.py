@@ -266,12 +266,9 @@ def population_size(samples: int) -> int:
 def seeded_plan(plan: Plan, study_results) -> Plan:
     """optuna+pbt, second part: PBT whose population starts from the study's best configs (best last
     validation score; every study trial ran the same iterations)."""
-    metric, sign = plan.spec.metric, 1 if plan.spec.mode == "max" else -1
-    ranked = sorted(
-        (r for r in study_results if r.error is None and r.metrics and metric in r.metrics),
-        key=lambda r: -sign * float(r.metrics[metric]),
-    )
-    start = tuple(dict(r.config) for r in ranked[: population_size(plan.samples)])
+    metric = plan.spec.metric
+    order = recorded.ranked(study_results, metric, plan.spec.mode)
+    start = tuple(dict(r.config) for r in order[: population_size(plan.samples)])
     if len(start) < 2:
         raise ConfigError(f"optuna+pbt: only {len(start)} study trial(s) reported {metric}; see {STUDY}/ in the run")
     return dataclasses.replace(plan, start=start, samples=len(start))

@@ -195,16 +195,14 @@ def load(location: str, metric: str | None = None, mode: str | None = None) -> E
 
 def trial_rows(trial) -> list[dict]:
     """The rows a running (or restored) Tune trial reported so far, read by Tune from its storage,
-    local or s3:// / gs://; [] before the first row or without an experiment state."""
+    local or s3:// / gs://; [] before the first row."""
     from ray.tune import ExperimentAnalysis
 
     storage = trial.storage
-    try:
-        analysis = ExperimentAnalysis(
-            storage.experiment_fs_path, storage_filesystem=storage.storage_filesystem, trials=[trial]
-        )
-    except ValueError:
-        return []
+    # Given the trials, Tune reads no experiment state (the name only places the experiment folder):
+    # this works before Tune first saved one, and reads only this trial's rows.
+    state = f"{storage.experiment_fs_path}/experiment_state.json"
+    analysis = ExperimentAnalysis(state, storage_filesystem=storage.storage_filesystem, trials=[trial])
     return rows(analysis.trial_dataframes.get(trial.trial_id, pd.DataFrame()))
 
 
@@ -236,20 +234,20 @@ def last(item, metric: str) -> float:
         return math.nan
 
 
-def best(items: Iterable, metric: str, mode: str):
-    """The item (Tune Result or TrialRecord) with the best finite last `metric` under `mode`; the
-    first one on a tie (as Tune's get_best_result); trials that errored are never chosen. None if
-    no trial qualifies."""
+def ranked(items: Iterable, metric: str, mode: str) -> list:
+    """The items (Tune Results or TrialRecords) with a finite last `metric` that did not error, best
+    first under `mode`; ties keep their order (the first trial wins, as in Tune's get_best_result)."""
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    chosen, chosen_value = None, math.nan
-    for item in items:
-        value = last(item, metric)
-        if item.error is not None or not math.isfinite(value):
-            continue
-        if chosen is None or (value > chosen_value if mode == "max" else value < chosen_value):
-            chosen, chosen_value = item, value
-    return chosen
+    sign = -1 if mode == "max" else 1
+    kept = [item for item in items if item.error is None and math.isfinite(last(item, metric))]
+    return sorted(kept, key=lambda item: sign * last(item, metric))
+
+
+def best(items: Iterable, metric: str, mode: str):
+    """The best of `ranked`; None if no trial qualifies."""
+    order = ranked(items, metric, mode)
+    return order[0] if order else None
 
 
 def seed_identity(config: dict) -> tuple:
