@@ -26,9 +26,8 @@ import sys
 import numpy as np
 from scipy import stats
 
-from platform import ray_compat
+from platform import ray_compat, tables
 from platform import results as recorded
-from platform import tables
 from platform.results import ITERATION, OPTUNA_DB, Folder, TrialRecord
 from platform.selection import TEST_FILE
 from platform.summary import confidence_interval

@@ -98,11 +98,12 @@ class Sequences:
     size uses the flat arrays.
     """
 
-    def __init__(self, items: np.ndarray, ratings: np.ndarray, lengths: np.ndarray, users: np.ndarray):
-        """From the padded (S, L) form: row s holds `lengths[s]` valid steps."""
+    def __init__(self, items: np.ndarray, values: np.ndarray, lengths: np.ndarray, users: np.ndarray):
+        """From the padded (S, L) form: row s holds `lengths[s]` valid steps, `values` their ratings
+        (not named `ratings`: that is the module this file reads rating files with)."""
         lengths = np.asarray(lengths, dtype=np.int64)
         valid = np.arange(np.shape(items)[1])[None, :] < lengths[:, None]
-        self._set(np.asarray(items)[valid], np.asarray(ratings)[valid], lengths, users)
+        self._set(np.asarray(items)[valid], np.asarray(values)[valid], lengths, users)
 
     @classmethod
     def ragged(cls, flat_items, flat_ratings, lengths, users) -> "Sequences":
