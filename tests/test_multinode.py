@@ -36,9 +36,11 @@ CLUSTERS: dict[str, Cluster] = {}
 EVENTS: dict = {}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster():
-    """A head with 1 CPU and two 1-CPU worker nodes; the session's local Ray is paused meanwhile."""
+    """A head with 1 CPU and two 1-CPU worker nodes, started once for the module's cluster tests: a
+    node-loss test adds a fresh node for the one it kills (as the autoscaler would), so the next test
+    finds the same shape. The session's local Ray is paused meanwhile (conftest runs these first)."""
     had_ray = ray.is_initialized()
     ray.shutdown()
     # Fast health checks: a node killed without warning (as a spot reclaim does) is noticed in ~1 s.
