@@ -20,17 +20,16 @@ from collections.abc import Callable
 from typing import Any
 
 from ray.tune.experimental import output as _tune_output
-from ray.tune.experimental.output import AirVerbosity, TuneTerminalReporter
 from ray.tune.schedulers import PopulationBasedTraining
 
 # The Ray releases whose private names this module was read against (update on an upgrade, after
 # tests/test_ray_compat.py passes).
 CHECKED_RAY_VERSIONS = ("2.60.0",)
 
-# Re-exported so that the console reporter's base class, from Tune's experimental module, is named
-# in this module only.
-TerminalReporter = TuneTerminalReporter
-__all__ = ["AirVerbosity", "TerminalReporter"]
+# Tune's console reporter and its verbosity levels live in Tune's experimental module: named here
+# only, for callbacks.ConsoleReporter.
+TerminalReporter = _tune_output.TuneTerminalReporter
+AirVerbosity = _tune_output.AirVerbosity
 
 # ----------------------------------------------------------------------------- clusters
 
