@@ -127,6 +127,6 @@ def checkpoint_test_figures(trainable: str, config: dict, checkpoint) -> dict:
     model = getattr(importlib.import_module(module), name)(config=dict(config))
     try:
         model.restore(checkpoint)
-        return {k: float(v) for k, v in model.test().items()}
+        return {k: v if isinstance(v, dict) else float(v) for k, v in model.test().items()}
     finally:
         model.stop()

@@ -209,7 +209,7 @@ class BaselineTrainable(ray.tune.Trainable):
 
     def test(self) -> dict:
         """The test figures: called once, on the selected trial, by the driver."""
-        return protocol.evaluate(self.score_fn, self.split.test, self.split.vocabulary, m.TEST)
+        return protocol.evaluate(self.score_fn, self.split.test, self.split.vocabulary, m.TEST, per_user=True)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         (Path(checkpoint_dir) / "config.json").write_text(json.dumps(to_dict(self.cfg)))

@@ -400,7 +400,7 @@ class DecisionTransformerTrainable(ray.tune.Trainable):
     def test(self) -> dict:
         """The test figures of the current weights, and of popularity and random on the same users:
         called once, on the selected trial, by the driver."""
-        figures = protocol.evaluate(self.scores, self.split.test, self.split.vocabulary, m.TEST)
+        figures = protocol.evaluate(self.scores, self.split.test, self.split.vocabulary, m.TEST, per_user=True)
         return {**figures, **baselines.reference(self.split, self.cfg.data_seed, m.TEST)}
 
     def _window(self, flat: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor, fill) -> torch.Tensor:

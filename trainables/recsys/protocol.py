@@ -371,7 +371,12 @@ def top_n(scores: np.ndarray, n: int = TOP_N) -> np.ndarray:
 
 
 def evaluate(
-    score_fn: Callable[[Sequences], np.ndarray], held: Heldout, vocabulary: np.ndarray, prefix: str, chunk: int = 1024
+    score_fn: Callable[[Sequences], np.ndarray],
+    held: Heldout,
+    vocabulary: np.ndarray,
+    prefix: str,
+    chunk: int = 1024,
+    per_user: bool = False,
 ) -> dict:
     """Full-ranking metrics of a recommender on `held`, at most `chunk` users at a time.
 
@@ -415,6 +420,8 @@ def evaluate(
         if k != m.USERS:
             out[m.split_metric(prefix, m.LIKED + k)] = v
     out[m.split_metric(prefix, m.COVERAGE)] = float(recommended.sum() / max(vocabulary.sum(), 1))
+    if per_user:  # for intervals over test users (platform/compare.py); not a Tune metric
+        out[m.split_metric(prefix, m.PER_USER)] = per_user_metrics(ranks, held.context.users)
     out[m.split_metric(prefix, m.NONFINITE_SCORES)] = nonfinite
     out[m.split_metric(prefix, m.REPEATED_TARGETS)] = repeated
     if held.truth is not None:
@@ -422,6 +429,13 @@ def evaluate(
         out[m.split_metric(prefix, m.TRUE_RATING)] = float(model)
         out[m.split_metric(prefix, m.TRUE_RATING_NORM)] = float((model - random) / max(oracle - random, 1e-9))
     return out
+
+
+def per_user_metrics(ranks: np.ndarray, users: np.ndarray) -> dict:
+    """{"users": user indices, HR: 0/1 per user, NDCG: per user}, JSON-ready lists in `users` order."""
+    hit = ranks < TOP_N
+    ndcg = np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0)
+    return {m.USERS: users.tolist(), m.HR: hit.astype(int).tolist(), m.NDCG: np.round(ndcg, 6).tolist()}
 
 
 def ranking_metrics(ranks: np.ndarray) -> dict:

@@ -255,7 +255,7 @@ class SASRecTrainable(ray.tune.Trainable):
     def test(self) -> dict:
         """Test figures of the current (best) weights, and of popularity and random on the same users:
         called once, on the selected trial, by the driver."""
-        figures = protocol.evaluate(self.scores, self.split.test, self.split.vocabulary, m.TEST)
+        figures = protocol.evaluate(self.scores, self.split.test, self.split.vocabulary, m.TEST, per_user=True)
         return {**figures, **baselines.reference(self.split, self.cfg.data_seed, m.TEST)}
 
     # ------------------------------------------------------------------ checkpoints and PBT
