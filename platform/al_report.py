@@ -54,7 +54,7 @@ def fmt(values: list[float], empty: str = "n/a") -> str:
     if not values:
         return empty
     mean, _, low, high = confidence_interval(values)
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    return f"{mean:.3f} {tables.interval(low, high, '.3f')}"
 
 
 def render(folder: Path) -> str:
@@ -84,7 +84,7 @@ def render(folder: Path) -> str:
             for ref in ("random", "margin"):
                 if ref in strategies and ref != name:
                     mean, low, high = paired(runs, strategies[ref])
-                    cols.append(f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+                    cols.append(f"{mean:+.4f} {tables.interval(low, high, '+.4f')}")
                 else:
                     cols.append("")
             rows.append([name, *cols])
@@ -155,7 +155,7 @@ def k_sweep(by: dict, folder: Path, plt) -> list[str]:
             best = max(mean_aulc, key=mean_aulc.get)
             mean, low, high = paired(s["margin"], s[best])
             gaps.append((k, mean, low, high))
-            rows.append([k, best, f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]"])
+            rows.append([k, best, f"{mean:+.4f} {tables.interval(low, high, '+.4f')}"])
         out += [*tables.table(["K", "best diversity method", "margin - it (AULC, paired)"], rows), ""]
         fig, ax = plt.subplots(figsize=(5, 3.2))
         k_, mean, low, high = map(np.array, zip(*gaps))

@@ -17,9 +17,13 @@ For every seed and every model, one experiment runs that model's own search (`py
 MODEL --set seed=S`; PBT for dt, Optuna for sasrec and the tunable baselines) on the same data and
 split. The trial each experiment selects on its validation `score` is measured once on the test
 split. The table gives, per model, the mean and 95% interval over seeds of the validation score and
-of the test figures, and the paired difference (same seed, same split) of each model's primary test
-figure against the first model. `--vary-data` also sets data_seed = seed, so the split (and the
-synthetic data) changes with the seed and the interval covers data variation too.
+of the test figures, and two paired differences against the first model: of the primary test figure
+over seeds (same seed, same split; a t-interval), and of NDCG@10 over seeds and test users (the
+same users in both; a bootstrap that resamples seeds and, inside each, users), so a difference is
+weighed against the test users' sampling as well as training noise. With one seed the first has no
+interval and says so. `--vary-data` also sets data_seed = seed, so the split (and the synthetic
+data) changes with the seed where data_seed decides it (generated data, split=users, a user
+subsample); on a file's loo or time split it changes nothing, and the output says so.
 
 Written to STORAGE/NAME/: one Tune experiment per model and seed, comparison.json and comparison.md.
 """
@@ -31,6 +35,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 import search_spaces
 from platform import results as recorded
 from platform import summary, tables
@@ -40,6 +46,7 @@ from platform.results import Storage
 from platform.tune import execute, make_plan, start_ray
 from platform.tune import parser as tune_parser
 from trainables import metrics as m
+from trainables import stats
 from trainables.config import ConfigError, field_types
 
 DEFAULT_MODELS = ("dt", "sasrec", "ease", "itemknn", "toprated", "popularity", "random")
@@ -138,30 +145,85 @@ def compute(experiment: str) -> float:
 
 
 def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
-    """A markdown table of mean [95% CI] over seeds, and the same figures as a dict."""
+    """A markdown table of mean [95% CI] over seeds, and the same figures as a dict.
+
+    Two paired differences against the reference: over seeds (a t-interval of the per-seed
+    differences of the primary figure), and over seeds and test users (stats.paired_bootstrap of the
+    per-user NDCG@10 differences, where both models measured the same users)."""
     present = {k for runs in rows.values() for t in runs for k in t}
     primary = next(m.split_metric(m.TEST, c) for c in PRIMARY if m.split_metric(m.TEST, c) in present)
     columns = [m.SCORE] + [m.split_metric(m.TEST, c) for c in COLUMNS if m.split_metric(m.TEST, c) in present]
     columns += [COMPUTE] if COMPUTE in present else []
-    header = ["model", "seeds", "valid score"] + [c for c in columns[1:]] + [f"{primary} - {reference} (paired)"]
+    per_user = m.split_metric(m.TEST, m.PER_USER)
+    header = ["model", "seeds", "valid score"] + [c for c in columns[1:]] + [f"{primary} - {reference} (seeds)"]
+    if per_user in present:
+        header.append(f"{m.split_metric(m.TEST, m.NDCG)} - {reference} (seeds x users)")
     body = []
     figures: dict = {}
-    by_seed_ref = {t["seed"]: t[primary] for t in rows[reference]}
+    by_seed_ref = {t["seed"]: t for t in rows[reference]}
     for model, runs in rows.items():
         cells, figures[model] = [model, str(len(runs))], {}
         for column in columns:
             mean, _, low, high = summary.confidence_interval([t[column] for t in runs])
             figures[model][column] = {"mean": mean, "low": low, "high": high}
-            cells.append(f"{mean:.4f} [{low:.4f}, {high:.4f}]")
-        diffs = [t[primary] - by_seed_ref[t["seed"]] for t in runs if t["seed"] in by_seed_ref]
-        if model == reference or not diffs:
-            cells.append("")
-        else:
-            mean, _, low, high = summary.confidence_interval(diffs)
-            figures[model]["paired_difference"] = {"mean": mean, "low": low, "high": high, "seeds": len(diffs)}
-            cells.append(f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]")
+            cells.append(f"{mean:.4f} {tables.interval(low, high, '.4f')}")
+        pairs = [(t, by_seed_ref[t["seed"]]) for t in runs if t["seed"] in by_seed_ref]
+        if model == reference or not pairs:
+            cells += [""] * (len(header) - len(cells))
+            body.append(cells)
+            continue
+        mean, _, low, high = summary.confidence_interval([t[primary] - ref[primary] for t, ref in pairs])
+        method = "t-interval over seeds of the per-seed difference"
+        figures[model]["paired_difference"] = {
+            "mean": mean,
+            "low": low,
+            "high": high,
+            "seeds": len(pairs),
+            "method": method,
+        }
+        cells.append(f"{mean:+.4f} {tables.interval(low, high, '+.4f')}")
+        if per_user in present:
+            cells.append(user_difference(pairs, per_user, figures[model]))
         body.append(cells)
     return "\n".join(tables.table(header, body)), {"primary": primary, "models": figures}
+
+
+def varies_data(config) -> bool:
+    """Whether data_seed changes the data or split: generated data, split=users, a user subsample or
+    shuffled histories do; a file's loo and time splits do not."""
+    fields = dataclasses.asdict(config)
+    if "data_seed" not in fields:
+        return True  # not a recommender: the model decides
+    return (
+        fields["data"] == "synthetic"
+        or fields.get("split") == "users"
+        or fields.get("user_fraction", 1.0) < 1.0
+        or fields.get("shuffle_order", False)
+    )
+
+
+def user_difference(pairs: list[tuple[dict, dict]], per_user: str, out: dict) -> str:
+    """The per-user NDCG@10 difference over seeds and test users (stats.paired_bootstrap), as a cell;
+    recorded in `out`. Seeds whose two runs measured different users are not paired."""
+    diffs = []
+    for mine, ref in pairs:
+        a, b = mine.get(per_user), ref.get(per_user)
+        if a and b and a[m.USERS] == b[m.USERS]:
+            diffs.append(np.asarray(a[m.NDCG]) - np.asarray(b[m.NDCG]))
+    if not diffs:
+        return "n/a: no seed with the same test users"
+    mean, low, high = stats.paired_bootstrap(diffs)
+    method = stats.BOOTSTRAP_METHOD.format(resamples=2000)
+    users = sum(len(d) for d in diffs)
+    out["user_difference"] = {
+        "mean": mean,
+        "low": low,
+        "high": high,
+        "seeds": len(diffs),
+        "users": users,
+        "method": method,
+    }
+    return f"{mean:+.4f} {tables.interval(low, high, '+.4f')}"
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -196,13 +258,23 @@ def run(argv: list[str] | None = None) -> int:
     on = f"data {split['data']!r}, split {split['split']!r}" if "split" in split else f"env {split.get('env')!r}"
     head = (
         f"Comparison over {args.seeds} seed(s) ({'data and training' if args.vary_data else 'training'} seeds), "
-        f"{on}; valid score selects, test figures measured once on each selected trial; mean [95% t-interval]."
+        f"{on}; valid score selects, test figures measured once on each selected trial; mean [95% t-interval "
+        "over seeds]; (seeds x users): " + stats.BOOTSTRAP_METHOD.format(resamples=2000) + ", 95%."
     )
+    if args.vary_data and not varies_data(planned[0][3].config):
+        head += (
+            "\n--vary-data: data_seed changes nothing here (a file's loo or time split is fixed by the data), so "
+            "the seeds vary training only; the (seeds x users) interval covers the test users."
+        )
     print("\n" + head + "\n" + text)
     if not root.is_uri:
         os.makedirs(root.root, exist_ok=True)
         with open(os.path.join(root.root, "comparison.json"), "w") as f:
-            json.dump({"args": vars(args), "runs": rows, **figures}, f, indent=1, default=str)
+            runs = {
+                k: [{n: v for n, v in t.items() if n != m.split_metric(m.TEST, m.PER_USER)} for t in r]
+                for k, r in rows.items()
+            }
+            json.dump({"args": vars(args), "runs": runs, **figures}, f, indent=1, default=str)
         with open(os.path.join(root.root, "comparison.md"), "w") as f:
             f.write(head + "\n\n" + text + "\n")
         print(f"Written: {os.path.join(root.root, 'comparison.md')}")

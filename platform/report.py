@@ -105,7 +105,7 @@ def seed_lines(exp: Experiment, metric: str) -> list[str]:
             mean, std, low, high = confidence_interval(finals)
             names = ", ".join(t.name for t in trials)
             out.append(f"- config {number + 1} ({names}): {metric} mean {mean:.4f}, std {std:.4f}, "
-                       f"95% CI [{low:.4f}, {high:.4f}] over {len(finals)} seeds")  # fmt: skip
+                       f"95% CI {tables.interval(low, high, '.4f')} over {len(finals)} seeds")  # fmt: skip
     return out
 
 
@@ -197,11 +197,12 @@ def diff_lines(a: Experiment, b: Experiment, metric: str) -> list[str]:
     lines.append("")
     for e, values in zip((a, b), finals):
         mean, std, low, high = confidence_interval(values)
-        lines.append(f"- {e.name}: final {metric} mean {mean:.4f}, std {std:.4f}, 95% CI [{low:.4f}, {high:.4f}], "
+        lines.append(f"- {e.name}: final {metric} mean {mean:.4f}, std {std:.4f}, "
+                     f"95% CI {tables.interval(low, high, '.4f')}, "
                      f"{len(values)} trials")  # fmt: skip
     if min(map(len, finals)) > 1:
         low, high, diff = welch_interval(finals[1], finals[0])
-        lines.append(f"- {b.name} - {a.name}: {diff:+.4f}, Welch 95% CI [{low:+.4f}, {high:+.4f}]")
+        lines.append(f"- {b.name} - {a.name}: {diff:+.4f}, Welch 95% CI {tables.interval(low, high, '+.4f')}")
     return lines
 
 
@@ -333,7 +334,8 @@ def markdown(exp: Experiment, metric: str, images: dict, importance_lines: list[
         lines += ["### Baselines", "", *baselines, ""]
     if exp.tests:
         lines += ["### Test figures of the selected trial(s), measured once after selection", ""]
-        keys = [k for k in exp.tests[0] if k.startswith(m.TEST + "/") and not k.endswith("/" + m.USERS)]
+        keys = [k for k, v in exp.tests[0].items() if k.startswith(m.TEST + "/") and isinstance(v, (int, float))]
+        keys = [k for k in keys if not k.endswith("/" + m.USERS)]  # not the per-user lists, nor the count
         rows = [[t["trial"], t.get("seed"), *(_fmt(t.get(k)) for k in keys)] for t in exp.tests]
         lines += tables.table(["trial", "seed", *keys], rows)
         lines.append("")

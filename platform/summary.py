@@ -5,6 +5,7 @@ import dataclasses
 import math
 
 from platform import results as recorded
+from platform import tables
 from platform.results import STUDY
 from platform.tables import short_value
 from trainables import metrics as m
@@ -71,10 +72,10 @@ def _replay_lines(results, metric: str, replay) -> list[str]:
     finals = [float(r.metrics[metric]) for r in results if math.isfinite(float(r.metrics[metric]))]
     mean, std, low, high = confidence_interval(finals)
     changes = len(replay.scheduler.change_points)
-    inside = "inside" if low <= replay.score <= high else "OUTSIDE"
+    inside = "inside" if low <= replay.score <= high else "OUTSIDE" if math.isfinite(low) else "no interval for"
     return [
         f"  replay of {replay.trial}'s PBT schedule ({changes} change points) over {len(finals)} seeds: "
-        f"{metric} mean {mean:.4g}, std {std:.4g}, 95% CI [{low:.4g}, {high:.4g}]",
+        f"{metric} mean {mean:.4g}, std {std:.4g}, 95% CI {tables.interval(low, high, '.4g')}",
         f"  the original {replay.trial} ended at {replay.score:.4g}: {inside} the replay's interval",
     ]
 
@@ -83,7 +84,8 @@ def test_figure_lines(tests: list[dict]) -> list[str]:
     """The test figures of the selected trial(s): measured once, after selection, never selected on."""
     counts = (m.USERS, m.EPISODES)
     headline = tuple("/" + name for name in (m.HR, m.NDCG, m.TRUE_RATING_NORM, m.RETURN_MEAN))
-    keys = [k for k in tests[0] if k.startswith(m.TEST + "/") and not k.endswith(tuple("/" + c for c in counts))]
+    figures = [k for k, v in tests[0].items() if isinstance(v, (int, float))]  # not the per-user lists
+    keys = [k for k in figures if k.startswith(m.TEST + "/") and not k.endswith(tuple("/" + c for c in counts))]
     # then the baselines (recommenders: popularity and random; RL: the random policy) on the same
     # test users or episodes, headline figures only
     keys += [k for k in tests[0] if k.startswith(m.BASELINE_PREFIX) and k.endswith(headline)]
@@ -96,7 +98,7 @@ def test_figure_lines(tests: list[dict]) -> list[str]:
     out = [f"TEST (measured once per seed on its selected trial, {len(tests)} seeds{', ' + on if on else ''}):"]
     for k in keys:
         mean, std, low, high = confidence_interval([t[k] for t in tests])
-        out.append(f"  {k}: mean {mean:.4f}, std {std:.4f}, 95% CI [{low:.4f}, {high:.4f}]")
+        out.append(f"  {k}: mean {mean:.4f}, std {std:.4f}, 95% CI {tables.interval(low, high, '.4f')}")
     return out
 
 
@@ -133,7 +135,7 @@ def _seed_lines(results, metric: str, extra: tuple = (), by_config: bool = True)
             else:
                 prefix = f"  over {len(runs)} seeds: {name}"
             mean, std, low, high = confidence_interval(values)
-            out.append(f"{prefix} mean {mean:.4g}, std {std:.4g}, 95% CI [{low:.4g}, {high:.4g}]")
+            out.append(f"{prefix} mean {mean:.4g}, std {std:.4g}, 95% CI {tables.interval(low, high, '.4g')}")
     return out
 
 

@@ -10,6 +10,7 @@ import base64
 import datetime
 import html
 import io
+import math
 from collections.abc import Iterable
 
 import markdown as markdown_package
@@ -30,6 +31,13 @@ SELF_CHECK = (
 def short_value(value) -> str:
     """A config value for one line: floats to 4 significant digits, strings quoted."""
     return f"{value:.4g}" if isinstance(value, float) else repr(value) if isinstance(value, str) else str(value)
+
+
+def interval(low: float, high: float, spec: str = ".4f") -> str:
+    """ "[low, high]", or a statement that there is none (one value: no spread to estimate)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "[n/a: one value, no interval]"
+    return f"[{low:{spec}}, {high:{spec}}]"
 
 
 def table(header: Iterable, rows: Iterable[Iterable]) -> list[str]:
