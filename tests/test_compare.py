@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from platform import compare
@@ -47,6 +48,18 @@ def test_compare_tunes_each_model_and_reports_paired_intervals(ray_session, tmp_
     assert paired["mean"] == pytest.approx(sum(ease[s] - dt[s] for s in (0, 1)) / 2)
     assert paired["low"] < paired["mean"] < paired["high"] or paired["low"] == paired["high"]
     assert (root / "comparison.md").read_text().count("\n| ") == 4  # header + 3 models
+    # ... and the per-user difference over both seeds and their test users, from each test.json
+    per_user = m.split_metric(m.TEST, m.PER_USER)
+    selected = {
+        (model, seed): json.loads((root / f"{model}-seed{seed}" / "test.json").read_text())[0][per_user]
+        for model in ("dt", "ease")
+        for seed in (0, 1)
+    }
+    users = report["models"]["ease"]["user_difference"]
+    assert users["seeds"] == 2 and users["users"] == sum(len(selected["dt", s][m.USERS]) for s in (0, 1))
+    by_seed = [np.subtract(selected["ease", s][m.NDCG], selected["dt", s][m.NDCG]).mean() for s in (0, 1)]
+    assert users["mean"] == pytest.approx(np.mean(by_seed), abs=1e-5)
+    assert per_user not in report["runs"]["ease"][0]  # the lists stay in test.json
 
 
 @pytest.mark.parametrize(
@@ -64,3 +77,36 @@ def test_bad_compare_arguments_are_one_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())  # nothing was written
+
+
+def run_row(seed: int, ndcg: list[float], users: list[int] | None = None) -> dict:
+    """One selected trial's test figures as compare collects them (no Ray: the table alone)."""
+    users = list(range(len(ndcg))) if users is None else users
+    per_user = {m.USERS: users, m.HR: [int(v > 0) for v in ndcg], m.NDCG: ndcg}
+    return {
+        "seed": seed,
+        m.SCORE: 0.1,
+        m.split_metric(m.TEST, m.NDCG): sum(ndcg) / len(ndcg),
+        m.split_metric(m.TEST, m.PER_USER): per_user,
+    }
+
+
+def test_differences_are_paired_over_test_users_and_one_seed_has_no_seed_interval():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(0, 1, 400).round(3).tolist()
+    better = [min(1.0, v + 0.05) for v in ref]
+    text, figures = compare.table({"ref": [run_row(0, ref)], "better": [run_row(0, better)]}, "ref")
+    row = next(line for line in text.splitlines() if line.startswith("| better"))
+    assert "[n/a: one value, no interval]" in row  # across seeds: one seed has no interval, and says so
+    users = figures["models"]["better"]["user_difference"]
+    expected = float(np.mean(np.array(better) - np.array(ref)))
+    assert users["mean"] == pytest.approx(expected)
+    assert users["low"] < expected < users["high"] and users["high"] - users["low"] < 0.02  # paired: tight
+    assert users["users"] == 400 and "bootstrap" in users["method"]
+
+
+def test_seeds_that_measured_different_users_are_not_paired():
+    a, b = run_row(0, [0.5, 0.0, 1.0]), run_row(0, [0.5, 0.5, 0.5], users=[3, 4, 5])
+    text, figures = compare.table({"ref": [a], "other": [b]}, "ref")
+    assert "n/a: no seed with the same test users" in text
+    assert "user_difference" not in figures["models"]["other"]
