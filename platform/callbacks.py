@@ -2,12 +2,10 @@
 
 import csv
 import json
-import re
 import time
 from pathlib import Path
 
 from ray import tune
-from ray.air.integrations.mlflow import MLflowLoggerCallback  # imports mlflow only when used
 from ray.tune.experiment import Trial
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.result import TIME_THIS_ITER_S
@@ -170,21 +168,3 @@ def use_console_reporter() -> None:
     first failed trial.
     """
     ray_compat.install_console_reporter(ConsoleReporter)
-
-
-def mlflow_name(key: str) -> str:
-    """MLflow accepts letters, digits, _ - . space : and /; "valid/hr@10" becomes "valid/hr_at_10"."""
-    return re.sub(r"[^\w\-. :/]", "_", key.replace("@", "_at_"))
-
-
-class MLflowLogger(MLflowLoggerCallback):
-    """Ray's MLflow logger, with metric names MLflow accepts (ours contain "@"), and a trial's params
-    logged once: MLflow refuses to change a logged param, and PBT restarts a trial with another
-    config (the values it follows are the hparams/* metrics, every iteration)."""
-
-    def log_trial_start(self, trial):
-        if not ray_compat.mlflow_has_run(self, trial):
-            super().log_trial_start(trial)
-
-    def log_trial_result(self, iteration: int, trial, result: dict):
-        super().log_trial_result(iteration, trial, {mlflow_name(k): v for k, v in result.items()})

@@ -152,7 +152,7 @@ def mlflow_callbacks(plan: Plan) -> list:
     """Ray's own MLflow logger (one MLflow run per trial, in an MLflow experiment named like ours)."""
     if plan.mlflow is None:
         return []
-    from platform.callbacks import MLflowLogger
+    from platform.mlflow_logger import MLflowLogger
 
     tags = {"tunelab.model": plan.model, "tunelab.search": plan.search}
     return [MLflowLogger(tracking_uri=plan.mlflow, experiment_name=plan.name, tags=tags)]
