@@ -11,7 +11,7 @@ The file is generated once (`--file`, written as ML-20M's ratings.csv) with ML-2
             rated movie (0.34% of ratings) and median movie (18 ratings)
   ratings   half stars with ML-20M's distribution; timestamps per user increasing, with same-second
             ties (30% of steps), as MovieLens rates in batches
-Each stage runs in its own process (its peak RSS, `ru_maxrss`, is that stage alone, loading
+Each stage runs in its own process (its peak RSS, VmHWM, is that stage alone, loading
 included): load (read + split), then per model a fit and a full-ranking evaluation of every test
 user (EASE is refused with its one line where its dense inverse exceeds max_memory_gb), and the DT
 (and SASRec where trainables/recsys/sasrec.py exists): setup and `--steps` training steps, the
@@ -96,7 +96,15 @@ def generate(path: Path, scale: float, seed: int = 0) -> dict:
 
 
 def peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: kilobytes
+    """This process's peak resident memory since it started (exec'd). Linux's VmHWM, not ru_maxrss:
+    ru_maxrss carries the parent's high-water mark across fork and exec (here the generator's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
 
 
 def stage(name: str, path: str, steps: int) -> dict:
