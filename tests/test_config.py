@@ -140,4 +140,5 @@ def test_confidence_interval_matches_the_student_t_formula():
     assert (low, high) == pytest.approx(stats.t.interval(0.95, 5, loc=mean, scale=std / math.sqrt(6)))
     # 99% is wider; one value has no spread to estimate, so zero width (the summary prints n).
     assert confidence_interval(values, 0.99)[3] > high
-    assert confidence_interval([3.0]) == (3.0, 0.0, 3.0, 3.0)
+    one = confidence_interval([3.0])  # no spread to estimate from one value: no interval, not a zero-width one
+    assert one[0] == 3.0 and all(math.isnan(v) for v in one[1:])

@@ -96,7 +96,7 @@ def test_evaluate_ranks_fully_excludes_seen_and_untrained_items():
     nothing, even for a scorer that puts it first; a context item is never recommended again."""
     context = protocol.Sequences(
         items=np.array([[0, 1, -1], [2, -1, -1]]),
-        ratings=np.array([[4, 5, 0], [3, 0, 0]], dtype=np.float32),
+        values=np.array([[4, 5, 0], [3, 0, 0]], dtype=np.float32),
         lengths=np.array([2, 1]),
         users=np.array([0, 1]),
     )
