@@ -328,11 +328,12 @@ def write(result: dict, folder: Path, log: bool) -> None:
         ax.axhline(0, color="black", lw=0.8)
         ax.set_title(f"{metric} ({UNITS[metric]})", fontsize=9)
         ax.set_ylabel(f"% vs {arm_label(names[0])}")
-        ax.tick_params(axis="x", rotation=30)
-    users = sum(a["users"] for a in result["arms"].values())
+        # anchored at their right end, long names (sticky-fallback) do not run into the next one
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
+    counts = [a["users"] for a in result["arms"].values()]
     level = f"Bonferroni {1 - result['alpha']:.0%} Welch intervals over {len(result['effects'])} treatment(s)"
     note = tables.caption(f"relative effect on each user-level metric vs the control {arm_label(names[0])}, %",
-                          f"{users:,} users", level)  # fmt: skip
+                          f"{sum(counts):,} users, {min(counts):,} to {max(counts):,} per arm", level)  # fmt: skip
     (folder / "ab.png").write_bytes(tables.png(fig, note, dpi=110))
     plt.close(fig)
     if log:
