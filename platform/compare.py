@@ -138,10 +138,10 @@ def variant(label: str) -> tuple[str, str | None, list[str]]:
     return model, search or None, own
 
 
-def compute(experiment: str) -> float:
-    """Trial iterations the experiment ran: every trial's rows, its optuna+pbt study's included (a PBT
-    trial that cloned another continues the count but reports only its own rows)."""
-    return float(recorded.iterations(experiment))
+def compute(experiment: str | os.PathLike) -> float:
+    """Trial iterations the experiment (a folder or a URI) ran: every trial's rows, its optuna+pbt
+    study's included (a PBT trial that cloned another continues the count but reports only its own rows)."""
+    return float(recorded.iterations(os.fspath(experiment)))
 
 
 def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -162,11 +163,12 @@ def rows(frame: pd.DataFrame) -> list[dict]:
     return out
 
 
-def load(location: str, metric: str | None = None, mode: str | None = None) -> Experiment:
+def load(location: str | os.PathLike, metric: str | None = None, mode: str | None = None) -> Experiment:
     """An experiment folder (a path or a URI) as Tune recorded it; raises FileNotFoundError when it
     is not there or holds no Tune experiment."""
     from ray.tune import ExperimentAnalysis
 
+    location = os.fspath(location)
     folder = Folder(location)
     if not folder.exists():
         raise FileNotFoundError(f"{location}: no such experiment folder")
