@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 from ray import tune
+from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from platform import ray_compat
@@ -185,6 +186,8 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
             synch=True,
             # --seeds N: N independent populations, so the spread over seeds means something.
             per_seed=plan.seeds > 1,
+            # The same command clones and perturbs the same way (the run's first seed, like the population).
+            seed=plan.config.seed,
         )
         # The initial population is drawn from the same domains PBT perturbs within.
         initial = {k: initial_domain(v, getattr(plan.config, k)) for k, v in mutations.items()}
@@ -193,7 +196,14 @@ def build_tuner(plan: Plan, callbacks: list | None = None) -> tune.Tuner:
         if plan.start:  # optuna+pbt: the study's configs, one trial each
             param_space, samples = starting_space(plan, mutations), 1
         tune_config = tune.TuneConfig(
-            metric=spec.metric, mode=spec.mode, scheduler=scheduler, num_samples=samples, reuse_actors=True
+            metric=spec.metric,
+            mode=spec.mode,
+            scheduler=scheduler,
+            # Tune's default searcher, sampling the initial population from the run's seed rather than
+            # the global numpy RNG: the same command starts the same population.
+            search_alg=BasicVariantGenerator(random_state=plan.config.seed),
+            num_samples=samples,
+            reuse_actors=True,
         )
     else:
         sampler = (

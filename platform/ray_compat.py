@@ -15,12 +15,15 @@ been checked against a newer release.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ray.tune.experimental import output as _tune_output
 from ray.tune.schedulers import PopulationBasedTraining
+from ray.tune.schedulers import pbt as _pbt_module
 
 # The Ray releases whose private names this module was read against (update on an upgrade, after
 # tests/test_ray_compat.py passes).
@@ -219,6 +222,25 @@ class PBTHooks(PopulationBasedTraining):
     @property
     def hyperparam_mutations(self) -> dict:
         return self._hyperparam_mutations
+
+
+@contextlib.contextmanager
+def pbt_random(rng: random.Random) -> Iterator[None]:
+    """Within the block, Tune's PBT draws its exploit and explore decisions (which upper-quantile
+    trial to clone, resample or perturb, which factor, which shift along a list) from `rng`.
+
+    Tune's PBT has no RNG argument: it calls the `random` module it imported, which the whole driver
+    shares, and Tune's own event loop shuffles ready futures with that module as often as results
+    happen to arrive (ray.air.execution._internal: event_manager, actor_manager). A seeded global
+    `random` therefore does not repeat PBT's decisions; a `random.Random` of the scheduler's own,
+    swapped in only for the scheduler's calls, does. Relies on `ray.tune.schedulers.pbt` reading the
+    module-level name `random` at call time (`_explore`, `_checkpoint_or_exploit`, `_fill_config`)."""
+    saved = _pbt_module.random
+    _pbt_module.random = rng
+    try:
+        yield
+    finally:
+        _pbt_module.random = saved
 
 
 def asha_record(scheduler, trial, row: dict) -> None:

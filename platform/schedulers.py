@@ -5,10 +5,13 @@ Tune saves the searcher with the experiment but not the scheduler: `Tuner.restor
 scheduler back as it was constructed, and then adds every restored trial to it as if it were new.
 """
 
+import contextlib
 import copy
 import json
 import logging
+import random
 
+import numpy as np
 import pyarrow.fs
 from ray.tune import Checkpoint
 from ray.tune.experiment import Trial
@@ -19,6 +22,7 @@ from ray.tune.schedulers import (
     PopulationBasedTrainingReplay,
     TrialScheduler,
 )
+from ray.tune.search.sample import Domain
 
 from platform import ray_compat
 from platform import results as recorded
@@ -96,11 +100,67 @@ def population_fits(trials: list[Trial]) -> bool:
     return True
 
 
-# ResumablePBT is Tune's synchronous PBT plus three behaviours, each in its own class below and each
-# switched off by its own constructor flag (then that part is Tune's own): ResumeAfterCrash
-# (resume=), SeedPopulations (per_seed=), InPlaceExploit (in_place_exploit=). The flags are also
-# class attributes, so a scheduler unpickled from an experiment started before they existed
-# (Tune's tuner.pkl) behaves as it was started.
+# ResumablePBT is Tune's synchronous PBT plus four behaviours, each in its own class below and each
+# switched off by its own constructor flag (then that part is Tune's own): SeededDecisions (seed=),
+# ResumeAfterCrash (resume=), SeedPopulations (per_seed=), InPlaceExploit (in_place_exploit=). The
+# flags are also class attributes, so a scheduler unpickled from an experiment started before they
+# existed (Tune's tuner.pkl) behaves as it was started.
+
+
+class SeededDecisions(ray_compat.PBTHooks):
+    """PBT whose exploit and explore decisions follow the run's seed: the same command clones the same
+    trials and perturbs them the same way.
+
+    Tune's PBT draws those decisions from the driver's shared `random` module, which Tune's event loop
+    also draws from as often as results happen to arrive, and resamples a domain from the global numpy
+    RNG. Here every draw comes from one `random.Random(seed)` of the scheduler's own (pickled with it
+    in the experiment, so `--resume` starts it again from the seed, as it restarts the scheduler).
+    """
+
+    rng: random.Random | None = None
+
+    def __init__(self, *args, seed: int | None = None, hyperparam_mutations: dict | None = None, **kwargs):
+        """seed: None leaves the decisions to the driver's shared RNGs (Tune's PBT)."""
+        self.rng = None if seed is None else random.Random(seed)
+        if self.rng is not None and hyperparam_mutations:
+            hyperparam_mutations = seeded_resamples(hyperparam_mutations, self.rng)
+        super().__init__(*args, hyperparam_mutations=hyperparam_mutations, **kwargs)
+
+    def _own_random(self):
+        return contextlib.nullcontext() if self.rng is None else ray_compat.pbt_random(self.rng)
+
+    def on_trial_add(self, tune_controller, trial: Trial):
+        with self._own_random():  # Tune fills a mutated key the config lacks by sampling it
+            return super().on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        with self._own_random():  # every exploit and explore happens within a result
+            return super().on_trial_result(tune_controller, trial, result)
+
+
+class SeededResample:
+    """A domain PBT resamples a value from (with `resample_probability`), drawn from `rng` (Tune would
+    call `domain.sample(None)`: the global numpy RNG). A class, so it pickles with the scheduler,
+    sharing its RNG."""
+
+    def __init__(self, domain: Domain, rng: random.Random):
+        self.domain, self.rng = domain, rng
+
+    def __call__(self):
+        return self.domain.sample(random_state=np.random.default_rng(self.rng.getrandbits(64)))
+
+
+def seeded_resamples(mutations: dict, rng: random.Random) -> dict:
+    """PBT's hyperparam_mutations with every domain a SeededResample (lists and nested dicts kept)."""
+    out = {}
+    for key, value in mutations.items():
+        if isinstance(value, dict):
+            out[key] = seeded_resamples(value, rng)
+        elif isinstance(value, Domain):
+            out[key] = SeededResample(value, rng)
+        else:
+            out[key] = value
+    return out
 
 
 class ResumeAfterCrash(ray_compat.PBTHooks):
@@ -310,9 +370,10 @@ class InPlaceExploit(ray_compat.PBTHooks):
         ray_compat.schedule_task(tune_controller, trial, "get_current_ip_pid", on_result=reset)
 
 
-class ResumablePBT(ResumeAfterCrash, SeedPopulations, InPlaceExploit):
-    """Tune's PBT with the three behaviours above: resume=True, per_seed=False and
-    in_place_exploit=True by default; each flag set to False gives Tune's own behaviour for that part.
+class ResumablePBT(SeededDecisions, ResumeAfterCrash, SeedPopulations, InPlaceExploit):
+    """Tune's PBT with the four behaviours above: seed=None, resume=True, per_seed=False and
+    in_place_exploit=True by default; each flag set to None or False gives Tune's own behaviour for
+    that part.
     Tune logs each exploit/explore in a dozen lines; one line here says the same."""
 
     def exploit(self, tune_controller, trial: Trial, trial_to_clone: Trial):

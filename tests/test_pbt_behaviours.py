@@ -3,9 +3,11 @@
 In-place exploits need a running population; tests/test_cli_rl.py covers them end to end.
 """
 
+import random
 import types
 
 import pytest
+from ray import tune
 from ray.train._internal.storage import StorageContext
 from ray.tune import Checkpoint
 from ray.tune.experiment import Trial
@@ -84,3 +86,32 @@ def test_flags_default_to_the_behaviour_tunelab_runs():
     scheduler = pbt()
     assert (scheduler.resume, scheduler.in_place_exploit, scheduler._population_key) == (True, True, None)
     assert pbt(per_seed=True)._population_key == "seed"
+
+
+def test_seed_makes_the_sampling_repeatable_and_leaves_the_shared_rngs_alone(tmp_path):
+    mutations = {"lr": tune.loguniform(1e-4, 1e-1), "width": [16, 32, 64, 128]}
+
+    def filled(seed):
+        """The values Tune's PBT samples for trials whose config lacks the mutated keys."""
+        scheduler = ResumablePBT(
+            time_attr="training_iteration",
+            metric="score",
+            mode="max",
+            perturbation_interval=INTERVAL,
+            hyperparam_mutations=mutations,
+            synch=True,
+            seed=seed,
+        )
+        out = []
+        for index in range(8):
+            trial = stub_trial(tmp_path, index, 0)
+            del trial.config["lr"]
+            scheduler.on_trial_add(CONTROLLER, trial)
+            out.append((trial.config["lr"], trial.config["width"]))
+        return out
+
+    state = random.getstate()
+    assert filled(3) == filled(3)
+    assert filled(3) != filled(4)
+    assert random.getstate() == state
+    assert filled(None) != filled(None)  # Tune's own: the shared RNGs

@@ -136,6 +136,27 @@ def test_pbt_state_attributes():
     assert (hooks.perturbation_interval, hooks.synchronous, hooks.next_sync) == (4, True, 4)
 
 
+def test_pbt_draws_from_the_random_module_it_imported():
+    import random
+
+    user = "ray_compat.pbt_random (schedulers.SeededDecisions)"
+    assert lookup("ray.tune.schedulers.pbt:random", user) is random, gone("ray.tune.schedulers.pbt.random", user)
+    for name in ("_explore", "PopulationBasedTraining._checkpoint_or_exploit"):
+        in_source(f"ray.tune.schedulers.pbt:{name}", "random.", user)
+    explore = lookup("ray.tune.schedulers.pbt:_explore", user)
+    mutations = {"lr": [1, 2, 3, 4, 5, 6, 7, 8]}
+
+    def decisions(rng):
+        with ray_compat.pbt_random(rng):
+            return [explore({"lr": 4}, mutations, 0.5, (1.2, 0.8), None)[0]["lr"] for _ in range(40)]
+
+    state = random.getstate()
+    assert decisions(random.Random(7)) == decisions(random.Random(7)), gone("pbt.random as PBT's RNG", user)
+    assert decisions(random.Random(7)) != decisions(random.Random(8))
+    assert random.getstate() == state  # the driver's shared RNG was not drawn from
+    assert lookup("ray.tune.schedulers.pbt:random", user) is random  # and is back in place
+
+
 def test_asha_record_feeds_the_rungs(tmp_path):
     user = "ray_compat.asha_record (schedulers.ResumableASHA)"
     asha = ASHAScheduler(metric="score", mode="max", time_attr="training_iteration", max_t=8, grace_period=1)
