@@ -20,7 +20,10 @@ def pbt_run(storage, name: str, *extra: str) -> tuple[list, list]:
     experiment = recorded.load(str(storage / name))
     trials = [[(row["config"], row.get(m.SCORE)) for row in t.rows] for t in experiment.trials]
     log = experiment.folder.read(ray_compat.PBT_LOG) if experiment.folder.exists(ray_compat.PBT_LOG) else ""
-    return trials, ray_compat.pbt_exploits(log)
+    # (target, cloned, cloned config, new config): Tune logs the two trials' iterations too, read from
+    # last_result, which the reporting trial has not updated yet, so they follow arrival order.
+    exploits = [(target, cloned, before, after) for target, cloned, _, _, before, after in ray_compat.pbt_exploits(log)]
+    return trials, exploits
 
 
 def initial(trials: list) -> list[dict]:
