@@ -78,18 +78,6 @@ def trial_info(trial) -> Any:
     return _TrialInfo(trial)
 
 
-def trial_statuses(experiment_state: str) -> dict:
-    """trial_id -> status, from the text of one of Tune's `experiment_state-*.json` files (written
-    for Tune's own restore; its layout is Tune's internal one: {"trial_data": [[trial_json, ...]]})."""
-    out = {}
-    for state, *_ in json.loads(experiment_state).get("trial_data", []):
-        parsed = json.loads(state)
-        out[parsed.get("trial_id")] = parsed.get("status")
-    return out
-
-
-EXPERIMENT_STATE_PREFIX = "experiment_state"  # Tune's name for its experiment state files
-
 # PBT's own log files in the experiment folder, written by PopulationBasedTraining._log_config_on_step
 # for every exploit: all of them in PBT_LOG, and each trial's chain in its pbt_policy file (which
 # PopulationBasedTrainingReplay reads).

@@ -216,16 +216,6 @@ def test_optuna_trials():
     in_source("ray.tune.search.optuna:OptunaSearch", "self._ot_trials[", "ray_compat.optuna_trial (experiment)")
 
 
-def test_experiment_state_statuses(tmp_path):
-    user = "ray_compat.trial_statuses (report)"
-    in_source("ray.tune.execution.tune_controller:TuneController.save_to_dir", '"trial_data"', user)
-    in_source("ray.tune.execution.tune_controller:TuneController.save_to_dir", "experiment_state", user)
-    trial = stub_trial(tmp_path)
-    trial.set_status(Trial.PAUSED)
-    state = json.dumps({"trial_data": [trial.get_json_state()]})  # as save_to_dir writes it
-    assert ray_compat.trial_statuses(state) == {trial.trial_id: Trial.PAUSED}, gone("Trial.get_json_state", user)
-
-
 def test_pbt_log_files():
     """PBT writes its exploits where and as ray_compat reads them (report, --replay)."""
     user = "ray_compat.PBT_LOG, pbt_policy_file and pbt_exploits (report, experiment's --replay)"
