@@ -36,7 +36,7 @@ def short_value(value) -> str:
 def interval(low: float, high: float, spec: str = ".4f") -> str:
     """ "[low, high]", or a statement that there is none (one value: no spread to estimate)."""
     if not (math.isfinite(low) and math.isfinite(high)):
-        return "[n/a: one value, no interval]"
+        return "[n/a: one value]"
     return f"[{low:{spec}}, {high:{spec}}]"
 
 

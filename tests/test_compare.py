@@ -97,7 +97,7 @@ def test_differences_are_paired_over_test_users_and_one_seed_has_no_seed_interva
     better = [min(1.0, v + 0.05) for v in ref]
     text, figures = compare.table({"ref": [run_row(0, ref)], "better": [run_row(0, better)]}, "ref")
     row = next(line for line in text.splitlines() if line.startswith("| better"))
-    assert "[n/a: one value, no interval]" in row  # across seeds: one seed has no interval, and says so
+    assert "[n/a: one value]" in row  # across seeds: one seed has no interval, and says so
     users = figures["models"]["better"]["user_difference"]
     expected = float(np.mean(np.array(better) - np.array(ref)))
     assert users["mean"] == pytest.approx(expected)
