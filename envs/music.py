@@ -36,10 +36,22 @@ GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 PURPOSES = {name: i + 1 for i, name in enumerate(
     ["interests", "interest", "bias", "sharpness", "start", "first", "noise", "patience", "return", "pick", "pad"]
 )}  # fmt: skip
-GLOBAL_FEATURES = 4  # last listened, patience left, step, mean listened so far
-CANDIDATE_FEATURES = 6  # cos to last, cos to first, same artist as last, artist plays, popularity, played
-STATE = ("user", "session", "bias", "sharpness", "vector", "played", "listened", "steps", "patience", "done")
-NEIGHBOURS = 50  # nearest tracks kept per track (candidates, session starts, item-to-item fallback)
+# What a learned arm observes: all of it visible to a service (SessionView) or learned from logs (Logged).
+GLOBAL_FEATURES = 4  # last listened, mean of the last 3 listened, step, mean listened so far
+# co-listens after the last and the first track, cosines to them in the learned embedding, same artist
+# as the last, earlier plays of the artist, logged popularity
+CANDIDATE_FEATURES = 7
+STATE = ("user", "session", "bias", "sharpness", "vector", "played", "listened", "steps", "patience", "done", "keys")
+NEIGHBOURS = 50  # nearest tracks kept per track (session starts, the logging policy's candidates)
+ARM_PURPOSES = ("pad", "pick")  # the draws an arm may make (SessionView.draw)
+FOLLOWING = 20  # co-listened next tracks a service keeps per track
+LEARNED_NEIGHBOURS = 10  # nearest tracks per track in the embedding learned from logs
+# Populations (seeds of users) by role. The A/B's default population is 0; learned arms train and
+# are selected on others, and the A/B refuses an arm that learned from its own.
+AB_SEED = 0
+TRAIN_SEED = 1  # the RL env's users (training and selection)
+LOG_SEED = 101  # the logged sessions a service learns from
+LOG_USERS = 5_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,13 +126,26 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def uniform(seed: int, purpose: str, *keys) -> np.ndarray:
-    """Uniform [0, 1) numbers that depend only on (seed, purpose, keys); keys broadcast."""
+def _chain(h: np.ndarray, *keys) -> np.ndarray:
+    """The hash state `h` with `keys` mixed in, one after another (broadcasting)."""
     with np.errstate(over="ignore"):
-        h = _mix(np.atleast_1d(np.asarray(seed, np.uint64)) * GOLDEN + np.uint64(PURPOSES[purpose]))
         for key in keys:
             h = _mix(h ^ (np.asarray(key).astype(np.uint64) + GOLDEN))
+    return h
+
+
+def _start(seed: int, purpose: str) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return _mix(np.atleast_1d(np.asarray(seed, np.uint64)) * GOLDEN + np.uint64(PURPOSES[purpose]))
+
+
+def _to_unit(h: np.ndarray) -> np.ndarray:
     return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def uniform(seed: int, purpose: str, *keys) -> np.ndarray:
+    """Uniform [0, 1) numbers that depend only on (seed, purpose, keys); keys broadcast."""
+    return _to_unit(_chain(_start(seed, purpose), *keys))
 
 
 def normal(seed: int, purpose: str, *keys) -> np.ndarray:
@@ -131,6 +156,35 @@ def normal(seed: int, purpose: str, *keys) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- catalogue and users
+
+
+@dataclasses.dataclass(frozen=True)
+class Metadata:
+    """What a service knows of the catalogue: each track's artist. No embedding, no popularity;
+    read-only copies, so nothing an arm does reaches the simulator."""
+
+    artist: np.ndarray  # (T,) artist of each track
+    artist_offsets: np.ndarray  # (A + 1,) CSR over artist_tracks
+    artist_tracks: np.ndarray  # (T,) track ids grouped by artist
+
+    @property
+    def size(self) -> int:
+        return len(self.artist)
+
+    @property
+    def artists(self) -> int:
+        return len(self.artist_offsets) - 1
+
+    def artist_options(self, artist: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """(N, K) tracks of each row's artist (N,), one per uniform number u (N, K)."""
+        start, size = self.artist_offsets[artist], self.artist_offsets[artist + 1] - self.artist_offsets[artist]
+        return self.artist_tracks[start[:, None] + np.floor(u * size[:, None]).astype(np.int64)]
+
+
+def _frozen(x: np.ndarray) -> np.ndarray:
+    x = np.array(x)
+    x.flags.writeable = False
+    return x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +201,10 @@ class Catalogue:
     @property
     def size(self) -> int:
         return len(self.artist)
+
+    @functools.cached_property
+    def metadata(self) -> Metadata:
+        return Metadata(_frozen(self.artist), _frozen(self.artist_offsets), _frozen(self.artist_tracks))
 
 
 @functools.lru_cache(maxsize=4)
@@ -233,6 +291,9 @@ class Sessions:
         self.steps = np.zeros(n, np.int64)  # tracks played so far
         self.patience = np.full(n, cfg.patience, np.int64)
         self.done = np.zeros(n, bool)
+        # (N, len(ARM_PURPOSES)) hash states after (population, purpose, user, session): an arm's draws
+        # continue them (SessionView.draw) without the population seed, which would regenerate the users
+        self.keys = np.stack([_chain(_start(seed, p), self.user, self.session) for p in ARM_PURPOSES], 1)
         self._expected = None  # (N, T) expected listened fractions, once the oracle asks
         self.play(first)
 
@@ -322,11 +383,20 @@ class Sessions:
         self.done |= (self.patience <= 0) | (self.steps >= self.cfg.max_steps)
         return listened
 
-    # ------------------------------------------------------------------ what a learned policy sees
+    # ------------------------------------------------------------------ what a service sees
 
-    def candidates(self) -> np.ndarray:
-        """(N, M) candidate tracks: unplayed tracks of the last track's artist, neighbours of the last
-        and the first track, then popular tracks; duplicates and played tracks removed."""
+    def view(self) -> "SessionView":
+        """The sessions as a recommender service sees them (copies: nothing leads back here)."""
+        w = self._width()
+        played = self.played[:, :w].copy()
+        artists = np.where(played >= 0, self.cat.artist[np.maximum(played, 0)], -1)
+        return SessionView(self.user.copy(), self.session.copy(), self.steps.copy(), played,
+                           self.listened[:, :w].copy(), artists, self.cat.metadata, self.keys.copy())  # fmt: skip
+
+    def content_candidates(self) -> np.ndarray:
+        """(N, M) the logging policy's candidates, read from the truth: unplayed tracks of the last
+        track's artist, nearest neighbours of the last and the first track in the simulator's own
+        embedding, then the truly popular tracks. Only LoggingPolicy calls it."""
         cfg, cat, n = self.cfg, self.cat, len(self.user)
         last, first = self.last, self.first
         a = cat.artist[last]
@@ -350,27 +420,283 @@ class Sessions:
         out[rows, rank[rows, cols]] = pool[rows, cols]
         return out
 
-    def observe(self, candidates: np.ndarray) -> np.ndarray:
-        """(N, GLOBAL_FEATURES + M * CANDIDATE_FEATURES) float32 in [-1, 1]."""
-        cfg, cat, emb = self.cfg, self.cat, self.cat.embeddings
-        steps = np.maximum(self.steps, 1)
-        mean = self.listened.sum(1) / steps
-        glob = np.stack([self.last_listened, self.patience / cfg.patience, self.steps / cfg.max_steps, mean], 1)
-        feats = np.stack(
-            [
-                np.einsum("nd,nmd->nm", emb[self.last], emb[candidates]),
-                np.einsum("nd,nmd->nm", emb[self.first], emb[candidates]),
-                (cat.artist[candidates] == cat.artist[self.last][:, None]).astype(np.float32),
-                np.minimum(self.artist_plays(candidates) / 5.0, 1.0),
-                cat.pop_score[candidates],
-                self.is_played(candidates).astype(np.float32),
-            ],
-            2,
-        )  # (N, M, CANDIDATE_FEATURES)
-        return np.concatenate([glob, feats.reshape(len(candidates), -1)], 1).astype(np.float32)
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionView:
+    """N live sessions as a recommender service sees them: who, which tracks so far, how much of
+    each was listened to, and their artists; the catalogue's public metadata (artists). Nothing
+    else: no reference to the simulator, its embedding or popularity, the users' hidden session
+    vectors, listening curves or patience. Every arm but the oracle is handed only this."""
+
+    user: np.ndarray  # (N,)
+    session: np.ndarray  # (N,)
+    steps: np.ndarray  # (N,) tracks played so far
+    played: np.ndarray  # (N, W) track ids in order, -1 past steps
+    listened: np.ndarray  # (N, W) listened fractions
+    artists: np.ndarray  # (N, W) artist of each played track, -1 past steps
+    cat: Metadata
+    keys: np.ndarray  # (N, len(ARM_PURPOSES)) hash states for draws (see draw)
+
+    @property
+    def first(self) -> np.ndarray:
+        return self.played[:, 0]
+
+    @property
+    def last(self) -> np.ndarray:
+        return self.played[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
+
+    @property
+    def last_listened(self) -> np.ndarray:
+        return self.listened[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
+
+    def is_played(self, tracks: np.ndarray) -> np.ndarray:
+        """(N, ...) whether each of `tracks` (N, ...) was played in its session."""
+        return (self.played.reshape(len(tracks), *([1] * (tracks.ndim - 1)), -1) == tracks[..., None]).any(-1)
+
+    def artist_plays(self, tracks: np.ndarray) -> np.ndarray:
+        """(N, ...) earlier plays in each session of the artists of `tracks` (N, ...)."""
+        artists = self.cat.artist[tracks]
+        return (self.artists.reshape(len(tracks), *([1] * (artists.ndim - 1)), -1) == artists[..., None]).sum(-1)
+
+    def draw(self, purpose: str, *keys) -> np.ndarray:
+        """Uniform [0, 1) numbers per session and step: uniform(population, purpose, user, session,
+        steps, *keys), so an arm's randomness is the same common random numbers in every run."""
+        dims = max([np.ndim(k) for k in keys] + [1])
+        h = self.keys[:, ARM_PURPOSES.index(purpose)].reshape(-1, *([1] * (dims - 1)))
+        return _to_unit(_chain(h, self.steps.reshape(-1, *([1] * (dims - 1))), *keys))
+
+
+class Oracle:
+    """The ceiling, not a recommender any service could run: it reads the hidden session vectors
+    and listening curves (Sessions.expected_all) and plays the track with the highest expected
+    listened fraction. The only arm `simulate` hands the truth."""
+
+    def __call__(self, s: Sessions) -> np.ndarray:
+        return s.expected_all().argmax(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingPolicy:
+    """The earlier service whose sessions are the logs every service learns from: a uniformly random
+    one of Sessions.content_candidates (neighbours in the simulator's own space: an earlier
+    content-based candidate generator; the logs carry its exposure, the listening is the users').
+    It only writes the logs of log populations (`logged`, `platform.ab`'s i2i); it is never an arm."""
+
+    seed: int
+
+    def __call__(self, s: Sessions) -> np.ndarray:
+        options = s.content_candidates()
+        u = uniform(self.seed, "pick", s.user, s.session, s.steps, 7)
+        return options[np.arange(len(options)), np.minimum((u * options.shape[1]).astype(int), options.shape[1] - 1)]
+
+
+TRUTH_READERS = (Oracle, LoggingPolicy)  # simulate hands these the Sessions; every other recommender a SessionView
+
+
+# ----------------------------------------------------------------------------- what a service learns from logs
+
+
+@dataclasses.dataclass(frozen=True)
+class Logged:
+    """What a recommender service learned from the logged sessions of a log population (other users
+    than any A/B's): play counts, item-to-item co-listens, an item embedding factorised from the
+    co-listens, and a one-step reward model over the candidate features. Built from logs only
+    (`learn`); the simulator's vectors and popularity never enter it."""
+
+    log_seed: int  # the population the logs are of
+    log_users: int
+    max_steps: int  # the service's session cap and candidates per step (its settings, as the env's)
+    candidates: int
+    plays: np.ndarray  # (T,) logged plays
+    by_popularity: np.ndarray  # (T,) track ids, most played first
+    pop_score: np.ndarray  # (T,) 1 for the most played track, 0 for the least (log rank)
+    following: np.ndarray  # (T, FOLLOWING) tracks listened to (>= half) right after each, most often first, -1 padded
+    co_score: np.ndarray  # (T, FOLLOWING) log1p(count) / log1p(largest count) of those pairs
+    embedding: np.ndarray  # (T, k) unit rows from the co-listen PPMI's SVD; 0 for tracks never co-listened
+    neighbours: np.ndarray  # (T, LEARNED_NEIGHBOURS) nearest by that embedding, -1 where unknown
+    reward: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    """(Q,) least-squares weights of listened ~ quadratic(candidate features), fitted on logged
+    sessions of users the counts above never saw: the one-step model the `greedy` arm maximises."""
+
+    @property
+    def populations(self) -> dict[str, int]:
+        return {"log": self.log_seed}
+
+    @staticmethod
+    def learn(rows: dict, meta: Metadata, cfg: MusicConfig, log_seed: int, dim: int = 16) -> "Logged":
+        """Counts, co-listens and the co-listen embedding of a session log (columns of log_rows)."""
+        from scipy import sparse
+        from scipy.sparse import linalg
+
+        tracks = meta.size
+        order = np.lexsort((rows["step"], rows["session"], rows["user"]))
+        user, session = np.asarray(rows["user"])[order], np.asarray(rows["session"])[order]
+        track, listened = np.asarray(rows["track"])[order], np.asarray(rows["listened"])[order]
+        plays = np.bincount(track, minlength=tracks)
+        by_popularity = np.argsort(-plays, kind="stable")
+        rank = np.empty(tracks, np.int64)
+        rank[by_popularity] = np.arange(tracks)
+        pop_score = (1.0 - np.log1p(rank) / np.log(tracks)).astype(np.float32)
+        # item-to-item: the next track, listened to at least half, right after each track
+        same = (user[1:] == user[:-1]) & (session[1:] == session[:-1]) & (listened[1:] >= 0.5)
+        pairs, counts = np.unique(track[:-1][same] * tracks + track[1:][same], return_counts=True)
+        a, b = pairs // tracks, pairs % tracks
+        by = np.lexsort((-counts, a))
+        a, b, counts = a[by], b[by], counts[by]
+        rank_in = np.arange(len(a)) - np.searchsorted(a, a)
+        keep = rank_in < FOLLOWING
+        following = np.full((tracks, FOLLOWING), -1, np.int64)
+        co_score = np.zeros((tracks, FOLLOWING), np.float32)
+        following[a[keep], rank_in[keep]] = b[keep]
+        co_score[a[keep], rank_in[keep]] = np.log1p(counts[keep]) / np.log1p(counts.max(initial=1))
+        # embedding: SVD of the positive PMI of tracks listened to (>= half) in the same session
+        liked = listened >= 0.5
+        sid = np.unique(np.stack([user, session], 1)[liked], axis=0, return_inverse=True)[1].ravel()
+        incidence = sparse.csr_matrix((np.ones(liked.sum()), (sid, track[liked])), (sid.max(initial=-1) + 1, tracks))
+        incidence.data[:] = 1.0
+        co = (incidence.T @ incidence).tocoo()
+        off = co.row != co.col
+        r, c, v = co.row[off], co.col[off], co.data[off]
+        total, marginal = v.sum(), np.bincount(r, v, tracks)
+        pmi = np.log(v * total / (marginal[r] * marginal[c]))
+        pos = pmi > 0
+        ppmi = sparse.csr_matrix((pmi[pos], (r[pos], c[pos])), (tracks, tracks))
+        k = min(dim, tracks - 2)
+        u, sv, _ = linalg.svds(ppmi, k=k, random_state=0) if ppmi.nnz else (np.zeros((tracks, k)), np.zeros(k), None)
+        emb = u * np.sqrt(sv)
+        norm = np.linalg.norm(emb, axis=1, keepdims=True)
+        known = norm[:, 0] > 1e-9
+        emb = np.where(known[:, None], emb / np.maximum(norm, 1e-9), 0.0).astype(np.float32)
+        neighbours = np.full((tracks, LEARNED_NEIGHBOURS), -1, np.int64)
+        seen = np.flatnonzero(known)
+        n = min(LEARNED_NEIGHBOURS, len(seen) - 1)
+        for lo in range(0, len(seen), 1024):  # (chunk, known) similarities at a time
+            rows_ = seen[lo : lo + 1024]
+            sims = emb[rows_] @ emb[seen].T
+            sims[np.arange(len(rows_)), lo + np.arange(len(rows_))] = -np.inf  # not the track itself
+            if n > 0:
+                top = np.argpartition(-sims, n - 1, axis=1)[:, :n]
+                top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, 1), 1), 1)
+                neighbours[rows_, :n] = seen[top]
+        return Logged(log_seed, int(len(np.unique(user))), cfg.max_steps, cfg.candidates, plays, by_popularity,
+                      pop_score, following, co_score, emb, neighbours)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4)
+def logged(cfg: MusicConfig, log_seed: int = LOG_SEED, log_users: int = LOG_USERS) -> Logged:
+    """The service's knowledge from `log_users` users of population `log_seed` under the logging
+    policy, with its one-step reward model fitted on log_users // 4 further users of that population
+    (cached per process: every env and arm of one setting shares it)."""
+    meta, policy = catalogue_of(cfg).metadata, LoggingPolicy(log_seed)
+    learned = Logged.learn(log_rows(simulate(cfg, policy, log_seed, np.arange(log_users))), meta, cfg, log_seed)
+    held = np.arange(log_users, log_users + max(1, log_users // 4))
+    reward = fit_reward(learned, meta, log_rows(simulate(cfg, policy, log_seed, held)))
+    return dataclasses.replace(learned, reward=reward)
+
+
+def service_candidates(view: SessionView, known: Logged) -> np.ndarray:
+    """(N, M) candidate tracks from what the service knows: unplayed tracks of the last track's
+    artist, tracks co-listened after the last and the first track, the last track's neighbours in the
+    learned embedding, then the most played tracks in the logs; duplicates and played tracks removed."""
+    n, m = len(view.user), known.candidates
+    last, first = view.last, view.first
+    same_artist = view.cat.artist_options(view.cat.artist[last], view.draw("pick", np.arange(8)[None, :]))
+    top = m + view.played.shape[1]  # more than the session has played: every row fills
+    popular = np.broadcast_to(known.by_popularity[:top], (n, top))
+    pool = np.concatenate([same_artist, known.following[last, :19], known.following[first, :9],
+                           known.neighbours[last], popular], 1)  # fmt: skip
+    order = np.argsort(pool, axis=1, kind="stable")
+    ordered = np.take_along_axis(pool, order, 1)
+    repeat = np.zeros_like(ordered, bool)
+    repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    duplicate = np.empty_like(repeat)
+    np.put_along_axis(duplicate, order, repeat, 1)
+    ok = (pool >= 0) & ~duplicate & ~view.is_played(pool)
+    rank = np.cumsum(ok, 1) - 1
+    rows, cols = np.nonzero(ok & (rank < m))
+    out = np.empty((n, m), np.int64)
+    out[rows, rank[rows, cols]] = pool[rows, cols]
+    return out
+
+
+def _co(known: Logged, source: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+    """(N, M) co-listen score of source (N,) -> tracks (N, M); 0 where the logs saw no such pair."""
+    hit = known.following[source][:, None, :] == tracks[:, :, None]  # (N, M, FOLLOWING)
+    return (hit * known.co_score[source][:, None, :]).sum(-1)
+
+
+def candidate_features(known: Logged, meta: Metadata, last, first, tracks, plays) -> np.ndarray:
+    """(N, M, CANDIDATE_FEATURES) in [-1, 1] of tracks (N, M) after `last` and `first` (N,), their
+    artists having `plays` (N, M) earlier plays in the session."""
+    emb = known.embedding
+    return np.stack(
+        [
+            _co(known, last, tracks),
+            _co(known, first, tracks),
+            np.einsum("nd,nmd->nm", emb[last], emb[tracks]),
+            np.einsum("nd,nmd->nm", emb[first], emb[tracks]),
+            (meta.artist[tracks] == meta.artist[last][:, None]).astype(np.float32),
+            np.minimum(plays / 5.0, 1.0),
+            known.pop_score[tracks],
+        ],
+        2,
+    ).astype(np.float32)
+
+
+def observe(view: SessionView, known: Logged, candidates: np.ndarray) -> np.ndarray:
+    """(N, GLOBAL_FEATURES + M * CANDIDATE_FEATURES) float32 in [-1, 1]: what a learned arm sees."""
+    steps = np.maximum(view.steps, 1)
+    recent = np.arange(view.listened.shape[1])[None, :] >= (view.steps - 3)[:, None]
+    glob = np.stack([view.last_listened, (view.listened * recent).sum(1) / np.minimum(steps, 3),
+                     view.steps / known.max_steps, view.listened.sum(1) / steps], 1)  # fmt: skip
+    feats = candidate_features(known, view.cat, view.last, view.first, candidates, view.artist_plays(candidates))
+    return np.concatenate([glob, feats.reshape(len(candidates), -1)], 1).astype(np.float32)
+
+
+def quadratic(features: np.ndarray) -> np.ndarray:
+    """(..., Q) 1, the features and their pairwise products: the reward model's inputs."""
+    f = features
+    i, j = np.triu_indices(f.shape[-1])
+    return np.concatenate([np.ones(f.shape[:-1] + (1,), f.dtype), f, f[..., i] * f[..., j]], -1)
+
+
+def fit_reward(known: Logged, meta: Metadata, rows: dict) -> np.ndarray:
+    """Least-squares weights of the listened fraction on quadratic(candidate features), one example
+    per logged track after a session's first (its features as the service would have computed them)."""
+    order = np.lexsort((rows["step"], rows["session"], rows["user"]))
+    user, session = np.asarray(rows["user"])[order], np.asarray(rows["session"])[order]
+    track, listened = np.asarray(rows["track"])[order], np.asarray(rows["listened"], np.float64)[order]
+    start = np.r_[True, (user[1:] != user[:-1]) | (session[1:] != session[:-1])]
+    head = np.maximum.accumulate(np.where(start, np.arange(len(track)), 0))  # each row's session's first row
+    key = head * meta.artists + meta.artist[track]  # earlier plays of the track's artist in its session
+    by = np.lexsort((np.arange(len(key)), key))
+    runs = np.r_[True, key[by][1:] != key[by][:-1]]
+    plays = np.empty(len(key), np.int64)
+    plays[by] = np.arange(len(key)) - np.maximum.accumulate(np.where(runs, np.arange(len(key)), 0))
+    rows_ = np.flatnonzero(~start)
+    last, first = track[rows_ - 1], track[head[rows_]]
+    feats = candidate_features(known, meta, last, first, track[rows_, None], plays[rows_, None])  # (E, 1, F)
+    x = quadratic(feats[:, 0].astype(np.float64))
+    return np.linalg.lstsq(x, listened[rows_], rcond=None)[0]
 
 
 # ----------------------------------------------------------------------------- gymnasium
+
+
+# The env's own keys beside the simulator's: which users it serves and which logs its service learned from.
+POPULATION_KEYS = {"population": 10_000, "population_seed": TRAIN_SEED, "log_seed": LOG_SEED, "log_users": LOG_USERS}
+
+
+def with_populations(env_config: dict | None) -> dict:
+    """`env_config` with every population key explicit (the defaults filled in), so a checkpoint's
+    config records the populations its policy was trained and selected on."""
+    return {**POPULATION_KEYS, **dict(env_config or {})}
+
+
+def split_config(config: dict) -> tuple[dict, MusicConfig]:
+    """(population keys, simulator config) of an env's keyword arguments."""
+    config = with_populations(config)
+    return {k: int(config.pop(k)) for k in POPULATION_KEYS}, parse(config)
 
 
 def observation_space(cfg: MusicConfig) -> gym.spaces.Box:
@@ -391,20 +717,26 @@ class MusicSessionEnv(gym.Env):
     """One listening session per episode: reward = fraction of the chosen track listened to.
 
     A reset draws a user and a session number from the env's RNG (users 0..population-1 of
-    `population_seed`); `options={"user": u, "session": s}` picks them.
+    `population_seed`, TRAIN_SEED by default: never the A/B's); `options={"user": u, "session": s}`
+    picks them. The observation is what a service sees and learned from the logs of `log_users`
+    users of population `log_seed` (`observe`): no simulator vector, no patience.
     """
 
     metadata = {"render_modes": []}
 
     def __init__(self, env_config: dict | None = None, **config):
         # RLlib hands its env_config (a dict) as the one positional argument; gymnasium passes kwargs
-        config = {**dict(env_config or {}), **config}
-        self.population = config.pop("population", 10_000)
-        self.population_seed = config.pop("population_seed", 0)
-        self.cfg = parse(config)
+        keys, self.cfg = split_config({**dict(env_config or {}), **config})
+        self.population, self.population_seed = keys["population"], keys["population_seed"]
         self.observation_space = observation_space(self.cfg)
         self.action_space = gym.spaces.Discrete(self.cfg.candidates)
-        catalogue_of(self.cfg)  # build (or fetch) the catalogue now, not in the first reset
+        # the catalogue and the service's knowledge now, not in the first reset
+        self.known = logged(self.cfg, keys["log_seed"], keys["log_users"])
+
+    def _observe(self) -> np.ndarray:
+        view = self.sessions.view()
+        self.offered = service_candidates(view, self.known)
+        return observe(view, self.known, self.offered)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -412,8 +744,7 @@ class MusicSessionEnv(gym.Env):
         user = options.get("user", int(self.np_random.integers(self.population)))
         session = options.get("session", int(self.np_random.integers(self.cfg.max_sessions)))
         self.sessions = Sessions(self.cfg, self.population_seed, np.array([user]), np.array([session]))
-        self.offered = self.sessions.candidates()
-        return self.sessions.observe(self.offered)[0], {"user": user, "session": session}
+        return self._observe()[0], {"user": user, "session": session}
 
     def step(self, action):
         s = self.sessions
@@ -422,20 +753,20 @@ class MusicSessionEnv(gym.Env):
         listened = s.play(track)
         info = {k: v[0] for k, v in _info(s, listened, track, repeat, same).items()}
         terminated = bool(s.done[0])
-        self.offered = s.candidates()
-        return s.observe(self.offered)[0], float(listened[0]), terminated, False, info
+        return self._observe()[0], float(listened[0]), terminated, False, info
 
 
 class MusicVectorEnv(gym.vector.VectorEnv):
     """`num_envs` sessions stepped by one `Sessions` batch; an env whose session ended is reset on
     the next step (gymnasium's next-step autoreset: that step's reward is 0 and not part of an
-    episode). Each reset draws a fresh (user, session) from the env's RNG."""
+    episode). Each reset draws a fresh (user, session) from the env's RNG. Keys as MusicSessionEnv's."""
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 1, population: int = 10_000, population_seed: int = 0, **config):
-        self.cfg = parse(config)
-        self.num_envs, self.population, self.population_seed = num_envs, population, population_seed
+    def __init__(self, num_envs: int = 1, **config):
+        keys, self.cfg = split_config(config)
+        self.num_envs, self.population, self.population_seed = num_envs, keys["population"], keys["population_seed"]
+        self.known = logged(self.cfg, keys["log_seed"], keys["log_users"])
         self.single_observation_space = observation_space(self.cfg)
         self.single_action_space = gym.spaces.Discrete(self.cfg.candidates)
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
@@ -449,9 +780,13 @@ class MusicVectorEnv(gym.vector.VectorEnv):
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self.sessions = Sessions(self.cfg, self.population_seed, *self._draw(self.num_envs))
-        self.offered = self.sessions.candidates()
         self.needs_reset = np.zeros(self.num_envs, bool)
-        return self.sessions.observe(self.offered), {}
+        return self._observe(), {}
+
+    def _observe(self) -> np.ndarray:
+        view = self.sessions.view()
+        self.offered = service_candidates(view, self.known)
+        return observe(view, self.known, self.offered)
 
     def step(self, actions):
         s, n = self.sessions, self.num_envs
@@ -469,9 +804,8 @@ class MusicVectorEnv(gym.vector.VectorEnv):
             s._expected = None
             terminated[rows] = False
         self.needs_reset = terminated.copy()
-        self.offered = s.candidates()
         info = _info(s, listened, track, repeat, same)
-        return s.observe(self.offered), reward, terminated, np.zeros(n, bool), info
+        return self._observe(), reward, terminated, np.zeros(n, bool), info
 
 
 # ----------------------------------------------------------------------------- logs
@@ -501,11 +835,15 @@ class Outcome:
     artists: np.ndarray  # distinct artists
     played: list  # per session, the track ids in order
     listened: list  # per session, the listened fractions
+    population: int = -1  # the users' population seed
 
 
 def simulate(cfg: MusicConfig, recommend, seed: int, users: np.ndarray) -> Outcome:
-    """Runs `users` of population `seed` through their sessions with `recommend(sessions) -> (N,)
-    track ids`. A session's batch shrinks as sessions end, so long sessions cost what they play."""
+    """Runs `users` of population `seed` through their sessions with `recommend(view) -> (N,) track
+    ids`, where view is the live sessions' SessionView (the Sessions themselves only for the
+    TRUTH_READERS: the oracle and the logging policy). A session's batch shrinks as sessions end, so
+    long sessions cost what they play."""
+    truth = isinstance(recommend, TRUTH_READERS)
     parts, active = [], np.asarray(users, np.int64)
     for number in range(cfg.max_sessions):
         if not len(active):
@@ -513,7 +851,7 @@ def simulate(cfg: MusicConfig, recommend, seed: int, users: np.ndarray) -> Outco
         batch = Sessions(cfg, seed, active, np.full(len(active), number))
         finished = []
         while len(batch.user):
-            batch.play(recommend(batch))
+            batch.play(recommend(batch if truth else batch.view()))
             if batch.done.any():
                 finished.append(batch.take(np.flatnonzero(batch.done)))
                 batch = batch.take(np.flatnonzero(~batch.done))
@@ -522,7 +860,7 @@ def simulate(cfg: MusicConfig, recommend, seed: int, users: np.ndarray) -> Outco
         mean = ended.listened.sum(1) / np.maximum(ended.steps, 1)
         again = uniform(seed, "return", ended.user, number) < cfg.return_base + cfg.return_gain * mean
         active = np.sort(ended.user[again])
-    return _outcome(parts)
+    return dataclasses.replace(_outcome(parts), population=int(seed))
 
 
 def _concat(batches: list) -> Sessions:
@@ -565,4 +903,5 @@ def log_rows(outcome: Outcome, arm: str = "") -> dict:
         "step": np.concatenate([np.arange(n) for n in lengths]),
         "track": np.concatenate(outcome.played),
         "listened": np.concatenate(outcome.listened),
+        "population": np.full(lengths.sum(), outcome.population),  # what a model trained on the log has seen
     }

@@ -5,10 +5,14 @@ session simulator (envs/music.py). The first arm is the control.
     python -m platform.ab music toppop toppop#b --users 10000          # an A/A test
     python -m platform.ab music sticky http://localhost:5000/next       # your own service as an arm
 
-Arms:
-  random, toppop, sticky, sticky-fallback, oracle   heuristics; the oracle reads the hidden session vector
-  i2i                  item-to-item from co-listens in a log of --log-users users (logging policy:
-                       a random candidate of the simulator's candidate generator)
+Arms (each sees only what a service could: the session so far, and what it learned from the
+logged sessions of --log-users users of population --log-seed; only the oracle reads the truth):
+  random, sticky, sticky-fallback   heuristics
+  toppop, i2i          the most played track in the logs; item-to-item from co-listens in them
+  greedy               one step ahead over the RL arms' own observation: the candidate with the
+                       highest listened fraction predicted from its features (a model fitted on
+                       logs); added beside every learned arm, which counts as a win only against it
+  oracle               the ceiling, not a service: reads the hidden session vector
   embed:PATH           a trained `music` model: its experiment folder (the trial with the best
                        validation score, its last checkpoint) or a model.npz
   policy:PATH          an RL model trained on tunelab/MusicSession-v0 (`python -m platform.tune dqn
@@ -23,8 +27,9 @@ session starts and patience coins are the same in whichever arm the user lands (
 numbers). Per user: listening time per session, tracks per session, sessions, distinct artists
 per session; per arm also catalogue coverage. Each treatment against the control: the relative
 effect with a Welch interval at --alpha, Bonferroni-corrected over the treatments (Holm-adjusted
-p-values beside), and a sample-ratio check of the split. Written to STORAGE/NAME: ab.csv, ab.json,
-ab.png (and sessions.parquet with --log).
+p-values beside), and a sample-ratio check of the split. Each learned arm (embed:, policy:) is
+also compared with greedy. A learned arm trained or selected on the A/B's own population is
+refused. Written to STORAGE/NAME: ab.csv, ab.json, ab.png (and sessions.parquet with --log).
 """
 
 import argparse
@@ -79,8 +84,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="simulator setting, e.g. artist_decay=1.0"
     )
-    p.add_argument("--log-users", type=int, default=5_000, help="users in the i2i arm's log")
-    p.add_argument("--log-seed", type=int, default=101, help="population seed of the i2i arm's log")
+    p.add_argument(
+        "--log-users", type=int, default=music.LOG_USERS, help="users in the logs toppop, i2i and greedy learn from"
+    )
+    p.add_argument("--log-seed", type=int, default=music.LOG_SEED, help="population seed of those logs")
     p.add_argument("--log", action="store_true", help="also write every session as sessions.parquet")
     p.add_argument("--name", help="default: ab-music-TIMESTAMP")
     p.add_argument("--storage", default=os.environ.get("TUNELAB_STORAGE", "~/ray_results"))
@@ -110,24 +117,91 @@ def build_arm(spec: str, cfg: music.MusicConfig, log_users: int, log_seed: int):
         except ValueError as err:
             raise ConfigError(str(err)) from None
     if base.startswith("embed:"):
-        arm = music_arms.Embedding.load(model_file(base[len("embed:") :]))
+        where = model_file(base[len("embed:") :])
+        arm = music_arms.Embedding.load(where)
         if len(arm.bias) != cfg.tracks:
             raise ConfigError(
                 f"{spec}: trained on {len(arm.bias)} tracks, this A/B's catalogue has {cfg.tracks}; "
                 "--set the simulator the model was trained with"
             )
-        return arm
+        return arm if arm.populations else dataclasses.replace(arm, populations=trial_populations(spec, where))
     if base.startswith("policy:"):
-        return load_policy(base[len("policy:") :], cfg)
-    if base == "i2i":
-        policy = music_arms.candidate_policy(log_seed)
-        log = music.log_rows(music.simulate(cfg, policy, log_seed, np.arange(log_users)))
-        return music_arms.heuristic("i2i", log, music.catalogue_of(cfg).size)
+        arm = load_policy(base[len("policy:") :], cfg)
+        known = arm.known
+        if (known.log_seed, known.log_users) != (log_seed, log_users):
+            raise ConfigError(
+                f"{spec}: its features were learned from {known.log_users} logged users of population "
+                f"{known.log_seed}; pass --log-seed {known.log_seed} --log-users {known.log_users} so that "
+                "greedy sees the same observation"
+            )
+        return arm
+    if base in music_arms.LOGGED:
+        return music_arms.heuristic(base, music.logged(cfg, log_seed, log_users))
     if base in music_arms.HEURISTICS:
         return music_arms.heuristic(base)
     raise ConfigError(
         f"unknown arm {spec!r}; choose from {', '.join(music_arms.HEURISTICS)}, embed:PATH or http://HOST:PORT/PATH"
     )
+
+
+def trial_populations(spec: str, where: Path) -> dict[str, int]:
+    """The populations a model.npz written before they were recorded in it was trained and selected
+    on: its trial's config (TRIAL/checkpoint_*/model.npz, TRIAL/params.json)."""
+    from trainables.music.embedding import MusicEmbedConfig
+
+    params = where.parent.parent / "params.json"
+    if not params.exists():
+        raise ConfigError(f"{spec}: {where.name} records no training population and no trial config is beside it; "
+                          "retrain it (python -m platform.tune music)")  # fmt: skip
+    config = {**dataclasses.asdict(MusicEmbedConfig()), **json.loads(params.read_text())}
+    if config.get("log"):
+        raise ConfigError(f"{spec}: trained on the log {config['log']}, whose population is not recorded; retrain it")
+    return {"log": int(config["log_seed"]), "valid": int(config["valid_seed"])}
+
+
+LEARNED = ("embed:", "policy:")  # arm kinds that learned from simulated users: greedy stands beside them
+GREEDY = "greedy"
+
+
+def check_populations(arms: dict, seed: int) -> None:
+    """ConfigError if any arm learned from, or was selected on, the A/B's own population `seed`:
+    its test users would not be new to it."""
+    for spec, arm in arms.items():
+        used = getattr(arm, "populations", {})
+        for role, population in used.items():
+            if population == seed:
+                raise ConfigError(
+                    f"arm {spec} was trained on population {seed} ({role}), the A/B's own (--seed {seed}); "
+                    "retrain it on another population seed or run the A/B with another --seed"
+                )
+
+
+def with_greedy(specs: list[str]) -> list[str]:
+    """The arms, with greedy added after them when a learned arm is among them and greedy is not."""
+    learned = any(spec.split("#", 1)[0].startswith(LEARNED) for spec in specs)
+    if learned and not any(spec.split("#", 1)[0] == GREEDY for spec in specs):
+        return [*specs, GREEDY]
+    return list(specs)
+
+
+def versus_greedy(result: dict, alpha: float) -> dict:
+    """Each learned arm against greedy on the primary metric (Welch, Bonferroni over the learned arms)."""
+    names = list(result["outcomes"])
+    learned = [n for n in names if n.split("#", 1)[0].startswith(LEARNED)]
+    greedy = next((n for n in names if n.split("#", 1)[0] == GREEDY), None)
+    if not learned or greedy is None:
+        return {}
+
+    def primary(name: str) -> np.ndarray:
+        outcome = result["outcomes"][name]
+        return per_user(outcome, np.unique(outcome.user))[PRIMARY]
+
+    level = alpha / len(learned)
+    out = {}
+    for name in learned:
+        test = welch(primary(name), primary(greedy), level)
+        out[name] = {**test, "against": greedy, "win": bool(test["low"] > 0)}
+    return out
 
 
 def model_file(path: str) -> Path:
@@ -169,8 +243,10 @@ def load_policy(path: str, cfg: music.MusicConfig):
     config = trial.config
     if config.get("env") != envs.MUSIC:
         raise ConfigError(f"policy:{path}: {model} was trained on {config.get('env')!r}, not {envs.MUSIC}")
-    if cfg != music.MusicConfig():
-        raise ConfigError(f"policy:{path}: RL models train on the default simulator; leave out --set")
+    keys, sim = music.split_config(config.get("env_config", {}))
+    if cfg != sim:
+        trained = config.get("env_config")
+        raise ConfigError(f"policy:{path}: trained on the simulator {trained}; --set the same settings")
     if "num_env_runners" in config:  # an RLlib model: its algorithm needs a Ray to build in
         import ray
 
@@ -260,7 +336,7 @@ def table(result: dict) -> str:
     rows = []
     for name in names:
         a = result["arms"][name]
-        rows.append([name, a["users"], *(f"{a[k]:.3f}" for k in METRICS), f"{a['coverage']:.3f}"])
+        rows.append([music_arms.label(name), a["users"], *(f"{a[k]:.3f}" for k in METRICS), f"{a['coverage']:.3f}"])
     lines = tables.table(head, rows)
     lines += [
         "",
@@ -274,7 +350,14 @@ def table(result: dict) -> str:
             cells.append(
                 f"{metric} {e['relative']:+.1%} [{e['rel_low']:+.1%}, {e['rel_high']:+.1%}] p={e['p_holm']:.3g}{mark}"
             )
-        lines.append(f"  {t}: " + "; ".join(cells))
+        lines.append(f"  {music_arms.label(t)}: " + "; ".join(cells))
+    if result.get("versus_greedy"):
+        level = f"Bonferroni {1 - result['alpha']:.0%} interval"
+        lines += ["", f"Learned arms against greedy (the one-step policy over the same observation), {PRIMARY} "
+                  f"[{level}]; a win only where the interval lies above 0:"]  # fmt: skip
+        for name, e in result["versus_greedy"].items():
+            verdict = "beats greedy" if e["win"] else ("loses to greedy" if e["high"] < 0 else "no better than greedy")
+            lines.append(f"  {name}: {e['relative']:+.1%} [{e['rel_low']:+.1%}, {e['rel_high']:+.1%}]: {verdict}")
     ok = result["srm_p"] >= SRM_P
     lines.append(
         f"Sample ratio: p={result['srm_p']:.3g} " + ("(ok)" if ok else "SAMPLE RATIO MISMATCH: the split is broken")
@@ -287,7 +370,7 @@ def arm_label(spec: str) -> str:
     machine it was read from (embed:/tmp/.../music-pbt/model.npz -> embed:music-pbt/model.npz)."""
     kind, sep, where = spec.partition(":")
     if not sep or kind not in ("embed", "policy"):
-        return spec
+        return music_arms.label(spec)
     tag = ""
     if "#" in where:
         where, tag = where.rsplit("#", 1)
@@ -357,8 +440,14 @@ def run(argv: list[str] | None = None) -> int:
         if (folder / "ab.json").exists():
             raise ConfigError(f"A/B {name!r} already exists at {folder}; pass a new --name (nothing was changed)")
         cfg = sim_config(args.set)
-        arms = {spec: build_arm(spec, cfg, args.log_users, args.log_seed) for spec in args.arms}
+        if args.log_seed == args.seed and any(s.split("#", 1)[0] in music_arms.LOGGED for s in with_greedy(args.arms)):
+            raise ConfigError(f"--log-seed {args.log_seed} is the A/B's population (--seed): arms would learn from "
+                              "their test users; pick another --log-seed")  # fmt: skip
+        specs = with_greedy(args.arms)
+        arms = {spec: build_arm(spec, cfg, args.log_users, args.log_seed) for spec in specs}
+        check_populations(arms, args.seed)
         result = run_ab(cfg, arms, args.users, args.seed, args.salt, args.alpha)
+        result["versus_greedy"] = versus_greedy(result, args.alpha)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,8 +1,10 @@
 """Recommenders for the music simulator (envs/music.py): the arms an A/B compares.
 
-Each arm is a callable `arm(sessions) -> (N,) track ids` over a batch of live sessions. Only the
-oracle reads the hidden session vector; every other arm sees what a real service sees: the
-user, the tracks played so far and how much of each was listened to.
+Each arm is a callable `arm(view) -> (N,) track ids` over a batch of live sessions. `simulate`
+hands every arm a `music.SessionView` (the user, the tracks played so far, how much of each was
+listened to, their artists), and an arm built from logs holds a `music.Logged` (what a service
+learned from another population's logged sessions): neither leads back to the simulator. Only
+`oracle` (music.Oracle) is handed the simulator's sessions: it is the ceiling, not a service.
 """
 
 import dataclasses
@@ -15,10 +17,19 @@ import numpy as np
 
 from envs import music
 
-HEURISTICS = ("random", "toppop", "sticky", "sticky-fallback", "i2i", "oracle")
+HEURISTICS = ("random", "toppop", "sticky", "sticky-fallback", "i2i", "greedy", "oracle")
+LOGGED = ("toppop", "i2i", "greedy")  # the heuristics built from a log population's sessions
+CEILING = "oracle"
+Oracle = music.Oracle
+VIEW_FIELDS = tuple(f.name for f in dataclasses.fields(music.SessionView))
 
 
-def _first_unplayed(sessions: music.Sessions, options: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def label(name: str) -> str:
+    """An arm's name as every report prints it: the oracle marked as the ceiling it is."""
+    return f"{name} (ceiling)" if name.split("#", 1)[0] == CEILING else name
+
+
+def _first_unplayed(sessions: music.SessionView, options: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N,) the first option per row not played in its session, and whether there was one."""
     fresh = ~sessions.is_played(options)  # (N, K)
     found = fresh.any(1)
@@ -28,16 +39,23 @@ def _first_unplayed(sessions: music.Sessions, options: np.ndarray) -> tuple[np.n
 class Random:
     """A uniformly random track (a hash of the session's step: the same in every arm's run)."""
 
-    def __call__(self, s: music.Sessions) -> np.ndarray:
-        u = music.uniform(s.seed, "pad", s.user, s.session, s.steps)
+    def __call__(self, s: music.SessionView) -> np.ndarray:
+        u = s.draw("pad")
         return np.minimum((u * s.cat.size).astype(np.int64), s.cat.size - 1)
 
 
+@dataclasses.dataclass
 class TopPopular:
-    """The most popular track not played in this session."""
+    """The track played most often in the logs (of another population) not played in this session."""
 
-    def __call__(self, s: music.Sessions) -> np.ndarray:
-        top = s.cat.by_popularity[: s.cfg.max_steps + 1]
+    known: music.Logged
+
+    @property
+    def populations(self) -> dict[str, int]:
+        return self.known.populations
+
+    def __call__(self, s: music.SessionView) -> np.ndarray:
+        top = self.known.by_popularity[: s.played.shape[1] + 1]
         return _first_unplayed(s, np.broadcast_to(top, (len(s.user), len(top))))[0]
 
 
@@ -48,18 +66,16 @@ class StickyArtist:
 
     fallback: bool = False
 
-    def _of_artist(self, s: music.Sessions, tracks: np.ndarray, salt: int) -> tuple[np.ndarray, np.ndarray]:
+    def _of_artist(self, s: music.SessionView, tracks: np.ndarray, salt: int) -> tuple[np.ndarray, np.ndarray]:
         cat = s.cat
         a = cat.artist[tracks]
         start, size = cat.artist_offsets[a], cat.artist_offsets[a + 1] - cat.artist_offsets[a]
-        u = music.uniform(s.seed, "pick", s.user[:, None], s.session[:, None], s.steps[:, None],
-                          salt + np.arange(16)[None, :])  # fmt: skip
-        options = cat.artist_tracks[start[:, None] + np.floor(u * size[:, None]).astype(np.int64)]
+        options = cat.artist_options(a, s.draw("pick", salt + np.arange(16)[None, :]))
         # then the artist's tracks in catalogue order, so a small artist is used up before giving up
         ordered = cat.artist_tracks[np.minimum(start[:, None] + np.arange(32)[None, :], (start + size - 1)[:, None])]
         return _first_unplayed(s, np.concatenate([options, ordered], 1))
 
-    def __call__(self, s: music.Sessions) -> np.ndarray:
+    def __call__(self, s: music.SessionView) -> np.ndarray:
         out, found = self._of_artist(s, s.last, 100)
         if self.fallback and not found.all():
             first, found_first = self._of_artist(s, s.first, 200)
@@ -69,41 +85,42 @@ class StickyArtist:
 
 @dataclasses.dataclass
 class ItemToItem:
-    """The track most often listened to (>= half) right after the last track in logged sessions,
-    among those not played yet; the most popular unplayed track where the logs know none."""
+    """The track most often listened to (>= half) right after the last track in the logged sessions
+    (music.Logged.following), among those not played yet; the logs' most played unplayed track
+    where they know none."""
 
-    following: np.ndarray  # (T, K) next tracks by co-listen count, -1 padded
+    known: music.Logged
 
-    @staticmethod
-    def from_log(log: dict, tracks: int, k: int = 20, threshold: float = 0.5) -> "ItemToItem":
-        user, session, step = (np.asarray(log[c]) for c in ("user", "session", "step"))
-        track, listened = np.asarray(log["track"]), np.asarray(log["listened"])
-        order = np.lexsort((step, session, user))
-        track, listened, user, session = track[order], listened[order], user[order], session[order]
-        same = (user[1:] == user[:-1]) & (session[1:] == session[:-1]) & (listened[1:] >= threshold)
-        prev, nxt = track[:-1][same], track[1:][same]
-        pairs, counts = np.unique(prev * tracks + nxt, return_counts=True)
-        a, b = pairs // tracks, pairs % tracks
-        order = np.lexsort((-counts, a))  # by source track, most co-listened first
-        a, b = a[order], b[order]
-        rank = np.arange(len(a)) - np.searchsorted(a, a)
-        keep = rank < k
-        following = np.full((tracks, k), -1, np.int64)
-        following[a[keep], rank[keep]] = b[keep]
-        return ItemToItem(following)
+    @property
+    def populations(self) -> dict[str, int]:
+        return self.known.populations
 
-    def __call__(self, s: music.Sessions) -> np.ndarray:
-        options = self.following[s.last]  # (N, K)
+    def __call__(self, s: music.SessionView) -> np.ndarray:
+        options = self.known.following[s.last]  # (N, K)
         fresh = (options >= 0) & ~s.is_played(np.maximum(options, 0))
         pick = options[np.arange(len(options)), fresh.argmax(1)]
-        return np.where(fresh.any(1), pick, TopPopular()(s))
+        return np.where(fresh.any(1), pick, TopPopular(self.known)(s))
 
 
-class Oracle:
-    """Knows the hidden session vector: the track with the highest expected listened fraction."""
+@dataclasses.dataclass
+class Greedy:
+    """The strongest simple policy over a learned arm's observation: one step ahead, the candidate
+    (music.service_candidates) with the highest listened fraction predicted by a least-squares model,
+    quadratic in the candidate features of the very observation an RL arm gets (music.observe),
+    fitted on logged sessions (music.Logged.reward). A learned arm is a win only against it."""
 
-    def __call__(self, s: music.Sessions) -> np.ndarray:
-        return s.expected_all().argmax(1)
+    known: music.Logged
+
+    @property
+    def populations(self) -> dict[str, int]:
+        return self.known.populations
+
+    def __call__(self, s: music.SessionView) -> np.ndarray:
+        options = music.service_candidates(s, self.known)  # (N, M)
+        obs = music.observe(s, self.known, options)
+        feats = obs[:, music.GLOBAL_FEATURES :].reshape(len(options), options.shape[1], music.CANDIDATE_FEATURES)
+        predicted = music.quadratic(feats.astype(np.float64)) @ self.known.reward  # (N, M)
+        return options[np.arange(len(options)), predicted.argmax(1)]
 
 
 @dataclasses.dataclass
@@ -116,37 +133,48 @@ class Embedding:
     target: np.ndarray  # (T, k)
     bias: np.ndarray  # (T,)
     repeat: float  # logit per earlier play of the artist
+    populations: dict = dataclasses.field(default_factory=dict)
+    """Seeds of the populations it was trained ("log") and selected ("valid") on; empty: not recorded."""
 
     @staticmethod
     def load(path: str | Path) -> "Embedding":
         with np.load(Path(path)) as z:
-            return Embedding(z["context"], z["first"], z["target"], z["bias"], float(z["repeat"]))
+            recorded = {k: int(z[k]) for k in ("log", "valid") if k in z.files}
+            return Embedding(z["context"], z["first"], z["target"], z["bias"], float(z["repeat"]), recorded)
 
-    def scores(self, s: music.Sessions) -> np.ndarray:
+    def save(self, path: str | Path) -> None:
+        tables = {k: getattr(self, k) for k in ("context", "first", "target", "bias", "repeat")}
+        np.savez(Path(path), **tables, **self.populations)
+
+    def scores(self, s: music.SessionView) -> np.ndarray:
         """(N, T) predicted logits, played tracks at -inf."""
         query = self.context[s.last] + self.first[s.first]  # (N, k)
         logits = query @ self.target.T + self.bias  # (N, T)
         rows, cols = np.nonzero(s.played >= 0)
-        counts = np.zeros((len(s.user), s.cfg.artists), np.int64)
-        np.add.at(counts, (rows, s.cat.artist[s.played[rows, cols]]), 1)
+        counts = np.zeros((len(s.user), s.cat.artists), np.int64)
+        np.add.at(counts, (rows, s.artists[rows, cols]), 1)
         logits = logits + self.repeat * counts[:, s.cat.artist]
         logits[rows, s.played[rows, cols]] = -np.inf
         return logits
 
-    def __call__(self, s: music.Sessions) -> np.ndarray:
+    def __call__(self, s: music.SessionView) -> np.ndarray:
         out = np.empty(len(s.user), np.int64)
         for lo in range(0, len(out), 512):
-            out[lo : lo + 512] = self.scores(s.take(np.arange(lo, min(lo + 512, len(out))))).argmax(1)
+            rows = slice(lo, min(lo + 512, len(out)))
+            part = music.SessionView(*(s.cat if f == "cat" else getattr(s, f)[rows] for f in VIEW_FIELDS))
+            out[rows] = self.scores(part).argmax(1)
         return out
 
 
 class Policy:
     """A learned policy over the env's candidates (dqn, qtable, or an RLlib model trained on
     tunelab/MusicSession-v0): the trial's trainable restored from its checkpoint, acting greedily on
-    the observation the env would give (envs/music.Sessions.observe)."""
+    the observation the env would give (music.observe over what the service learned from its
+    training env's log population)."""
 
-    def __init__(self, trainable):
-        self.trainable = trainable
+    def __init__(self, trainable, known: music.Logged, populations: dict[str, int]):
+        self.trainable, self.known = trainable, known
+        self.populations = populations  # {"train": ..., "log": ...} from the checkpoint's env_config
 
     @staticmethod
     def load(entry_point: str, config: dict, checkpoint: str) -> "Policy":
@@ -156,11 +184,13 @@ class Policy:
             config = {**config, "num_env_runners": 0}
         trainable = cls(config=dict(config))
         trainable.restore(checkpoint)
-        return Policy(trainable)
+        keys, sim = music.split_config(trainable.cfg.env_config)  # as restored: what the checkpoint recorded
+        known = music.logged(sim, keys["log_seed"], keys["log_users"])
+        return Policy(trainable, known, {"train": keys["population_seed"], "log": keys["log_seed"]})
 
-    def __call__(self, s: music.Sessions) -> np.ndarray:
-        options = s.candidates()  # (N, M)
-        action = np.asarray(self.trainable.greedy(s.observe(options)), np.int64)
+    def __call__(self, s: music.SessionView) -> np.ndarray:
+        options = music.service_candidates(s, self.known)  # (N, M)
+        action = np.asarray(self.trainable.greedy(music.observe(s, self.known, options)), np.int64)
         return options[np.arange(len(options)), action]
 
 
@@ -184,7 +214,7 @@ class Remote:
             raise RuntimeError(f"{self.url} answered {response.status}: {payload[:200]!r}")
         return int(json.loads(payload)["track"])
 
-    def __call__(self, s: music.Sessions) -> np.ndarray:
+    def __call__(self, s: music.SessionView) -> np.ndarray:
         last, time = s.last, s.last_listened
         out = np.array([self.ask(int(u), int(t), float(x)) for u, t, x in zip(s.user, last, time)], np.int64)
         if ((out < 0) | (out >= s.cat.size)).any():
@@ -195,26 +225,20 @@ class Remote:
         self.connection.close()
 
 
-def heuristic(name: str, log: dict | None = None, tracks: int = 0):
-    """The arm called `name` (one of HEURISTICS); i2i needs a session log."""
-    if name == "i2i":
-        return ItemToItem.from_log(log, tracks)
+def heuristic(name: str, known: music.Logged | None = None):
+    """The arm called `name` (one of HEURISTICS); those of LOGGED need what a service learned from logs."""
+    if name in LOGGED:
+        if known is None:
+            raise ValueError(f"arm {name} learns from logged sessions: pass a music.Logged")
+        return {"toppop": TopPopular, "i2i": ItemToItem, "greedy": Greedy}[name](known)
     return {
         "random": Random,
-        "toppop": TopPopular,
         "sticky": StickyArtist,
         "sticky-fallback": lambda: StickyArtist(fallback=True),
         "oracle": Oracle,
     }[name]()
 
 
-def candidate_policy(rng_seed: int):
-    """A logging policy: a uniformly random one of the env's candidates (neighbours of the last and
-    first track, the last artist, popular tracks), so logs cover what a recommender could choose."""
-
-    def recommend(s: music.Sessions) -> np.ndarray:
-        options = s.candidates()
-        u = music.uniform(rng_seed, "pick", s.user, s.session, s.steps, 7)
-        return options[np.arange(len(options)), np.minimum((u * options.shape[1]).astype(int), options.shape[1] - 1)]
-
-    return recommend
+def candidate_policy(rng_seed: int) -> music.LoggingPolicy:
+    """The logging policy of the generated logs (music.LoggingPolicy)."""
+    return music.LoggingPolicy(rng_seed)

@@ -1,7 +1,7 @@
 """`music`: an embedding recommender for the music simulator, trained offline on session logs.
 
 The log is what a logging policy (a uniformly random candidate of the simulator's candidate
-generator, trainables/music/arms.py:candidate_policy) made `log_users` users of population `log_seed`
+generator, envs/music.LoggingPolicy) made `log_users` users of population `log_seed`
 listen to. The model predicts the fraction of the next track listened to:
 
     logit = <context[last] + first_emb[first], target[next]> + bias[next] + repeat * plays(artist(next))
@@ -12,7 +12,8 @@ It recommends the unplayed track with the highest logit among the tracks the log
 `score` is a validation figure measured in the simulator itself: the mean (over users) of the
 mean listening time per session when the model serves `valid_users` users of population
 `valid_seed`. The A/B (`python -m platform.ab music embed:EXPERIMENT ...`) is the test, on its
-own population seed.
+own population seed: model.npz records the populations the model was trained and selected on, and
+the A/B refuses to test it on either.
 """
 
 import dataclasses
@@ -33,6 +34,8 @@ from trainables.music import arms
 MUTABLE_FIELDS = ("lr", "weight_decay")
 ARCHITECTURE_FIELDS = ("sim", "dim", "log_users", "log_seed", "log")
 MODEL_FILE = "model.npz"  # what the A/B's embed arm loads from a checkpoint
+# a log's columns (envs/music.log_rows): population is the seed of its users, the ones a model trained on it has seen
+LOG_COLUMNS = {"user", "session", "step", "track", "listened", "population"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +102,7 @@ def check(config: dict) -> MusicEmbedConfig:
         import pyarrow.parquet as pq
 
         columns = set(pq.read_schema(Path(cfg.log).expanduser()).names)
-        missing = {"user", "session", "step", "track", "listened"} - columns
+        missing = LOG_COLUMNS - columns
         if missing:
             raise ConfigError(f"log {cfg.log}: missing columns {sorted(missing)}; write logs with platform.ab --log")
     return cfg
@@ -111,12 +114,20 @@ def load_log(cfg: MusicEmbedConfig) -> dict:
         import pandas as pd
 
         frame = pd.read_parquet(Path(cfg.log).expanduser())
-        missing = {"user", "session", "step", "track", "listened"} - set(frame.columns)
+        missing = LOG_COLUMNS - set(frame.columns)
         if missing:
-            raise ConfigError(f"log {cfg.log}: missing columns {sorted(missing)}")
+            raise ConfigError(f"log {cfg.log}: missing columns {sorted(missing)}; write logs with platform.ab --log")
         return {c: frame[c].to_numpy() for c in frame.columns}
-    outcome = music.simulate(cfg.simulator, arms.candidate_policy(cfg.log_seed), cfg.log_seed, np.arange(cfg.log_users))
+    outcome = music.simulate(cfg.simulator, music.LoggingPolicy(cfg.log_seed), cfg.log_seed, np.arange(cfg.log_users))
     return music.log_rows(outcome)
+
+
+def log_population(log: dict) -> int:
+    """The population seed of a log's users (one per log: a model's training population is one seed)."""
+    seeds = np.unique(np.asarray(log["population"]))
+    if len(seeds) != 1:
+        raise ConfigError(f"the log mixes populations {seeds.tolist()}; train on one population's log")
+    return int(seeds[0])
 
 
 def examples(log: dict, sim: music.MusicConfig) -> dict[str, np.ndarray]:
@@ -195,7 +206,11 @@ class MusicEmbedTrainable(ray.tune.Trainable):
         runtime.set_torch_threads(cfg.torch_threads, cpus)
         self.device = runtime.choose_device(cfg.device, gpus)
         self.rng = runtime.seed_everything(cfg.seed)
-        data = examples(load_log(cfg), cfg.simulator)
+        log = load_log(cfg)
+        self.populations = {"log": log_population(log), "valid": cfg.valid_seed}
+        if self.populations["log"] == cfg.valid_seed:
+            raise ConfigError(f"valid_seed {cfg.valid_seed} is the log's population: select on other users")
+        data = examples(log, cfg.simulator)
         self.data = {k: torch.as_tensor(v, device=self.device) for k, v in data.items()}
         tracks = music.catalogue_of(cfg.simulator).size
         self.seen = np.zeros(tracks, bool)
@@ -241,8 +256,8 @@ class MusicEmbedTrainable(ray.tune.Trainable):
             },
             Path(checkpoint_dir) / "state.pt",
         )
-        arm = self.model.arm(self.seen)
-        np.savez(Path(checkpoint_dir) / MODEL_FILE, **{k: v for k, v in dataclasses.asdict(arm).items()})
+        arm = dataclasses.replace(self.model.arm(self.seen), populations=self.populations)
+        arm.save(Path(checkpoint_dir) / MODEL_FILE)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         state = torch.load(Path(checkpoint_dir) / "state.pt", map_location=self.device, weights_only=False)

@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 import envs
+from envs import music
 from trainables import metrics as m
 from trainables import schedules
 from trainables.config import ConfigError, check_range
@@ -80,6 +81,8 @@ class RLConfig:
         object.__setattr__(self, "lr_schedule", schedules.validate(self.lr_schedule, "lr_schedule"))
         if self.vectorization not in VECTORIZATIONS:
             raise ValueError(f"vectorization must be one of {', '.join(VECTORIZATIONS)}, got {self.vectorization!r}")
+        if self.env == envs.MUSIC:  # its populations explicit, so every checkpoint records what it trained on
+            object.__setattr__(self, "env_config", music.with_populations(self.env_config))
 
     @property
     def total_env_steps(self) -> int:
