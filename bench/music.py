@@ -95,7 +95,7 @@ def main() -> None:
     rand, steps, tick = music_arms.Random(), 0, time.perf_counter()
     while not batch.done.all():
         steps += int((~batch.done).sum())
-        batch.play(rand(batch))
+        batch.play(rand(batch.view()))
     bare = steps / (time.perf_counter() - tick)
 
     tick = time.perf_counter()

@@ -1,5 +1,6 @@
 """The music-session simulator (envs/music.py), its arms and the A/B tool (platform/ab.py)."""
 
+import dataclasses
 import json
 import pickle
 import threading
@@ -8,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 import envs
@@ -40,15 +42,16 @@ def test_env_passes_gymnasiums_checker_and_is_deterministic_and_picklable():
 
 def test_vector_env_steps_many_sessions_and_resets_the_finished_ones():
     """Gymnasium's next-step autoreset, env by env: the step after a session ends pays 0, ends
-    nothing and shows a fresh session (at its first step, with patience left), which is then played for several
-    steps. Seeded actions, so a failure replays exactly."""
+    nothing and shows a fresh session (at its first step), which is then played for several steps. Seeded
+    actions, so a failure replays exactly."""
     envs.register()
     n = 64
     vec = gym.make_vec(envs.MUSIC, num_envs=n, vectorization_mode="vector_entry_point", **SMALL)
     obs, _ = vec.reset(seed=0)
     assert obs.shape == (n, music.GLOBAL_FEATURES + 20 * music.CANDIDATE_FEATURES) and obs.dtype == np.float32
     first_step = obs[0, 2]  # global feature 2: a session's step (its first track is played at the start)
-    assert (obs[:, 2] == first_step).all() and (obs[:, 1] > 0).all()  # feature 1: patience left
+    # feature 1: mean listened of the last 3 tracks, at the first step the first track's (feature 0)
+    assert (obs[:, 2] == first_step).all() and (obs[:, 1] == obs[:, 0]).all()
     rng = np.random.default_rng(0)
     waiting = np.zeros(n, bool)  # ended on the previous step: this step is the reset step
     length = np.zeros(n, int)
@@ -59,7 +62,7 @@ def test_vector_env_steps_many_sessions_and_resets_the_finished_ones():
         assert not truncated.any()
         # the reset step: no reward, no ending, and a fresh session's observation
         assert (reward[waiting] == 0).all() and not terminated[waiting].any()
-        assert (obs[waiting, 2] == first_step).all() and (obs[waiting, 1] > 0).all()
+        assert (obs[waiting, 2] == first_step).all() and (obs[waiting, 1] == obs[waiting, 0]).all()
         length[~waiting] += 1
         lengths += list(length[terminated])
         length[terminated] = 0
@@ -90,6 +93,108 @@ def test_dynamics_follow_the_stated_rules():
     while not s.done.all():
         s.play(s.first)  # repeats, worth 0: every step costs one unit of patience
     assert ((s.steps >= cfg.patience) & (s.steps <= cfg.patience + 1)).all()  # the first track may cost one too
+
+
+def _reachable(*roots) -> list:
+    """Every object reachable from `roots` through references (modules and classes not followed)."""
+    import gc
+    import types
+
+    seen, stack, out = set(), list(roots), []
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (types.ModuleType, type)):
+            continue
+        seen.add(id(obj))
+        out.append(obj)
+        stack.extend(gc.get_referents(obj))
+    return out
+
+
+def small_arms(cfg: music.MusicConfig) -> dict:
+    """Every arm a service could run, on the SMALL simulator (an untrained DQN as the RL arm)."""
+    from trainables.rl.dqn import DQNTrainable
+
+    known = music.logged(cfg, 101, 400)
+    rng = np.random.default_rng(0)
+    tables = [rng.normal(size=(cfg.tracks, 8)).astype(np.float32) for _ in range(3)]
+    dqn = DQNTrainable(config={"env": envs.MUSIC, "env_config": SMALL, "eval_episodes": 2})
+    vars(dqn).pop("rollout").close()  # as Policy.load keeps it: the network only
+    built = {name: music_arms.heuristic(name, known) for name in music_arms.HEURISTICS if name != "oracle"}
+    return {
+        **built,
+        "sticky-fallback": music_arms.StickyArtist(fallback=True),
+        "embed": music_arms.Embedding(*tables, rng.normal(size=cfg.tracks).astype(np.float32), -0.3),
+        "policy": music_arms.Policy(dqn.greedy, known, {"train": 1, "log": 101}),
+    }
+
+
+def test_arms_see_only_a_session_view_and_never_the_truth():
+    """Issue 24: an arm is handed a SessionView, whose fields are the session so far and the catalogue's
+    artists; nothing an arm holds leads to the simulator (its vectors, popularity, the users' patience);
+    corrupting the truth after the logs were learned leaves every decision but the oracle's the same."""
+    cfg = music.MusicConfig(**SMALL)
+    assert {f.name for f in dataclasses.fields(music.SessionView)} == {
+        "user", "session", "steps", "played", "listened", "artists", "cat", "keys"}  # fmt: skip
+    arms = small_arms(cfg)
+    s = music.Sessions(cfg, seed=3, user=np.arange(40), session=np.zeros(40, np.int64))
+    for _ in range(3):
+        s.play(music_arms.Random()(s.view()))
+    assert not hasattr(s.view(), "__dict__")  # slots: nothing can be attached to a view
+    cat = s.cat
+    truth = [s, cat, cat.embeddings, cat.popularity, cat.pop_score, cat.neighbours, s.vector, s.patience, s.bias]
+    for name, arm in {"view": s.view(), **arms}.items():
+        reached = _reachable(arm)
+        assert not any(isinstance(x, (music.Sessions, music.Catalogue, music.Users)) for x in reached), name
+        arrays = [x for x in reached if isinstance(x, np.ndarray)]
+        assert not any(np.shares_memory(a, t) for a in arrays for t in truth if isinstance(t, np.ndarray)), name
+    # the truth corrupted: other vectors, popularity, neighbours, listening curves and patience
+    bad = s.take(np.arange(len(s.user)))
+    rng = np.random.default_rng(1)
+    shuffle = rng.permutation(cat.size)
+    bad.cat = dataclasses.replace(cat, embeddings=cat.embeddings[shuffle], neighbours=cat.neighbours[shuffle],
+                                  popularity=cat.popularity[::-1], by_popularity=cat.by_popularity[::-1],
+                                  pop_score=cat.pop_score[::-1])  # fmt: skip
+    bad.vector, bad.bias, bad.sharpness = -s.vector, 1 - s.bias, 2 * s.sharpness
+    bad.patience = np.ones_like(s.patience)
+    for name, arm in arms.items():
+        assert np.array_equal(arm(s.view()), arm(bad.view())), name
+    assert not np.array_equal(music.Oracle()(s), music.Oracle()(bad))  # the check can see a reader of the truth
+    # simulate hands the view to every arm but the oracle
+    handed = []
+
+    def spy(view):
+        handed.append(type(view))
+        return music_arms.Random()(view)
+
+    music.simulate(cfg, spy, 0, np.arange(20))
+    assert set(handed) == {music.SessionView}
+    assert music_arms.label("oracle") == "oracle (ceiling)" and ab.arm_label("oracle#b") == "oracle#b (ceiling)"
+
+
+def test_greedy_stands_beside_learned_arms_and_the_ab_refuses_their_own_population(tmp_path, capsys):
+    """Issue 24: a model records the populations it trained and was selected on; the A/B refuses it on
+    those, in one line, and otherwise adds greedy and reports the learned arm against it."""
+    cfg = music.MusicConfig(**SMALL)
+    rng = np.random.default_rng(0)
+    tables = [rng.normal(size=(cfg.tracks, 8)).astype(np.float32) for _ in range(3)]
+    model = tmp_path / "model.npz"
+    music_arms.Embedding(*tables, np.zeros(cfg.tracks, np.float32), -0.3, {"log": 0, "valid": 102}).save(model)
+    sim = ["--set", "tracks=600", "--set", "artists=60", "--log-users", "400", "--storage", str(tmp_path)]
+    code = ab.run(["music", "random", f"embed:{model}", "--users", "200", *sim, "--name", "own"])
+    err = capsys.readouterr().err
+    assert code == 2 and "trained on population 0 (log), the A/B's own (--seed 0)" in err and err.count("\n") == 1
+    assert not (tmp_path / "own").exists()
+    code = ab.run(["music", "i2i", "--users", "200", *sim, "--name", "logs", "--seed", "101"])
+    assert code == 2 and "--log-seed 101 is the A/B's population" in capsys.readouterr().err
+    assert ab.run(["music", "random", f"embed:{model}", "--users", "300", *sim, "--name", "new", "--seed", "5"]) == 0
+    out = capsys.readouterr().out
+    figures = json.loads((tmp_path / "new" / "ab.json").read_text())
+    assert list(figures["arms"]) == ["random", f"embed:{model}", "greedy"]
+    versus = figures["versus_greedy"][f"embed:{model}"]
+    assert versus["against"] == "greedy" and versus["win"] == (versus["low"] > 0)
+    assert "Learned arms against greedy" in out
+    assert music_arms.Embedding.load(model).populations == {"log": 0, "valid": 102}
 
 
 def ab_figures(arms: list[str], users: int, **sim) -> dict:
@@ -192,9 +297,9 @@ def test_bad_ab_input_is_one_line_and_writes_nothing(argv, problem, tmp_path, ca
 @pytest.mark.slow
 def test_trained_models_are_arms(ray_session, tmp_path, capsys):
     """The embedding model (PBT, smoke budget) trained on a written log, and the platform's DQN
-    trained on the env, each serve an A/B."""
+    trained on the env, each serve an A/B, with greedy beside them; neither on its own population."""
     assert ab.run(["music", "random", "toppop", "--users", "300", "--log", "--storage", str(tmp_path),
-                   "--name", "logged", "--set", "tracks=600", "--set", "artists=60"]) == 0  # fmt: skip
+                   "--name", "logged", "--set", "tracks=600", "--set", "artists=60", "--seed", "7"]) == 0  # fmt: skip
     log = tmp_path / "logged" / "sessions.parquet"
     code, out, err = run_cli(capsys, "music", "--budget", "smoke", "--storage", str(tmp_path), "--name", "embed",
                              "--set", f"log={log}")  # fmt: skip
@@ -203,12 +308,23 @@ def test_trained_models_are_arms(ray_session, tmp_path, capsys):
     code, out, err = run_cli(capsys, "dqn", "--budget", "smoke", "--search", "none", "--storage", str(tmp_path),
                              "--name", "rl", "--set", f"env={envs.MUSIC}")  # fmt: skip
     assert code == 0, err
-    assert ab.run(["music", "random", f"embed:{tmp_path / 'embed'}", "--users", "300", "--set", "tracks=600",
-                   "--set", "artists=60", "--storage", str(tmp_path), "--name", "e"]) == 0  # fmt: skip
+    embed = ["music", "random", f"embed:{tmp_path / 'embed'}", "--users", "300", "--set", "tracks=600",
+             "--set", "artists=60", "--storage", str(tmp_path)]  # fmt: skip
+    assert ab.run([*embed, "--name", "e"]) == 0
+    capsys.readouterr()
+    assert ab.run([*embed, "--name", "e7", "--seed", "7"]) == 2  # its log's population
+    assert "was trained on population 7 (log)" in capsys.readouterr().err
+    assert ab.run(["music", "random", f"policy:{tmp_path / 'rl'}", "--users", "300", "--storage", str(tmp_path),
+                   "--name", "p1", "--seed", str(music.TRAIN_SEED)]) == 2  # fmt: skip
+    assert f"was trained on population {music.TRAIN_SEED} (train)" in capsys.readouterr().err
     assert ab.run(["music", "random", f"policy:{tmp_path / 'rl'}", "--users", "300", "--storage", str(tmp_path),
                    "--name", "p"]) == 0  # fmt: skip
     figures = json.loads((tmp_path / "p" / "ab.json").read_text())
-    assert figures["arms"][f"policy:{tmp_path / 'rl'}"]["users"] > 100
+    assert figures["arms"][f"policy:{tmp_path / 'rl'}"]["users"] > 100 and "greedy" in figures["arms"]
+    assert f"policy:{tmp_path / 'rl'}" in figures["versus_greedy"]
+    # the checkpoint itself records the populations the policy trained on
+    state = torch.load(next((tmp_path / "rl").glob("*/checkpoint_*/state.pt")), weights_only=False)
+    assert state["config"]["env_config"]["population_seed"] == music.TRAIN_SEED
     # The figure names a trained arm by its experiment, never by the machine's path to it (issue 22).
     assert ab.arm_label(f"policy:{tmp_path / 'rl'}") == "policy:rl"
     assert ab.arm_label(f"embed:{tmp_path / 'embed' / 'model.npz'}#b") == "embed:embed/model.npz#b"

@@ -8,6 +8,7 @@ learned from another population's logged sessions): neither leads back to the si
 """
 
 import dataclasses
+import functools
 import http.client
 import json
 import urllib.parse
@@ -168,29 +169,35 @@ class Embedding:
 
 class Policy:
     """A learned policy over the env's candidates (dqn, qtable, or an RLlib model trained on
-    tunelab/MusicSession-v0): the trial's trainable restored from its checkpoint, acting greedily on
-    the observation the env would give (music.observe over what the service learned from its
-    training env's log population)."""
+    tunelab/MusicSession-v0), restored from its checkpoint and acting greedily on the observation
+    the env would give (music.observe over what the service learned from its training env's log
+    population). It keeps only what acting needs: the network, never the trainable's training envs."""
 
-    def __init__(self, trainable, known: music.Logged, populations: dict[str, int]):
-        self.trainable, self.known = trainable, known
-        self.populations = populations  # {"train": ..., "log": ...} from the checkpoint's env_config
+    def __init__(self, act, known: music.Logged, populations: dict[str, int]):
+        self.act, self.known = act, known  # act: observations (N, obs_dim) -> actions (N,)
+        self.populations = populations  # {"train": ..., "log": ...} from the checkpoint's config
 
     @staticmethod
     def load(entry_point: str, config: dict, checkpoint: str) -> "Policy":
-        module, _, name = entry_point.partition(":")
-        cls = getattr(__import__(module, fromlist=[name]), name)
-        if "num_env_runners" in config:  # an RLlib model: acting needs no env runners
-            config = {**config, "num_env_runners": 0}
-        trainable = cls(config=dict(config))
-        trainable.restore(checkpoint)
-        keys, sim = music.split_config(trainable.cfg.env_config)  # as restored: what the checkpoint recorded
+        if "num_env_runners" in config:  # an RLlib model: its RL module alone (no algorithm, no env runners)
+            from trainables.rl import rllib
+
+            act = functools.partial(rllib.greedy_actions, rllib.module_from_checkpoint(checkpoint))
+            env_config = music.with_populations(config.get("env_config"))
+        else:
+            module, _, name = entry_point.partition(":")
+            cls = getattr(__import__(module, fromlist=[name]), name)
+            trainable = cls(config=dict(config))
+            trainable.restore(checkpoint)
+            vars(trainable).pop("rollout").close()  # its training envs: simulated users, not for acting
+            act, env_config = trainable.greedy, trainable.cfg.env_config  # as restored: what the checkpoint recorded
+        keys, sim = music.split_config(env_config)
         known = music.logged(sim, keys["log_seed"], keys["log_users"])
-        return Policy(trainable, known, {"train": keys["population_seed"], "log": keys["log_seed"]})
+        return Policy(act, known, {"train": keys["population_seed"], "log": keys["log_seed"]})
 
     def __call__(self, s: music.SessionView) -> np.ndarray:
         options = music.service_candidates(s, self.known)  # (N, M)
-        action = np.asarray(self.trainable.greedy(music.observe(s, self.known, options)), np.int64)
+        action = np.asarray(self.act(music.observe(s, self.known, options)), np.int64)
         return options[np.arange(len(options)), action]
 
 
