@@ -14,9 +14,8 @@ The file is generated once (`--file`, written as ML-20M's ratings.csv) with ML-2
 Each stage runs in its own process (its peak RSS, VmHWM, is that stage alone, loading
 included): load (read + split), then per model a fit and a full-ranking evaluation of every test
 user (EASE is refused with its one line where its dense inverse exceeds max_memory_gb), and the DT
-and SASRec (where trainables/recsys/sasrec.py exists): setup and `--steps` training steps (SASRec:
-batches of one epoch's windows), the epoch time extrapolated from them, then the full-ranking test
-evaluation.
+and SASRec (where trainables/recsys/sasrec.py exists): setup and `--steps` training batches of one
+epoch's windows, the epoch time extrapolated from them, then the full-ranking test evaluation.
 Printed: one row per stage (wall seconds per phase, the stage's CPU seconds, peak RSS in GB), and
 the ratio of its peak memory to the 16 GB budget.
 """
@@ -142,51 +141,29 @@ def stage(name: str, path: str, steps: int) -> dict:
         out["eval_s"] = time.perf_counter() - eval_start
         out["eval_users"] = figures[m.split_metric(m.TEST, m.USERS)]
         out["hr@10"] = figures[m.split_metric(m.TEST, m.HR)]
-    elif name == "dt":  # setup, `steps` optimizer steps, the epoch extrapolated, the test evaluation
-        from trainables.recsys.dt import DecisionTransformerTrainable
-
-        config = {**data_cfg, "steps_per_iteration": steps, "iterations": 1, "torch_threads": 2}
-        trainable = DecisionTransformerTrainable(config=config)
-        out["setup_s"] = time.perf_counter() - start
-        train_start = time.perf_counter()
-        trainable.train()  # `steps` steps plus a validation evaluation
-        out["iteration_s"] = time.perf_counter() - train_start
-        windows = int(trainable.split.train.lengths.sum() - trainable.split.train.count)
-        eval_start = time.perf_counter()
-        figures = trainable.test()
-        out["test_eval_s"] = time.perf_counter() - eval_start
-        # The iteration is `steps` steps and one validation evaluation (as long as the test one).
-        per_step = max(out["iteration_s"] - out["test_eval_s"], 1e-9) / steps
-        out["steps"], out["step_ms"] = steps, 1000 * per_step
-        out["epoch_steps"] = math.ceil(windows / trainable.cfg.batch_size)
-        out["epoch_s_extrapolated"] = per_step * out["epoch_steps"]
-        out["eval_users"] = figures[m.split_metric(m.TEST, m.USERS)]
-    else:  # sasrec: setup, one epoch's windows, `steps` batches of it (the epoch extrapolated), test
+    else:  # sasrec or dt: setup, one epoch's windows, `steps` batches of it (the epoch extrapolated), test
         import torch
-        from torch.nn import functional as F
 
-        from trainables.recsys import sasrec
+        from trainables.recsys import dt, sasrec
 
-        trainable = sasrec.SASRecTrainable(config={**data_cfg, "torch_threads": 2})
+        trainable_class = sasrec.SASRecTrainable if name == "sasrec" else dt.DecisionTransformerTrainable
+        trainable = trainable_class(config={**data_cfg, "torch_threads": 2})
         out["setup_s"] = time.perf_counter() - start
         windows_start = time.perf_counter()
-        inputs, targets = sasrec.epoch_windows(trainable.split.train, trainable.cfg.context_length, trainable.rng)
+        windows = sasrec.epoch_windows(trainable.split.train, trainable.cfg.context_length, trainable.rng)
         out["windows_s"] = time.perf_counter() - windows_start
         batch = trainable.cfg.batch_size
         train_start = time.perf_counter()
         trainable.model.train()
-        for lo in range(0, steps * batch, batch):  # the body of SASRecTrainable.train_epoch
-            x = torch.as_tensor(sasrec.right_pad(inputs[lo : lo + batch], trainable.n_items))
-            y = torch.as_tensor(sasrec.right_pad(targets[lo : lo + batch], sasrec.IGNORE))
-            hidden = trainable.model(x)
-            known = y != sasrec.IGNORE
-            loss = F.cross_entropy(trainable.model.logits(hidden[known]), y[known])
+        for lo in range(0, steps * batch, batch):  # the body of SASRecTrainable.train_epoch (the DT's too)
+            at, real, known = (torch.as_tensor(a) for a in windows.batch(np.arange(lo, lo + batch)))
+            loss, _ = trainable.batch_loss(at, real, known)
             trainable.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             trainable.optimizer.step()
         per_step = (time.perf_counter() - train_start) / steps
         out["steps"], out["step_ms"] = steps, 1000 * per_step
-        out["epoch_steps"] = math.ceil(len(inputs) / batch)
+        out["epoch_steps"] = math.ceil(len(windows.start) / batch)
         out["epoch_s_extrapolated"] = out["windows_s"] + per_step * out["epoch_steps"]
         eval_start = time.perf_counter()
         figures = trainable.test()

@@ -2,7 +2,7 @@
 by Optuna on the validation split like any other, so that a comparison is against tuned baselines."""
 
 from search_spaces import Budget, Choice, Float, Int, ModelSpec, Space
-from trainables.recsys import baselines
+from trainables.recsys import baselines, protocol
 
 NO_SPACE = Space(dimensions={})
 TOPRATED_SPACE = Space(dimensions={"shrinkage": Float(0.1, 1000.0, log=True)})
@@ -33,6 +33,7 @@ def _spec(method: str, description: str, space: Space, samples: int) -> ModelSpe
         },
         default_search="optuna" if samples > 1 else "none",
         measures_test=True,
+        score_meaning=protocol.SCORE_MEANING,
     )
 
 

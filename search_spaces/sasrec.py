@@ -3,7 +3,7 @@ Optuna searches the context length (up to 200), size, dropouts and learning rate
 stops early on validation NDCG@10."""
 
 from search_spaces import Budget, Choice, Float, Int, ModelSpec, Space
-from trainables.recsys import sasrec
+from trainables.recsys import protocol, sasrec
 
 SPACE = Space(
     dimensions={
@@ -35,14 +35,16 @@ SPEC = ModelSpec(
                 "synthetic_users": 300,
                 "synthetic_items": 80,
                 "iterations": 3,
+                "epochs_per_iteration": 1,
                 "batch_size": 32,
                 "width": 32,
                 "context_length": 10,
             },
         ),
         # The default: the published setup, each trial early-stopped on validation NDCG@10.
-        "full": Budget(samples=4, overrides={}, grace_period=5),
+        "full": Budget(samples=4, overrides={}, grace_period=4),
     },
     default_search="optuna",
     measures_test=True,
+    score_meaning=protocol.SCORE_MEANING,
 )

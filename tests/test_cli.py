@@ -117,7 +117,7 @@ def test_optuna_search_stores_its_study(ray_session, tmp_path, capsys):
     assert code == 0 and "Best trial:" in out
     study = optuna.load_study(study_name="opt", storage=f"sqlite:///{tmp_path / 'opt' / OPTUNA_DB}")
     assert len(study.trials) == 3
-    assert {"lr", "lr_schedule.kind", "size", "context_length"} <= set(study.trials[0].params)
+    assert {"lr", "context_length", "layers", "width", "target_return_scale"} <= set(study.trials[0].params)
     assert any(t.value is not None for t in study.trials)
     assert len(trial_dirs(tmp_path / "opt")) == 3
 
@@ -151,7 +151,7 @@ def test_random_search(ray_session, tmp_path, capsys):
         (["--set", "learning_rate=1"], "unknown config key 'learning_rate' for model 'dt'"),
         (["--set", "batch_size=big"], "config key 'batch_size' is an integer, got 'big'"),
         (["--set", "dropout=2"], "dropout must be in [0, 1)"),
-        (["--set", "lr_schedule.kind=sine"], "lr_schedule.kind must be one of"),
+        (["--set", "tokens=rs"], "tokens must be 'a' plus any of"),
         (["--set", "lr"], "expected key=value"),
         (["--samples", "0"], "--samples must be >= 1"),
         (["--search", "optuna", "--seeds", "3"], "--seeds repeats one config"),

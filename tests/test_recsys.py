@@ -183,6 +183,27 @@ def test_baselines_rank_sensibly_on_ground_truth():
     assert got["itemknn"] > got["popularity"], got
 
 
+def test_reference_baselines_are_selected_on_validation_and_skipped_on_large_catalogues(monkeypatch):
+    """Beside every trial: popularity, random, and EASE and item-kNN picked on the validation score
+    from their grids (each reported figure is the best grid point's, never a test-selected one);
+    above REFERENCE_MAX_ITEMS only the cheap two."""
+    _, split = protocol.load_split(protocol.DataConfig(**SMALL))
+    valid = baselines.reference(split, 0)
+    score = protocol.score_metric(split)
+    for method, grid in baselines.REFERENCE_GRIDS.items():
+        candidates = [
+            protocol.evaluate(baselines.fit(baselines.BaselineConfig(method=method, **g), split), split.valid,
+                              split.vocabulary, m.VALID)[score]
+            for g in grid
+        ]  # fmt: skip
+        assert valid[m.baseline_metric(method, m.SCORE)] == max(candidates)
+    test = baselines.reference(split, 0, m.TEST)
+    assert {m.baseline_metric(b, m.split_metric(m.TEST, m.HR)) for b in ("ease", "itemknn")} <= set(test)
+    monkeypatch.setattr(baselines, "REFERENCE_MAX_ITEMS", split.n_items - 1)
+    names = {key.split("/")[1] for key in baselines.reference(split, 0)}
+    assert names == {"popularity", "random"}
+
+
 def test_bad_data_settings_are_one_clear_line(tmp_path):
     with pytest.raises(ConfigError, match="split must be one of auto, loo, time, users"):
         baselines.check({"split": "random"})

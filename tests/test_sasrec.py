@@ -27,11 +27,23 @@ def sequences(lengths: list[int], n_items: int = 50, seed: int = 0) -> protocol.
     return protocol.Sequences(items, np.zeros_like(items, dtype=np.float32), np.array(lengths), np.arange(len(lengths)))
 
 
+def window_lists(train: protocol.Sequences, k: int, rng) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One epoch's windows as (inputs, targets) arrays, IGNORE where a target carries no loss."""
+    windows = sasrec.epoch_windows(train, k, rng)
+    inputs, targets = [], []
+    for w in range(len(windows.start)):
+        at, real, known = (a[0] for a in windows.batch(np.array([w])))
+        assert real.all()  # a batch of one has no padding
+        inputs.append(train.flat_items[at])
+        targets.append(np.where(known, train.flat_items[at + 1], sasrec.IGNORE))
+    return inputs, targets
+
+
 @pytest.mark.parametrize("k", [1, 3, 8])
 def test_an_epoch_predicts_every_next_item_once_from_what_precedes_it(k):
     train = sequences([1, 2, 5, 8, 9, 30, 31])
     for seed in range(3):
-        inputs, targets = sasrec.epoch_windows(train, k, np.random.default_rng(seed))
+        inputs, targets = window_lists(train, k, np.random.default_rng(seed))
         predicted = {}
         for row_in, row_out in zip(inputs, targets):
             assert 1 <= len(row_in) <= k and len(row_out) == len(row_in)
@@ -42,7 +54,7 @@ def test_an_epoch_predicts_every_next_item_once_from_what_precedes_it(k):
         trained = sum(len(v) for v in predicted.values())
         assert trained == sum(max(n - 1, 0) for n in train.lengths)
     # every (history, step) target once: count per history via a direct walk
-    inputs, targets = sasrec.epoch_windows(train, k, np.random.default_rng(0))
+    inputs, targets = window_lists(train, k, np.random.default_rng(0))
     real = sum(int((t != sasrec.IGNORE).sum()) for t in targets)
     assert real == sum(max(n - 1, 0) for n in train.lengths)
 
@@ -50,7 +62,7 @@ def test_an_epoch_predicts_every_next_item_once_from_what_precedes_it(k):
 def test_each_target_sees_the_items_just_before_it():
     train = sequences([40])
     history = train.items[0]
-    inputs, targets = sasrec.epoch_windows(train, 6, np.random.default_rng(1))
+    inputs, targets = window_lists(train, 6, np.random.default_rng(1))
     steps = []
     for row_in, row_out in zip(inputs, targets):
         start = next(s for s in range(len(history)) if np.array_equal(history[s : s + len(row_in)], row_in))
@@ -64,7 +76,7 @@ def test_each_target_sees_the_items_just_before_it():
 def test_window_boundaries_move_between_epochs():
     train = sequences([60])
     rng = np.random.default_rng(0)
-    shapes = {tuple(len(x) for x in sasrec.epoch_windows(train, 8, rng)[0]) for _ in range(10)}
+    shapes = {tuple(sasrec.epoch_windows(train, 8, rng).length) for _ in range(10)}
     assert len(shapes) > 1
 
 

@@ -451,6 +451,12 @@ def ranking_metrics(ranks: np.ndarray) -> dict:
     }
 
 
+SCORE_MEANING = (
+    "score = valid/true_rating_norm on generated data (the true rating of the top 10: random 0, oracle 1), "
+    "valid/ndcg@10 on a file; validation users only, what the search selects on"
+)
+
+
 def score_metric(split: Split) -> str:
     """What `score` is on this split: the normalised true rating on synthetic data, NDCG@10 otherwise."""
     return m.split_metric(m.VALID, m.TRUE_RATING_NORM if split.valid.truth is not None else m.NDCG)

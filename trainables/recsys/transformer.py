@@ -7,6 +7,9 @@ width x width layers with a ReLU and dropout inside. Attention itself drops weig
 from the start of the window, so a window of K items always uses positions 0 .. K - 1. Sequences
 are right-padded: with a causal mask a real position never attends to padding, and padded inputs
 are zeroed before the first block.
+
+`Encoder.encode` takes embedded inputs, so a model with more than one token per step (the Decision
+Transformer, trainables/recsys/dt.py) runs the same blocks over its own token sequence.
 """
 
 import dataclasses
@@ -27,6 +30,20 @@ class EncoderShape:
     width: int
 
 
+class Dropout(nn.Module):
+    """nn.Dropout's function with a mask drawn by torch.rand: on CPU, bernoulli_ makes dropout about
+    a quarter of a SASRec epoch; a uniform draw compared with p takes half that time."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * (torch.rand_like(x) >= self.p) / (1 - self.p)
+
+
 class Block(nn.Module):
     def __init__(self, width: int, heads: int, dropout: float, attention_dropout: float):
         super().__init__()
@@ -34,8 +51,8 @@ class Block(nn.Module):
         self.ln_attention, self.ln_ffn = nn.LayerNorm(width, eps=1e-8), nn.LayerNorm(width, eps=1e-8)
         self.query, self.key_value = nn.Linear(width, width), nn.Linear(width, 2 * width)
         self.out = nn.Linear(width, width)
-        self.ffn = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width))
-        self.drop = nn.Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(width, width), nn.ReLU(), Dropout(dropout), nn.Linear(width, width))
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, width = x.shape
@@ -65,7 +82,7 @@ class Encoder(nn.Module):
         self.padding = shape.n_items
         self.item_emb = nn.Embedding(shape.n_items + 1, shape.width, padding_idx=shape.n_items)
         self.position_emb = nn.Embedding(shape.context_length, shape.width)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(
             Block(shape.width, shape.heads, dropout, attention_dropout) for _ in range(shape.layers)
         )
@@ -79,19 +96,24 @@ class Encoder(nn.Module):
 
     def set_dropout(self, dropout: float, attention_dropout: float) -> None:
         for module in self.modules():
-            if isinstance(module, nn.Dropout):
+            if isinstance(module, Dropout):
                 module.p = dropout
             if isinstance(module, Block):
                 module.attention_dropout = attention_dropout
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        length = items.shape[1]
-        real = (items != self.padding).unsqueeze(-1)  # (B, T, 1)
-        x = self.item_emb(items) * self.shape.width**0.5 + self.position_emb.weight[:length]
-        x = self.drop(x) * real
+        return self.encode(self.embed_items(items), items != self.padding)  # (B, T, C)
+
+    def embed_items(self, items: torch.Tensor) -> torch.Tensor:
+        """(B, T) item ids -> (B, T, C) scaled item embeddings plus the positions 0 .. T - 1."""
+        return self.item_emb(items) * self.shape.width**0.5 + self.position_emb.weight[: items.shape[1]]
+
+    def encode(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C) embedded inputs, real (B, T) False on padding -> (B, T, C) hidden states."""
+        x = self.drop(x) * real.unsqueeze(-1)
         for block in self.blocks:
             x = block(x)
-        return self.ln_final(x)  # (B, T, C)
+        return self.ln_final(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., C) -> (..., I): the output layer is the item table itself (tied)."""
