@@ -26,6 +26,9 @@ data) changes with the seed where data_seed decides it (generated data, split=us
 subsample); on a file's loo or time split it changes nothing, and the output says so.
 
 Written to STORAGE/NAME/: one Tune experiment per model and seed, comparison.json and comparison.md.
+An interrupted comparison finishes by rerunning the same command with its --name: every (model,
+seed) whose selected trial was measured on test (its test.json) is read back, not run again, and
+one that Tune had started resumes from its trials' checkpoints.
 """
 
 import argparse
@@ -43,11 +46,13 @@ from platform import summary, tables
 from platform.callbacks import StalledRun
 from platform.experiment import SEARCHES
 from platform.results import Storage
+from platform.selection import TEST_FILE
 from platform.tune import execute, make_plan, start_ray
 from platform.tune import parser as tune_parser
 from trainables import metrics as m
 from trainables import stats
 from trainables.config import ConfigError, field_types
+from trainables.recsys import protocol
 
 DEFAULT_MODELS = ("dt", "sasrec", "ease", "itemknn", "toprated", "popularity", "random")
 COLUMNS = (m.HR, m.NDCG, m.MRR, m.COVERAGE, m.TRUE_RATING_NORM, m.RETURN_MEAN, m.SOLVE)
@@ -106,6 +111,7 @@ def plans(args: argparse.Namespace) -> list:
     root = storage.experiment(name)
     if not storage.is_uri and os.path.exists(os.path.join(root, "comparison.json")):
         raise ConfigError(f"comparison {name!r} already exists at {root}; pass a new --name (nothing was changed)")
+    # An interrupted comparison is rerun with the same --name: finished (model, seed) pairs are read back.
     out = []
     for seed in range(args.seeds):
         for label, (model, search, own) in variants.items():
@@ -116,6 +122,7 @@ def plans(args: argparse.Namespace) -> list:
             folder = label.replace(":", "-").replace("=", "").replace(",", "-").replace("/", "_")
             folder = folder.replace("@", "-").replace("+", "")
             argv = [model, "--budget", args.budget, "--name", f"{folder}-seed{seed}", "--storage", root]
+            argv += ["--resume"] if not storage.is_uri and _started(os.path.join(root, f"{folder}-seed{seed}")) else []
             argv += ["--cpus-per-trial", str(args.cpus_per_trial)] + [x for s in sets for x in ("--set", s)]
             samples = next((s.partition("=")[2] for s in own if s.startswith("samples=")), args.samples)
             argv += ["--samples", str(samples)] if samples else []
@@ -138,6 +145,14 @@ def variant(label: str) -> tuple[str, str | None, list[str]]:
     return model, search or None, own
 
 
+def _started(experiment: str) -> bool:
+    """Whether an interrupted comparison got this far: the experiment measured its test figures, or
+    Tune can continue it (then it resumes)."""
+    from ray import tune
+
+    return os.path.exists(os.path.join(experiment, TEST_FILE)) or tune.Tuner.can_restore(experiment)
+
+
 def compute(experiment: str | os.PathLike) -> float:
     """Trial iterations the experiment (a folder or a URI) ran: every trial's rows, its optuna+pbt
     study's included (a PBT trial that cloned another continues the count but reports only its own rows)."""
@@ -158,6 +173,7 @@ def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
     header = ["model", "seeds", "valid score"] + [c for c in columns[1:]] + [f"{primary} - {reference} (seeds)"]
     if per_user in present:
         header.append(f"{m.split_metric(m.TEST, m.NDCG)} - {reference} (seeds x users)")
+        header.append(f"{m.split_metric(m.TEST, m.LIKED + m.NDCG)} - {reference} (seeds x users)")
     body = []
     figures: dict = {}
     by_seed_ref = {t["seed"]: t for t in rows[reference]}
@@ -184,6 +200,7 @@ def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
         cells.append(f"{mean:+.4f} {tables.interval(low, high, '+.4f')}")
         if per_user in present:
             cells.append(user_difference(pairs, per_user, figures[model]))
+            cells.append(user_difference(pairs, per_user, figures[model], liked_only=True))
         body.append(cells)
     return "\n".join(tables.table(header, body)), {"primary": primary, "models": figures}
 
@@ -202,20 +219,26 @@ def varies_data(config) -> bool:
     )
 
 
-def user_difference(pairs: list[tuple[dict, dict]], per_user: str, out: dict) -> str:
+def user_difference(pairs: list[tuple[dict, dict]], per_user: str, out: dict, liked_only: bool = False) -> str:
     """The per-user NDCG@10 difference over seeds and test users (stats.paired_bootstrap), as a cell;
-    recorded in `out`. Seeds whose two runs measured different users are not paired."""
+    recorded in `out`. `liked_only`: over the users whose target is rated >= 4 (protocol.LIKED).
+    Seeds whose two runs measured different users are not paired."""
     diffs = []
     for mine, ref in pairs:
         a, b = mine.get(per_user), ref.get(per_user)
         if a and b and a[m.USERS] == b[m.USERS]:
-            diffs.append(np.asarray(a[m.NDCG]) - np.asarray(b[m.NDCG]))
+            keep = np.ones(len(a[m.USERS]), bool)
+            if liked_only:
+                if m.TARGET_RATING not in a:
+                    continue  # measured before target ratings were recorded
+                keep = np.asarray(a[m.TARGET_RATING]) >= protocol.LIKED
+            diffs.append(np.asarray(a[m.NDCG])[keep] - np.asarray(b[m.NDCG])[keep])
     if not diffs:
-        return "n/a: no seed with the same test users"
+        return "n/a: no seed with the same test users" + (" and their ratings" if liked_only else "")
     mean, low, high = stats.paired_bootstrap(diffs)
     method = stats.BOOTSTRAP_METHOD.format(resamples=2000)
     users = sum(len(d) for d in diffs)
-    out["user_difference"] = {
+    out["liked_user_difference" if liked_only else "user_difference"] = {
         "mean": mean,
         "low": low,
         "high": high,
@@ -240,7 +263,13 @@ def run(argv: list[str] | None = None) -> int:
     try:
         started = start_ray(args.address, args.cpus_per_trial)
         for seed, model, argv_model, plan in planned:
-            _, tests = execute(plan, argv_model)
+            measured = plan.local_dir / TEST_FILE if plan.local_dir is not None else None
+            if measured is not None and measured.exists():
+                # An interrupted comparison rerun with its --name: what was measured is read back.
+                tests = json.loads(measured.read_text())
+                print(f"{model} (seed {seed}): measured before, read back from {measured}")
+            else:
+                _, tests = execute(plan, argv_model, resume="--resume" in argv_model)
             if not tests:
                 where = plan.storage.experiment(plan.name)
                 print(f"error: {model} (seed {seed}): no trial finished; see {where}", file=sys.stderr)

@@ -1,11 +1,12 @@
 """`python -m platform.compare`: every recommender tuned on one split, test figures over seeds."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
-from platform import compare
+from platform import compare, returns
 from trainables import metrics as m
 from trainables.recsys import ratings
 
@@ -60,6 +61,27 @@ def test_compare_tunes_each_model_and_reports_paired_intervals(ray_session, tmp_
     by_seed = [np.subtract(selected["ease", s][m.NDCG], selected["dt", s][m.NDCG]).mean() for s in (0, 1)]
     assert users["mean"] == pytest.approx(np.mean(by_seed), abs=1e-5)
     assert per_user not in report["runs"]["ease"][0]  # the lists stay in test.json
+    liked = report["models"]["ease"]["liked_user_difference"]  # the same over users with a liked target
+    assert 0 < liked["users"] < users["users"]
+    # Interrupted after everything but popularity's second seed: the rerun reads the rest back.
+    (root / "comparison.json").unlink()
+    shutil.rmtree(root / "popularity-seed1")
+    assert compare.run([*argv, "--storage", str(tmp_path), "--name", "cmp"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("measured before, read back") == 5 and "popularity (seed 1): measured before" not in out
+    again = json.loads((root / "comparison.json").read_text())
+    assert again["runs"]["dt"] == report["runs"]["dt"] and again["models"]["ease"] == report["models"]["ease"]
+    assert (root / "popularity-seed1" / "test.json").exists()
+    # platform.returns restores each seed's selected DT and re-measures it on test at other targets:
+    # at the trials' own (selected) target it reproduces their test HR@10 exactly.
+    assert returns.run([str(root), "--reference", "ease", "--targets", "0.6,1.0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
+    assert {"ease", "dt, 0.6", "dt, 1"} <= set(rows)
+    selected = next(cells for label, cells in rows.items() if label.startswith("dt, selected"))
+    assert float(selected[1]) == pytest.approx(
+        np.mean([r[m.split_metric(m.TEST, m.HR)] for r in report["runs"]["dt"]]), abs=1e-4
+    )
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ MRR = "mrr"
 COVERAGE = "coverage@10"
 LIKED = "liked_"  # prefix: the same metric over targets rated >= 4
 USERS = "users"
+TARGET_RATING = "rating"  # in PER_USER: the rating of each test user's target
 PER_USER = "per_user"  # test only: {"users", HR, NDCG} lists, one entry per test user (intervals over users)
 TRUE_RATING = "true_rating"  # synthetic data: true expected rating of the top 10
 TRUE_RATING_NORM = "true_rating_norm"  # the same, random 0, oracle 1

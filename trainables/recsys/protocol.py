@@ -421,7 +421,7 @@ def evaluate(
             out[m.split_metric(prefix, m.LIKED + k)] = v
     out[m.split_metric(prefix, m.COVERAGE)] = float(recommended.sum() / max(vocabulary.sum(), 1))
     if per_user:  # for intervals over test users (platform/compare.py); not a Tune metric
-        out[m.split_metric(prefix, m.PER_USER)] = per_user_metrics(ranks, held.context.users)
+        out[m.split_metric(prefix, m.PER_USER)] = per_user_metrics(ranks, held.context.users, held.target_ratings)
     out[m.split_metric(prefix, m.NONFINITE_SCORES)] = nonfinite
     out[m.split_metric(prefix, m.REPEATED_TARGETS)] = repeated
     if held.truth is not None:
@@ -431,11 +431,17 @@ def evaluate(
     return out
 
 
-def per_user_metrics(ranks: np.ndarray, users: np.ndarray) -> dict:
-    """{"users": user indices, HR: 0/1 per user, NDCG: per user}, JSON-ready lists in `users` order."""
+def per_user_metrics(ranks: np.ndarray, users: np.ndarray, target_ratings: np.ndarray) -> dict:
+    """{"users": user indices, HR: 0/1 per user, NDCG: per user, "rating": the target's rating},
+    JSON-ready lists in `users` order."""
     hit = ranks < TOP_N
     ndcg = np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0)
-    return {m.USERS: users.tolist(), m.HR: hit.astype(int).tolist(), m.NDCG: np.round(ndcg, 6).tolist()}
+    return {
+        m.USERS: users.tolist(),
+        m.HR: hit.astype(int).tolist(),
+        m.NDCG: np.round(ndcg, 6).tolist(),
+        m.TARGET_RATING: np.asarray(target_ratings, float).tolist(),
+    }
 
 
 def ranking_metrics(ranks: np.ndarray) -> dict:
