@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trainables.recsys import ratings
+from trainables.recsys import protocol, ratings
 from trainables.recsys.ratings import DataError
 
 
@@ -80,6 +80,25 @@ def test_synthetic_is_cached_deterministic_and_has_ground_truth(tmp_path):
     # Popularity skew: the most exposed item is chosen far more often than the median one.
     counts = np.bincount(first.items, minlength=200)
     assert counts.max() > 3 * np.median(counts)
+
+
+def test_default_synthetic_histories_have_movielens_100k_lengths():
+    """Heavy-tailed like MovieLens-100K's (median 65, mean 106, longest 737, 90th percentile 244):
+    a uniform or a normal length would have a 90th percentile well under 3 x the median."""
+    lengths = ratings.history_lengths(ratings.SyntheticSpec(), np.random.default_rng(0))
+    assert len(lengths) == 943 and lengths.min() >= 20 and lengths.max() == 737
+    assert np.median(lengths) == 65 and abs(lengths.mean() - 106) < 1
+    assert np.percentile(lengths, 90) > 3 * np.median(lengths)
+
+
+def test_small_catalogues_cap_synthetic_histories_and_bad_lengths_are_one_line():
+    spec = protocol.synthetic_spec(protocol.DataConfig(synthetic_users=300, synthetic_items=80))
+    lengths = ratings.history_lengths(spec, np.random.default_rng(0))
+    assert lengths.min() >= 20 and lengths.max() == 40  # no item is consumed twice: at most half the catalogue
+    with pytest.raises(DataError, match="min_len < median_len < mean_len"):
+        ratings.SyntheticSpec(median_len=120)
+    with pytest.raises(DataError, match="max_len <= n_items"):
+        ratings.SyntheticSpec(n_items=500)
 
 
 def test_variants():

@@ -59,10 +59,10 @@ class DataConfig:
     data_format: str = "auto"
     """auto, tsv (u.data: user item rating timestamp), dat (ratings.dat, ::), movielens (ratings.csv),
     recbole (.inter) or goodreads."""
-    synthetic_users: int = 3000
-    """Users in the synthetic data."""
-    synthetic_items: int = 400
-    """Items in the synthetic data."""
+    synthetic_users: int = 943
+    """Users in the synthetic data (default: MovieLens-100K's)."""
+    synthetic_items: int = 1682
+    """Items in the synthetic data (default: MovieLens-100K's); histories are at most half of it long."""
     data_seed: int = 0
     """Seed of the synthetic data and of the user split: the same for every trial, so trials compare."""
     extreme_ratings: bool = False
@@ -191,19 +191,27 @@ class Split:
 def load(cfg: DataConfig) -> Ratings:
     """The configured dataset with its variants applied; any problem is a DataError."""
     if cfg.data == "synthetic":
-        spec = ratings.SyntheticSpec(
-            n_users=cfg.synthetic_users,
-            n_items=cfg.synthetic_items,
-            seed=cfg.data_seed,
-            min_len=min(40, cfg.synthetic_items // 4),
-            max_len=min(80, cfg.synthetic_items // 2),
-        )
-        data = ratings.synthetic(spec)
+        data = ratings.synthetic(synthetic_spec(cfg))
     else:
         data = ratings.load(cfg.data, cfg.data_format)
     if cfg.extreme_ratings:
         data = ratings.extreme(data)
     return ratings.subsample_users(data, cfg.user_fraction, cfg.data_seed)
+
+
+def synthetic_spec(cfg: DataConfig) -> ratings.SyntheticSpec:
+    """The generator's settings for `cfg`: MovieLens-100K's shape (SyntheticSpec's defaults), with
+    histories capped at half the catalogue and starting at a quarter of it where it is smaller
+    (test budgets: 80 items, histories of 20 to 40)."""
+    shape = ratings.SyntheticSpec()
+    return dataclasses.replace(
+        shape,
+        n_users=cfg.synthetic_users,
+        n_items=cfg.synthetic_items,
+        seed=cfg.data_seed,
+        min_len=min(shape.min_len, cfg.synthetic_items // 4),
+        max_len=min(shape.max_len, cfg.synthetic_items // 2),
+    )
 
 
 def load_split(cfg: DataConfig) -> tuple[Ratings, Split]:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import optimize, stats
 
 MIN_RATING, MAX_RATING = 1.0, 5.0  # the synthetic scale; the centre 3 of features and returns
 LOWEST_RATING = 0.5  # MovieLens half stars: kept, not clipped to MIN_RATING
@@ -73,17 +74,37 @@ class Ratings:
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
-    n_users: int = 3000
-    n_items: int = 400
+    """The generator's settings; the defaults give MovieLens-100K's shape (docs/recommenders.md,
+    "Synthetic data", measured by bench/synthetic_shape.py)."""
+
+    n_users: int = 943
+    n_items: int = 1682
     factors: int = 8
-    min_len: int = 40
-    max_len: int = 80
-    popularity_skew: float = 1.0  # Zipf exponent of item exposure
+    min_len: int = 20  # history lengths: min_len + a lognormal with this median and mean, capped at max_len
+    median_len: float = 65.0
+    mean_len: float = 106.0
+    max_len: int = 737
+    popularity_skew: float = 3.0  # exposure: -skew x log(rank / n_items + popularity_offset)
+    popularity_offset: float = 0.2  # (a Zipf-Mandelbrot curve, the same shape for any catalogue size)
     taste: float = 1.0  # how strongly a user's choice follows their expected rating (exposure dominates)
-    noise: float = 0.5  # std of observed rating around the expected one
+    noise: float = 0.8  # std of observed rating around the expected one
+    rating_offset: float = -0.6  # added to every expected rating before squashing into 1-5
     drift: float = 0.99  # per-step persistence of a user's latent taste (AR(1)); 1 = static taste
-    transition: float = 1.0  # weight of the last item's "mood" on the next item's rating and choice
+    transition: float = 1.0  # weight of the last item's "mood" on the next item's rating
+    chain: float = 4.0  # weight of the last item's mood on the next choice: the order a sequential model learns
     seed: int = 0
+
+    def __post_init__(self):
+        if not self.min_len < self.median_len < self.mean_len:
+            raise DataError(
+                f"synthetic history lengths need min_len < median_len < mean_len (a lognormal above min_len), "
+                f"got {self.min_len}, {self.median_len}, {self.mean_len}"
+            )
+        if not 1 <= self.min_len <= self.max_len <= self.n_items:
+            raise DataError(
+                f"synthetic history lengths need 1 <= min_len <= max_len <= n_items (no item is consumed twice), "
+                f"got {self.min_len}, {self.max_len}, {self.n_items}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,13 +122,14 @@ class Truth:
     item_bias: np.ndarray  # (I,)
     moods: np.ndarray  # (I, G) item-to-item affinity: mood(i, j) = moods[i] . moods[j]
     transition: float
+    offset: float = 0.2  # sets the rating scale's centre: the share of each star
 
     def expected(self, users: np.ndarray, steps: np.ndarray, last_items: np.ndarray) -> np.ndarray:
         """(U, I) expected rating of every item for `users` at `steps`, after `last_items` (-1: none)."""
         taste = self.tastes[users, steps]  # (U, F)
         mood = np.where((last_items >= 0)[:, None], self.moods[np.maximum(last_items, 0)], 0.0)  # (U, G)
         raw = (
-            0.2
+            self.offset
             + self.item_bias[None, :]
             + self.user_bias[users, None]
             + 1.3 * taste @ self.item_factors.T
@@ -136,21 +158,44 @@ def synthetic(spec: SyntheticSpec, cache_dir: str | os.PathLike | None = None) -
     return _synthetic_from_arrays(arrays, spec)
 
 
-SYNTHETIC_VERSION = 2  # bump when _generate changes, so stale caches are not reused
+SYNTHETIC_VERSION = 3  # bump when _generate changes, so stale caches are not reused
 MOOD_DIM = 4
+
+
+def history_lengths(spec: SyntheticSpec, rng: np.random.Generator) -> np.ndarray:
+    """(U,) min_len + a lognormal, rounded and capped at max_len, heavy-tailed like MovieLens's (many
+    short histories, a few very long). Its median is the spec's; its spread makes the capped mean the
+    spec's where the cap allows (else the uncapped one). The lengths are the distribution's quantiles
+    at (k + 1/2) / U, shuffled: the sample's median and mean are the fitted ones, not a draw's."""
+    median, cap = spec.median_len - spec.min_len, spec.max_len - spec.min_len
+    mu = np.log(median)
+
+    def capped_mean(sigma: float) -> float:  # E[min(X, cap)], X lognormal(mu, sigma)
+        z = (np.log(cap) - mu) / sigma
+        return float(np.exp(mu + sigma**2 / 2) * stats.norm.cdf(z - sigma) + cap * stats.norm.sf(z))
+
+    target = spec.mean_len - spec.min_len
+    sigma = np.sqrt(2.0 * np.log(target / median))  # uncapped: median e^mu, mean e^(mu + sigma^2 / 2)
+    if median < cap and capped_mean(sigma) < target < capped_mean(5.0):
+        sigma = optimize.brentq(lambda s: capped_mean(s) - target, sigma, 5.0)
+    quantiles = (np.arange(spec.n_users) + 0.5) / spec.n_users
+    excess = np.exp(mu + sigma * stats.norm.ppf(quantiles))
+    return rng.permutation(np.minimum(spec.min_len + np.rint(excess).astype(np.int64), spec.max_len))
 
 
 def _generate(spec: SyntheticSpec) -> dict:
     """Users consume items one step at a time, all users at once: the choice at step t follows
-    exposure (a Zipf popularity) and the expected rating at step t, which depends on the drifting
-    taste and on the item consumed at t - 1. Items are never consumed twice."""
+    exposure (a Zipf-Mandelbrot popularity), the expected rating at step t, which depends on the
+    drifting taste and on the item consumed at t - 1, and (`chain`) that item's affinity to the
+    candidates. Items are never consumed twice. Step t draws only for the users whose history is
+    longer than t, so the work is (interactions x items), not (users x longest history x items)."""
     rng = np.random.default_rng(spec.seed)
     n_users, n_items, f = spec.n_users, spec.n_items, spec.factors
     item_factors = rng.normal(size=(n_items, f))
     item_bias = rng.normal(scale=0.3, size=n_items)
     user_bias = rng.normal(scale=0.3, size=n_users)
     moods = rng.normal(size=(n_items, MOOD_DIM)) / np.sqrt(MOOD_DIM)
-    lengths = rng.integers(spec.min_len, spec.max_len + 1, size=n_users)
+    lengths = history_lengths(spec, rng)
     width = int(lengths.max())
     # Taste: a stationary AR(1) per user, (U, T + 1, F) with variance 1/F per factor.
     tastes = np.empty((n_users, width + 1, f))
@@ -158,24 +203,31 @@ def _generate(spec: SyntheticSpec) -> dict:
     innovation = np.sqrt(1.0 - spec.drift**2)
     for t in range(width):
         tastes[:, t + 1] = spec.drift * tastes[:, t] + innovation * rng.normal(size=(n_users, f)) / np.sqrt(f)
-    truth = Truth(tastes, user_bias, item_factors, item_bias, moods, spec.transition)
+    truth = Truth(tastes, user_bias, item_factors, item_bias, moods, spec.transition, spec.rating_offset)
 
-    log_pop = -spec.popularity_skew * np.log(rng.permutation(n_items) + 1.0)
+    rank = rng.permutation(n_items)  # each item's popularity rank
+    log_pop = -spec.popularity_skew * np.log(rank / n_items + spec.popularity_offset)
     consumed = np.zeros((n_users, n_items), dtype=bool)
     items = np.full((n_users, width), -1, dtype=np.int64)
     observed = np.zeros((n_users, width), dtype=np.float32)
     last = np.full(n_users, -1)
-    everyone = np.arange(n_users)
+    directions = moods / np.linalg.norm(moods, axis=1, keepdims=True)  # (I, G) cosine: no item is a hub
+    by_length = np.argsort(-lengths, kind="stable")  # the users still going at step t come first
+    active = np.searchsorted(-lengths[by_length], -np.arange(width), side="right")  # (T,) users longer than t
     for t in range(width):
-        expected = truth.expected(everyone, np.full(n_users, t), last)  # (U, I)
-        logits = np.where(consumed, -np.inf, log_pop + spec.taste * (expected - 3.0))
-        gumbel = -np.log(-np.log(rng.random((n_users, n_items))))  # argmax of logits + Gumbel = a sample
+        users = by_length[: active[t]]
+        expected = truth.expected(users, np.full(len(users), t), last[users])  # (U_t, I)
+        chain = np.where((last[users] >= 0)[:, None], directions[np.maximum(last[users], 0)] @ directions.T, 0.0)
+        logits = np.where(consumed[users], -np.inf, log_pop + spec.taste * (expected - 3.0) + spec.chain * chain)
+        gumbel = -np.log(-np.log(rng.random(logits.shape)))  # argmax of logits + Gumbel = a sample
         pick = np.argmax(logits + gumbel, axis=1)
-        rating = np.clip(np.rint(expected[everyone, pick] + rng.normal(scale=spec.noise, size=n_users)), 1, 5)
-        items[:, t], observed[:, t] = pick, rating
-        consumed[everyone, pick] = True
-        last = pick
+        noise = rng.normal(scale=spec.noise, size=len(users))
+        rating = np.clip(np.rint(expected[np.arange(len(users)), pick] + noise), MIN_RATING, MAX_RATING)
+        items[users, t], observed[users, t] = pick, rating
+        consumed[users, pick] = True
+        last[users] = pick
     valid = np.arange(width)[None, :] < lengths[:, None]
+    everyone = np.arange(n_users)
     users = np.broadcast_to(everyone[:, None], (n_users, width))[valid]
     steps = np.broadcast_to(np.arange(width)[None, :], (n_users, width))[valid]
     return {
@@ -199,7 +251,15 @@ def _synthetic_from_arrays(a: dict, spec: SyntheticSpec) -> Ratings:
         timesteps=a["timesteps"],
         n_users=spec.n_users,
         n_items=spec.n_items,
-        truth=Truth(a["tastes"], a["user_bias"], a["item_factors"], a["item_bias"], a["moods"], spec.transition),
+        truth=Truth(
+            a["tastes"],
+            a["user_bias"],
+            a["item_factors"],
+            a["item_bias"],
+            a["moods"],
+            spec.transition,
+            spec.rating_offset,
+        ),
         source=f"synthetic({spec.n_users} users, {spec.n_items} items, seed {spec.seed})",
     )
 
