@@ -87,8 +87,8 @@ class SyntheticSpec:
     popularity_skew: float = 3.0  # exposure: -skew x log(rank / n_items + popularity_offset)
     popularity_offset: float = 0.2  # (a Zipf-Mandelbrot curve, the same shape for any catalogue size)
     taste: float = 1.0  # how strongly a user's choice follows their expected rating (exposure dominates)
-    noise: float = 0.8  # std of observed rating around the expected one
-    rating_offset: float = -0.6  # added to every expected rating before squashing into 1-5
+    noise: float = 0.5  # std of observed rating around the expected one
+    rating_offset: float = 0.2  # added to every expected rating before squashing into 1-5
     drift: float = 0.99  # per-step persistence of a user's latent taste (AR(1)); 1 = static taste
     transition: float = 1.0  # weight of the last item's "mood" on the next item's rating
     chain: float = 4.0  # weight of the last item's mood on the next choice: the order a sequential model learns
