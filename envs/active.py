@@ -1,11 +1,14 @@
 """Pool-based batch active learning as a gymnasium env.
 
-A task (a scikit-learn dataset or a generated `make_classification` problem) is split, per seed,
-into an unlabelled pool (60%), a validation set (20%: rewards and selection come from it) and a
-test set (20%: reported, never used for a reward or a choice), with a small labelled start set
-drawn from the pool (`start` points, one per class at least). A classifier (logistic regression by
-default, a small MLP as an option, the same settings for every strategy) is retrained after each
-batch of K labels.
+A task (a dataset of envs/al_datasets: bundled real data, a user's CSV, or a generated
+`make_classification` problem) is split, per seed, into a test set (20%: reported, never used for
+a reward or a choice), a small validation set (`valid` points, 50 by default: what a practitioner
+would hold out; only the learned policy's state and reward read it, never a fixed strategy or the
+classifier's settings) and an unlabelled pool (the rest, at most `pool_limit`, 1,000), with a labelled
+start set drawn from the pool (`start` points, one per class at least). A classifier (logistic
+regression by default, a small MLP as an option, the same settings for every strategy) is
+retrained after each batch of K labels. Logistic regression's C is chosen once per run by 3-fold
+cross-validation on the start set (labels already bought: no test or validation label is used).
 
 At each step the agent sees the classifier's state (sorted max-probabilities on a fixed probe
 set of pool points, the fraction of the budget used, the position in the batch) and M candidate
@@ -18,7 +21,7 @@ an episode's return says how far the picks beat random). The episode ends when `
 have been bought or the pool is used up.
 
 Resets reuse what does not change with the seed: the dataset is loaded and standardised once per
-process (`load_task`), so a reset costs one split and one classifier fit.
+process (`load_task`), so a reset costs one split, the choice of C and one classifier fit.
 """
 
 import dataclasses
@@ -27,22 +30,19 @@ import functools
 import gymnasium as gym
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_classification
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold
 from sklearn.neural_network import MLPClassifier
+from sklearn.semi_supervised import SelfTrainingClassifier
 
+from envs import al_datasets
 from envs.config import check_range, from_dict
 
-GENERATED = {  # name -> make_classification settings, from easy to hard
-    "gen-easy": {"n_samples": 1500, "n_features": 20, "n_informative": 10, "n_classes": 3, "class_sep": 1.5},
-    "gen-medium": {"n_samples": 1500, "n_features": 20, "n_informative": 6, "n_classes": 4, "class_sep": 1.0},
-    "gen-large": {"n_samples": 2500, "n_features": 20, "n_informative": 8, "n_classes": 4, "class_sep": 1.0},
-    "gen-hard": {"n_samples": 1500, "n_features": 30, "n_informative": 5, "n_classes": 5, "class_sep": 0.7,
-                 "flip_y": 0.05},
-}  # fmt: skip
-SKLEARN = {"digits": load_digits, "breast_cancer": load_breast_cancer, "wine": load_wine, "iris": load_iris}
-DATASETS = tuple(SKLEARN) + tuple(GENERATED)
+GENERATED = al_datasets.GENERATED
+DATASETS = al_datasets.NAMES  # and any CSV path (al_datasets.is_csv)
 CLASSIFIERS = ("logreg", "mlp")
+C_GRID = (1.0, 0.1, 10.0, 0.01, 100.0)  # logistic regression's C, in the order ties are broken
+SELF_TRAINING_THRESHOLD = 0.9  # a pool point joins self-training with a predicted probability above this
 PROBES = 32  # pool points whose sorted max-probabilities describe the classifier's state
 STATE_FEATURES = PROBES + 3  # probes, budget used, position in batch, validation accuracy
 CANDIDATE_FEATURES = 8
@@ -51,32 +51,38 @@ CANDIDATE_FEATURES = 8
 @dataclasses.dataclass(frozen=True)
 class ActiveConfig:
     dataset: str = "digits"
-    """One of DATASETS: scikit-learn's digits, breast_cancer, wine, iris, or generated gen-easy/medium/hard."""
+    """One of DATASETS (envs/al_datasets.py: bundled real data, generated gen-*), or a CSV file:
+    path/to/file.csv (label last) or path/to/file.csv:LABEL_COLUMN."""
     datasets: str = ""
-    """Comma-separated DATASETS; each reset draws one of them uniformly (meta-training across tasks,
+    """Comma-separated datasets; each reset draws one of them uniformly (meta-training across tasks,
     e.g. for RLlib PPO). Empty: every episode is on `dataset`."""
     batch: int = 10
     """K: labels bought per batch (one retraining per batch)."""
     budget: int = 200
     """Labels bought in an episode, after the start set."""
     start: int = 20
-    """Labelled start set (at least one per class)."""
+    """Labelled start set (at least one per class); C is chosen on it."""
+    valid: int = 50
+    """Validation labels held out beside the pool (not counted in the budget): read only by the
+    learned policy's state and reward. Training datasets may afford more."""
     candidates: int = 32
     """M: candidates per pick (half the pool's most uncertain by margin, half at random)."""
     classifier: str = "logreg"
-    """logreg (fast) or mlp (one hidden layer of 32)."""
-    pool_limit: int = 1500
-    """Pool points at most (the rest of the 60% is dropped): keeps episodes comparable in cost."""
+    """logreg (fast; C by cross-validation on the start set) or mlp (one hidden layer of 32)."""
+    self_training: bool = False
+    """The classifier also learns from the pool's pseudo-labels predicted with probability above
+    0.9 (scikit-learn's SelfTrainingClassifier): the semi-supervised baseline."""
+    pool_limit: int = 1000
+    """Pool points at most (the rest is dropped): keeps episodes comparable in cost."""
     center: bool = True
     """Reward = the batch's validation gain minus the gain of a random batch of the same size from
     the same state (one more fit per batch); False: the raw gain."""
 
     def __post_init__(self):
-        check_range(self, "[1, inf)", "batch budget candidates pool_limit")
+        check_range(self, "[1, inf)", "batch budget candidates pool_limit valid")
         check_range(self, "[2, inf)", "start")
         for name in (self.dataset, *self.names):
-            if name not in DATASETS:
-                raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+            al_datasets.check_name(name)
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be logreg or mlp, got {self.classifier!r}")
 
@@ -91,15 +97,12 @@ def parse(config: dict | None) -> ActiveConfig:
     return from_dict(ActiveConfig, dict(config or {}), "active-learning env")
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=32)
 def load_task(name: str) -> tuple[np.ndarray, np.ndarray]:
     """(X standardised, y as 0..C-1): loaded once per process."""
-    if name in SKLEARN:
-        x, y = SKLEARN[name](return_X_y=True)
-    else:
-        x, y = make_classification(random_state=0, **GENERATED[name])
+    x, y = al_datasets.load(name)
     x = (x - x.mean(0)) / (x.std(0) + 1e-8)  # unsupervised preprocessing: uses no label
-    return x.astype(np.float64), np.unique(y, return_inverse=True)[1]
+    return x, y
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +118,9 @@ class Split:
         x, y = load_task(cfg.dataset)
         rng = np.random.default_rng([seed, 11])
         order = rng.permutation(len(y))
-        n_valid = n_test = len(y) // 5
-        valid, test, pool = order[:n_valid], order[n_valid : n_valid + n_test], order[n_valid + n_test :]
+        n_test = len(y) // 5
+        n_valid = min(cfg.valid, (len(y) - n_test) // 4)  # a small set never takes most of the pool
+        test, valid, pool = order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]
         pool = pool[: cfg.pool_limit]
         classes = np.unique(y)
         first = [np.flatnonzero(y[pool] == c)[:1] for c in classes]  # one per class the pool has
@@ -125,10 +129,35 @@ class Split:
         return Split(pool, valid, test, np.sort(start), rng.choice(len(pool), min(PROBES, len(pool)), replace=False))
 
 
-def make_classifier(kind: str, seed: int):
-    if kind == "mlp":
+def make_classifier(kind: str, seed: int, c: float = 1.0):
+    if kind == "mlp":  # alpha stays scikit-learn's default (1e-4): no search, the same for every strategy
         return MLPClassifier(hidden_layer_sizes=(32,), max_iter=300, random_state=seed)
-    return LogisticRegression(C=1.0, max_iter=300)
+    return LogisticRegression(C=c, max_iter=300)
+
+
+def choose_c(x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """Logistic regression's C of C_GRID with the best 3-fold cross-validated accuracy on (x, y), the
+    labels bought so far (ties: the earlier in C_GRID); 1.0 when there are too few labels to fold."""
+    if len(y) < 6 or len(np.unique(y)) < 2:
+        return 1.0
+    folds = list(KFold(3, shuffle=True, random_state=seed).split(x))
+    scores = []
+    for c in C_GRID:
+        right = 0
+        for train, held in folds:
+            if len(np.unique(y[train])) < 2:  # a fold with one class: predict it
+                right += int((y[held] == y[train][0]).sum())
+                continue
+            right += int((LogisticRegression(C=c, max_iter=300).fit(x[train], y[train]).predict(x[held]) ==
+                          y[held]).sum())  # fmt: skip
+        scores.append(right)
+    return C_GRID[int(np.argmax(scores))]
+
+
+def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean over the classes present in `truth` of the fraction of that class predicted right."""
+    classes = np.unique(truth)
+    return float(np.mean([(predicted[truth == c] == c).mean() for c in classes]))
 
 
 class Learner:
@@ -143,51 +172,86 @@ class Learner:
         self.xp = self.x[self.split.pool]  # (P, D) pool features
         self.labelled = np.zeros(len(self.split.pool), bool)
         self.labelled[self.split.start] = True
-        self.curve: list[tuple[int, float, float]] = []  # (labels, validation accuracy, test accuracy)
+        rows = self.split.pool[self.labelled]
+        self.c = choose_c(self.x[rows], self.y[rows], seed) if cfg.classifier == "logreg" else 1.0
+        # (labels, validation accuracy, test accuracy, test balanced accuracy)
+        self.curve: list[tuple[int, float, float, float]] = []
         self.fit()
 
     @property
     def labels(self) -> int:
         return int(self.labelled.sum())
 
-    def fit(self) -> None:
-        rows = self.split.pool[self.labelled]
-        model = make_classifier(self.cfg.classifier, self.seed)
-        ys = self.y[rows]
-        if len(np.unique(ys)) < 2:  # degenerate start: predict the one class
-            self.proba = np.eye(self.classes)[np.full(len(self.xp), ys[0])]
-            self.valid_acc = float((self.y[self.split.valid] == ys[0]).mean())
-            self.test_acc = float((self.y[self.split.test] == ys[0]).mean())
-        else:
-            model.fit(self.x[rows], ys)
-            self.model = model
-            self.proba = self._proba(self.xp)
-            self.valid_acc = self._accuracy(self.split.valid)
-            self.test_acc = self._accuracy(self.split.test)
-        self._cache: dict = {}  # uncertainty and distances of this fit
-        self.curve.append((self.labels, self.valid_acc, self.test_acc))
+    def train(self, mask: np.ndarray):
+        """A classifier trained on the pool points of `mask` (and, self-training, on the rest's
+        pseudo-labels); None when the labels hold one class."""
+        rows = self.split.pool[mask]
+        if len(np.unique(self.y[rows])) < 2:
+            return None
+        model = make_classifier(self.cfg.classifier, self.seed, self.c)
+        if not self.cfg.self_training:
+            return model.fit(self.x[rows], self.y[rows])
+        targets = np.where(mask, self.y[self.split.pool], -1)  # -1: unlabelled for scikit-learn
+        return SelfTrainingClassifier(model, threshold=SELF_TRAINING_THRESHOLD).fit(self.xp, targets)
 
-    def _proba(self, x: np.ndarray) -> np.ndarray:
+    def fit(self) -> None:
+        self.model = self.train(self.labelled)
+        if self.model is None:  # degenerate start: predict the one class
+            only = self.y[self.split.pool[self.labelled]][0]
+            self.proba = np.eye(self.classes)[np.full(len(self.xp), only)]
+        else:
+            self.proba = self._proba(self.model, self.xp)
+        self.valid_acc = self.accuracy(self.model, self.split.valid)
+        self.test_acc = self.accuracy(self.model, self.split.test)
+        self.test_balanced = self.accuracy(self.model, self.split.test, balanced=True)
+        self._cache: dict = {}  # uncertainty, embeddings and distances of this fit
+        self.curve.append((self.labels, self.valid_acc, self.test_acc, self.test_balanced))
+
+    def _proba(self, model, x: np.ndarray) -> np.ndarray:
         """(n, C) probabilities over every class (a class missing from the labels gets 0)."""
         out = np.zeros((len(x), self.classes))
-        out[:, self.model.classes_] = self.model.predict_proba(x)
+        out[:, model.classes_] = model.predict_proba(x)
         return out
 
-    def _accuracy(self, rows: np.ndarray) -> float:
-        return float((self.model.predict(self.x[rows]) == self.y[rows]).mean())
+    def predict(self, model, rows: np.ndarray) -> np.ndarray:
+        if model is None:
+            return np.full(len(rows), self.y[self.split.pool[self.labelled]][0])
+        return model.predict(self.x[rows])
+
+    def accuracy(self, model, rows: np.ndarray, balanced: bool = False) -> float:
+        truth, predicted = self.y[rows], self.predict(model, rows)
+        return balanced_accuracy(truth, predicted) if balanced else float((predicted == truth).mean())
 
     def valid_accuracy_with(self, positions: np.ndarray) -> float:
         """Validation accuracy of a classifier trained with `positions` labelled too (state unchanged)."""
         mask = self.labelled.copy()
         mask[positions] = True
-        rows = self.split.pool[mask]
-        model = make_classifier(self.cfg.classifier, self.seed).fit(self.x[rows], self.y[rows])
-        return float((model.predict(self.x[self.split.valid]) == self.y[self.split.valid]).mean())
+        return self.accuracy(self.train(mask), self.split.valid)
+
+    def pool_accuracy_with(self, positions: np.ndarray) -> float:
+        """Accuracy on the whole pool's true labels, hidden from every strategy, of a classifier
+        trained with `positions` labelled too: only the oracle (ceiling) may ask."""
+        mask = self.labelled.copy()
+        mask[positions] = True
+        return self.accuracy(self.train(mask), self.split.pool)
 
     def label(self, positions: np.ndarray) -> None:
         """Buys the labels of pool `positions` and retrains."""
         self.labelled[positions] = True
         self.fit()
+
+    def embedding(self) -> np.ndarray:
+        """(P, E) the model's representation of every pool point, the space coreset and BADGE work
+        in: the MLP's hidden layer (ReLU activations); for logistic regression, whose only layer
+        reads the standardised features, those features themselves."""
+        if "embedding" not in self._cache:
+            model = self.model
+            if self.cfg.classifier == "mlp" and model is not None and not self.cfg.self_training:
+                hidden = self.xp @ model.coefs_[0] + model.intercepts_[0]  # (P, 32)
+                self._cache["embedding"] = np.maximum(hidden, 0)
+            else:
+                self._cache["embedding"] = self.xp
+        return self._cache["embedding"]
 
     # ------------------------------------------------------------------ uncertainty and geometry
 
@@ -219,12 +283,14 @@ class Learner:
             self._cache["labelled"] = self.distance_to(self.labelled)
         return self._cache["labelled"]
 
-    def distance_to(self, mask: np.ndarray) -> np.ndarray:
-        """(P,) Euclidean distance of every pool point to the nearest point of `mask` (inf if none)."""
+    def distance_to(self, mask: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
+        """(P,) Euclidean distance of every pool point to the nearest point of `mask` (inf if none), in
+        the space of `points` (P, E): the standardised features by default."""
+        points = self.xp if points is None else points
         if not mask.any():
-            return np.full(len(self.xp), np.inf)
-        chosen = self.xp[mask]
-        d2 = (self.xp**2).sum(1)[:, None] - 2 * self.xp @ chosen.T + (chosen**2).sum(1)[None, :]
+            return np.full(len(points), np.inf)
+        chosen = points[mask]
+        d2 = (points**2).sum(1)[:, None] - 2 * points @ chosen.T + (chosen**2).sum(1)[None, :]
         return np.sqrt(np.maximum(d2.min(1), 0))
 
     @property

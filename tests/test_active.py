@@ -1,13 +1,16 @@
 """Batch active learning: the env (envs/active.py), the strategies, the comparison and its report,
 and the learned policy's trainable."""
 
+import dataclasses
+import gzip
 import json
+import socket
 
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from envs import active
+from envs import active, al_datasets
 from platform import al_compare, al_report
 from tests.conftest import run_cli
 from trainables.active import strategies as S
@@ -93,14 +96,130 @@ def test_strategies_pick_what_they_say():
     assert set(margin) == set(free[np.argsort(learner.margin()[free], kind="stable")[:5]])
     first = S.Coreset().select(learner, 3, rng)[0]
     assert first == free[np.argmax(learner.distance_to(learner.labelled)[free])]
-    for strategy in (S.Badge(), S.KMeansDiversity(), S.Random(), S.Bandit()):
+    for strategy in (S.Badge(), S.KMeansDiversity(), S.Random(), S.Bandit(), S.Oracle()):
         picked = strategy.select(learner, 5, rng)
         assert len(set(picked)) == 5 and not learner.labelled[picked].any(), type(strategy).__name__
     bandit = S.Bandit()
-    bandit.select(learner, 5, rng)
+    batch = bandit.select(learner, 5, rng)
     arm = bandit.last[0]
-    bandit.update(0.05)  # a good batch: its arm becomes more likely
-    assert bandit.probabilities()[arm] == bandit.probabilities().max()
+    learner.label(batch)
+    bandit.update(learner, batch)  # a positive reward: its arm becomes the most likely
+    assert bandit.reward(learner) > 0 and bandit.probabilities()[arm] == bandit.probabilities().max()
+
+
+def test_albl_is_rewarded_by_importance_weighted_accuracy_on_its_own_queries():
+    """Hsu & Lin's reward: the retrained classifier's accuracy on the queried labels, each weighted by
+    1 / (probability the arms' mixture had of querying it); validation labels play no part."""
+    cfg = active.ActiveConfig(dataset="yeast3", batch=5, budget=15, start=10)
+    learner = active.Learner(cfg, 0)
+    bandit = S.Bandit()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        batch = bandit.select(learner, 5, rng)
+        learner.label(batch)
+        bandit.update(learner, batch)
+    rows = learner.split.pool[np.asarray(bandit.queried)]
+    right = learner.model.predict(learner.x[rows]) == learner.y[rows]
+    w = np.asarray(bandit.importance)
+    assert len(w) == 15 and (w >= 1).all() and len(set(w.round(6))) > 1  # random queries weigh more
+    assert bandit.reward(learner) == pytest.approx((w * right).sum() / w.sum())
+
+
+def test_no_fixed_strategy_reads_test_or_validation_labels():
+    """Test and validation labels corrupted in place leave C, every pick of every strategy (the
+    self-training baseline and the oracle included) and ALBL's weights bit-identical."""
+    cfg = active.ActiveConfig(dataset="wine", batch=4, budget=8, start=6, valid=20)
+
+    def picks(corrupt: bool):
+        x, y = active.load_task("wine")
+        saved = y.copy()
+        split = active.Split.make(cfg, 3)
+        if corrupt:
+            hidden = np.concatenate([split.test, split.valid])
+            y[hidden] = (y[hidden] + 1) % 3
+        try:
+            out = {}
+            for name in S.STRATEGIES:
+                learner = active.Learner(dataclasses.replace(cfg, **S.LEARNER.get(name, {})), 3)
+                strategy, rng = S.STRATEGIES[name](), np.random.default_rng(3)
+                chosen = []
+                for _ in range(2):
+                    batch = np.asarray(strategy.select(learner, 4, rng))
+                    learner.label(batch)
+                    strategy.update(learner, batch)
+                    chosen.append(batch.tolist())
+                out[name] = (learner.c, chosen)
+            return out
+        finally:
+            y[:] = saved
+
+    assert picks(False) == picks(True)
+
+
+def test_c_is_chosen_by_cross_validation_on_the_start_set():
+    x, y = active.load_task("digits")
+    learner = active.Learner(active.ActiveConfig(dataset="digits", start=40), 0)
+    rows = learner.split.pool[learner.split.start]
+    assert learner.c == active.choose_c(x[rows], y[rows], 0) and learner.c in active.C_GRID
+    assert learner.c == learner.model.C
+    # a 70/30 split on features of a small scale: stronger regularisation predicts the majority
+    small = np.random.default_rng(0).normal(size=(60, 2)) * 0.1
+    assert active.choose_c(small, (small[:, 0] > np.quantile(small[:, 0], 0.7)).astype(int), 0) == 100.0
+
+
+def test_coreset_and_badge_work_in_the_models_embedding():
+    """Sener & Savarese / Ash et al.: the MLP's hidden layer, not the inputs. Same split and start
+    set, two classifiers: the picks differ, and the MLP's first coreset pick is the point farthest
+    from the labelled set in its hidden layer."""
+    base = {"dataset": "yeast3", "batch": 5, "budget": 5, "start": 10}
+    logreg = active.Learner(active.ActiveConfig(**base), 0)
+    mlp = active.Learner(active.ActiveConfig(**base, classifier="mlp"), 0)
+    rng = np.random.default_rng(0)
+    assert np.array_equal(logreg.labelled, mlp.labelled)
+    hidden = np.maximum(mlp.xp @ mlp.model.coefs_[0] + mlp.model.intercepts_[0], 0)
+    assert np.allclose(mlp.embedding(), hidden) and hidden.shape[1] == 32
+    assert np.array_equal(logreg.embedding(), logreg.xp)  # logistic regression: its inputs (the stated choice)
+    assert set(S.Coreset().select(logreg, 5, rng)) != set(S.Coreset().select(mlp, 5, rng))
+    far = mlp.distance_to(mlp.labelled, hidden)
+    far[mlp.labelled] = -1
+    assert S.Coreset().select(mlp, 1, rng)[0] == np.argmax(far)
+    assert S.Coreset().select(mlp, 1, rng)[0] != np.argmax(np.where(mlp.labelled, -1, mlp.distance_to_labelled()))
+
+
+def test_kmeans_at_k1_is_not_the_point_nearest_the_pool_mean():
+    """Plain k-means with K = 1 cluster picks the point nearest the pool mean, batch after batch;
+    with L + K clusters (TypiClust's choice) the pick comes from the largest uncovered cluster."""
+    learner = active.Learner(active.ActiveConfig(dataset="digits", start=20), 0)
+    free = np.flatnonzero(~learner.labelled)
+    nearest_mean = free[np.argmin(((learner.xp[free] - learner.xp[free].mean(0)) ** 2).sum(1))]
+    rng = np.random.default_rng(0)
+    picks = []
+    for _ in range(3):
+        pick = S.KMeansDiversity().select(learner, 1, rng)
+        assert len(pick) == 1 and not learner.labelled[pick].any()
+        picks.append(int(pick[0]))
+        learner.label(pick)
+    assert nearest_mean not in picks and len(set(picks)) == 3
+
+
+def test_self_training_learns_from_the_pool():
+    cfg = active.ActiveConfig(dataset="yeast3", start=20, self_training=True)
+    learner = active.Learner(cfg, 0)
+    assert (learner.model.transduction_ != -1).sum() > learner.labels  # pseudo-labels joined
+    plain = active.Learner(dataclasses.replace(cfg, self_training=False), 0)
+    assert learner.c == plain.c and learner.test_acc != plain.test_acc
+
+
+def test_balanced_accuracy_weighs_every_class_alike():
+    truth = np.array([0] * 9 + [1])
+    assert active.balanced_accuracy(truth, np.zeros(10, int)) == 0.5  # accuracy 0.9
+    assert active.balanced_accuracy(truth, truth) == 1.0
+    learner = active.Learner(active.ActiveConfig(dataset="page_blocks", start=20), 0)
+    assert (
+        learner.curve[0][3]
+        == learner.test_balanced
+        == active.balanced_accuracy(learner.y[learner.split.test], learner.model.predict(learner.x[learner.split.test]))
+    )
 
 
 def test_summary_figures():
@@ -154,7 +273,7 @@ def test_compare_and_report_with_a_learned_policy(ray_session, tmp_path, capsys)
 @pytest.mark.parametrize(
     "argv, problem",
     [
-        (["--datasets", "mnist"], "unknown 'mnist'"),
+        (["--datasets", "mnist"], "dataset 'mnist' is unknown"),
         (["--strategies", "random,psychic"], "unknown 'psychic'"),
         (["--k", "ten"], "give whole numbers"),
         (["--seeds", "1"], "--seeds must be >= 2"),
@@ -177,3 +296,83 @@ def test_an_episode_ends_when_the_pool_runs_out_before_the_budget():
         steps += 1
         assert steps <= 200, "the episode did not end"
     assert env.learner.labelled.all() and env.learner.labels == 90
+
+
+# Facts of the bundled datasets (rows, features, classes, smallest class share), as their sources
+# give them: a change of file or loader that alters one fails here.
+FACTS = {
+    "digits": (1797, 64, 10, 0.097), "breast_cancer": (569, 30, 2, 0.373), "segment": (2310, 19, 7, 0.143),
+    "satimage": (6435, 36, 6, 0.097), "spambase": (4597, 57, 2, 0.394), "vehicle": (846, 18, 4, 0.235),
+    "page_blocks": (5472, 10, 2, 0.102), "yeast3": (1484, 8, 2, 0.110), "pendigits": (10992, 16, 10, 0.096),
+}  # fmt: skip
+
+
+def test_bundled_datasets_load_offline(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("a dataset tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    assert set(al_datasets.SUITE) == set(FACTS) and len(FACTS) >= 8
+    for name, (rows, features, classes, smallest) in FACTS.items():
+        x, y = al_datasets.load(name)
+        assert x.shape == (rows, features) and y.max() + 1 == classes, name
+        assert np.bincount(y).min() / rows == pytest.approx(smallest, abs=1e-3), name
+        assert np.isfinite(x).all()
+    assert sum(r >= 1000 for r, *_ in FACTS.values()) >= 5
+    assert sum(s < 0.15 and c == 2 for _, _, c, s in FACTS.values()) >= 2  # imbalanced ones
+    # every suite pool outlasts the largest start set plus the default budget
+    for name in al_datasets.SUITE:
+        assert len(active.Split.make(active.ActiveConfig(dataset=name), 0).pool) >= 50 + 100, name
+
+
+def test_a_users_csv_runs_like_a_bundled_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    label = np.where(x[:, 0] + 0.3 * rng.normal(size=300) > 0, "yes", "no")
+    named = tmp_path / "named.csv"
+    named.write_text("a,species,b,c\n" + "\n".join(f"{r[0]},{s},{r[1]},{r[2]}" for r, s in zip(x, label)))
+    last = tmp_path / "last.csv.gz"
+    with gzip.open(last, "wt") as handle:
+        handle.write("a,b,c,y\n" + "\n".join(f"{r[0]},{r[1]},{r[2]},{s}" for r, s in zip(x, label)))
+    xa, ya = al_datasets.load(f"{named}:species")
+    xb, yb = al_datasets.load(str(last))
+    assert np.array_equal(xa, xb) and np.array_equal(ya, yb) and np.array_equal(ya, (label == "yes").astype(int))
+    curve = S.run(active.ActiveConfig(dataset=f"{named}:species", batch=5, budget=10, start=6), "margin", 0)
+    assert len(curve) == 3 and curve[-1][2] > 0.7
+
+
+@pytest.mark.parametrize(
+    "content, spec, problem",
+    [
+        (None, "missing.csv", "no such file"),
+        ("a,b,y\n1,x,0\n2,y,1\n", "f.csv", "column 'b' is not numeric"),
+        ("a,b,y\n1,2,0\n2,3,1\n", "f.csv:label", "no column 'label'"),
+        ("a,b,y\n1,2,0\n2,,1\n", "f.csv", "1 row(s) have empty cells"),
+        ("a,b,y\n1,2,0\n2,3,0\n", "f.csv", "has 1 class(es)"),
+        ("y\n0\n1\n", "f.csv", "no feature column"),
+    ],
+)
+def test_a_bad_csv_is_one_line(content, spec, problem, tmp_path, capsys):
+    if content is not None:
+        (tmp_path / "f.csv").write_text(content)
+    path = str(tmp_path / spec)
+    with pytest.raises(al_datasets.DatasetError, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        al_datasets.load(path)
+    assert al_compare.run(["--datasets", path, "--storage", str(tmp_path), "--name", "x", "--seeds", "2"]) == 2
+    err = capsys.readouterr().err
+    assert problem in err and err.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
+def test_an_unfinished_comparison_resumes_and_a_changed_one_is_refused(tmp_path):
+    settings = {"datasets": "iris", "k": "5", "seeds": 2}
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "settings.json").write_text(json.dumps(settings))
+    row = {"key": al_compare.key({"dataset": "iris"}, "margin", 0), "strategy": "margin"}
+    (folder / "cells.jsonl").write_text(json.dumps(row) + "\n")
+    assert al_compare.finished(folder, settings) == {row["key"]: row}
+    with pytest.raises(al_compare.ConfigError, match="other settings \\(k\\)"):
+        al_compare.finished(folder, {**settings, "k": "10"})
+    (folder / "al.json").write_text("{}")
+    with pytest.raises(al_compare.ConfigError, match="already holds a comparison"):
+        al_compare.finished(folder, settings)
