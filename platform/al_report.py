@@ -33,10 +33,15 @@ FEATURES = ("margin", "entropy", "least conf.", "dist. labelled", "dist. batch",
 
 
 def load(folder: Path) -> dict:
-    path = folder / "al.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{folder}: no al.json; run python -m platform.al_compare first")
-    return json.loads(path.read_text())
+    """al.json of a finished comparison; of an unfinished one, the runs cells.jsonl holds so far
+    (`partial`: the report says so)."""
+    path, lines = folder / "al.json", folder / "cells.jsonl"
+    if path.exists():
+        return json.loads(path.read_text())
+    if lines.exists():
+        cells = [json.loads(line) for line in lines.read_text().splitlines() if line.strip()]
+        return {"cells": cells, "partial": True}
+    raise FileNotFoundError(f"{folder}: no al.json or cells.jsonl; run python -m platform.al_compare first")
 
 
 def groups(cells: list[dict]) -> dict:
@@ -97,7 +102,9 @@ def render(folder: Path) -> str:
     folder = Path(folder)
     data = load(folder)
     by = groups(data["cells"])
-    lines = [f"# Batch active learning: {folder.name}", "",
+    partial = ["**Unfinished**: the runs finished so far (`cells.jsonl`); rerun the same "
+               "`platform.al_compare` command to complete it.", ""] if data.get("partial") else []  # fmt: skip
+    lines = [f"# Batch active learning: {folder.name}", "", *partial,
              "Test figures (the test split is never used for a reward or a choice); mean [95% t-interval] "
              "over seeds; differences paired by seed.", "", *overview(by)]  # fmt: skip
     for (dataset, start, k), strategies in sorted(by.items()):

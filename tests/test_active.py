@@ -376,3 +376,25 @@ def test_an_unfinished_comparison_resumes_and_a_changed_one_is_refused(tmp_path)
     (folder / "al.json").write_text("{}")
     with pytest.raises(al_compare.ConfigError, match="already holds a comparison"):
         al_compare.finished(folder, settings)
+
+
+def test_the_report_reads_an_unfinished_comparison(tmp_path):
+    """The report of the runs cells.jsonl holds (no Ray): the overview names the oracle (ceiling),
+    gives balanced accuracy beside accuracy and says where the pool ran out."""
+    from trainables.active import benchmark
+
+    env = dataclasses.asdict(active.ActiveConfig(dataset="iris", batch=5, budget=100, start=6))
+    rows = []
+    for strategy in ("random", "margin", "oracle"):
+        for seed in (0, 1):
+            cell = benchmark.run_cell(env, strategy, seed)
+            rows.append({"key": al_compare.key(env, strategy, seed), "dataset": "iris", "k": 5, "start": 6,
+                         "strategy": strategy, "seed": seed, **cell})  # fmt: skip
+    assert all(r["exhausted"] and r["curve"][-1][0] == r["pool"] == 90 for r in rows)  # iris: a pool of 90
+    assert rows[0]["balanced"]["aulc"] != rows[0]["test"]["aulc"] or rows[0]["curve"][0][2:] == [1.0, 1.0]
+    (tmp_path / "cells.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = al_report.render(tmp_path)
+    assert "**Unfinished**" in text and "oracle (ceiling)" in text and "AULC bal. acc." in text
+    overview = text.split("## iris")[0]
+    assert "| iris | 6 | 5 | 2 |" in overview and "6 runs |" in overview  # every run used the whole pool
+    assert (tmp_path / "curves_iris_s6_k5.png").stat().st_size > 1000
