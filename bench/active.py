@@ -1,6 +1,6 @@
 """Active-learning env speed (run from the repository root: `python bench/active.py`).
 
-One run, one process: a full episode of the env (pool of 1,500 points from `gen-large`, K = 10,
+One run, one process: a full episode of the env (pool of 1,000 points from `gen-large`, K = 10,
 budget 200, logistic regression; random actions) against a plain loop of the same retraining (the
 same 20 batches of labels: fit, then score the validation and test sets, plus the reward's fit on a
 random control batch), both on the same splits; then seconds per episode of each strategy.
