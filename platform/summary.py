@@ -34,8 +34,8 @@ def render(results, plan, tests: list[dict] | None = None, resumed: bool = False
         on = f"the validation {metric}" if plan.spec.measures_test else f"its last {metric}"
         lines.append(f"Best trial: {name}  (iteration {iteration}; selected on {on})")
         lines.append(f"  {metric}: {best.metrics[metric]:.4f}")
-        if plan.spec.score_meaning:
-            lines.append(f"  ({plan.spec.score_meaning})")
+        if plan.spec.score_meaning is not None:
+            lines.append(f"  ({plan.spec.score_meaning(best.metrics)})")
         for key in sorted(best.metrics):
             if key.startswith(m.BASELINE_PREFIX) and key.endswith("/" + metric):
                 name = key[len(m.BASELINE_PREFIX) : -len(metric) - 1]

@@ -183,8 +183,8 @@ class ModelSpec:
     """{"smoke": seconds per trial, for tests and CI; "full": the default command}."""
     metric: str = m.SCORE
     """What PBT, ASHA, Optuna and "best trial" optimize: a validation figure."""
-    score_meaning: str = ""
-    """One line the summary prints under the score, saying what it measures."""
+    score_meaning: Callable[[dict], str] | None = None
+    """(the selected trial's metrics) -> one line the summary prints under the score, saying what it is."""
     mode: str = m.MODE
     seed_metrics: tuple[str, ...] = ()
     """Metrics the --seeds summary reports beside the score (e.g. steps to solve)."""

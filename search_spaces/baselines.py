@@ -33,7 +33,7 @@ def _spec(method: str, description: str, space: Space, samples: int) -> ModelSpe
         },
         default_search="optuna" if samples > 1 else "none",
         measures_test=True,
-        score_meaning=protocol.SCORE_MEANING,
+        score_meaning=protocol.score_meaning,
     )
 
 

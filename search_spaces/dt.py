@@ -32,5 +32,5 @@ SPEC = ModelSpec(
         "full": Budget(samples=4, overrides={}, perturbation_interval=2, grace_period=4),
     },
     measures_test=True,
-    score_meaning=protocol.SCORE_MEANING,
+    score_meaning=protocol.score_meaning,
 )

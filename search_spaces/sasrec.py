@@ -46,5 +46,5 @@ SPEC = ModelSpec(
     },
     default_search="optuna",
     measures_test=True,
-    score_meaning=protocol.SCORE_MEANING,
+    score_meaning=protocol.score_meaning,
 )

@@ -115,6 +115,9 @@ def test_optuna_search_stores_its_study(ray_session, tmp_path, capsys):
         "opt",
     )
     assert code == 0 and "Best trial:" in out
+    # What a newcomer reads: what score is, and the strong baselines beside it on the same users.
+    assert "(score = valid/true_rating_norm, the true rating of the top 10" in out
+    assert "vs ease:" in out and "vs itemknn:" in out and "baseline/ease/test/hr@10" in out
     study = optuna.load_study(study_name="opt", storage=f"sqlite:///{tmp_path / 'opt' / OPTUNA_DB}")
     assert len(study.trials) == 3
     assert {"lr", "context_length", "layers", "width", "target_return_scale"} <= set(study.trials[0].params)

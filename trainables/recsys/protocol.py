@@ -465,10 +465,13 @@ def ranking_metrics(ranks: np.ndarray) -> dict:
     }
 
 
-SCORE_MEANING = (
-    "score = valid/true_rating_norm on generated data (the true rating of the top 10: random 0, oracle 1), "
-    "valid/ndcg@10 on a file; validation users only, what the search selects on"
-)
+def score_meaning(metrics: dict) -> str:
+    """One line saying what a recommender trial's `score` is, from its reported metrics."""
+    if m.split_metric(m.VALID, m.TRUE_RATING_NORM) in metrics:
+        what = f"{m.split_metric(m.VALID, m.TRUE_RATING_NORM)}, the true rating of the top 10 (random 0, oracle 1)"
+    else:
+        what = f"{m.split_metric(m.VALID, m.NDCG)}, leave-one-out next-item NDCG@10 over the full catalogue"
+    return f"score = {what}; validation users only: what the search selects on"
 
 
 def score_metric(split: Split) -> str:
