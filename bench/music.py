@@ -6,8 +6,11 @@ session at a time, lists and `math`, the same random-track recommender):
   the numpy vector env (1,024 sessions), and the bare batched dynamics (`Sessions.play`, 10,000),
   the last against the reference;
 - users per second through a whole A/B of the random arm (10,000 users, `platform.ab.run_ab`)
-  against the reference loop's, and the seconds of a 10,000-user A/B of 5 arms (random, toppop,
-  sticky, i2i, oracle), whose target is under a minute on 2 cores.
+  against the reference loop's;
+- the seconds of an A/B of 5 arms (random, toppop, sticky, i2i, oracle) over 100,000 users (or
+  `python bench/music.py USERS`) in the split design (target: under a minute on 2 cores) and in the
+  paired design (every user in every arm: five times the simulation), with each arm's seconds and
+  the primary metric's lifts, and in the paired design the measured variance reduction of pairing.
 """
 
 import math
@@ -65,7 +68,7 @@ def reference(cfg, users: int) -> tuple[float, float]:
     return steps / seconds, users / seconds
 
 
-def main() -> None:
+def main(users: int) -> None:
     cfg = music.MusicConfig()
     tick = time.perf_counter()
     music.catalogue_of(cfg)
@@ -106,25 +109,37 @@ def main() -> None:
     tick = time.perf_counter()
     built = {name: ab.build_arm(name, cfg, 5_000, 101) for name in arms}
     build_seconds = time.perf_counter() - tick
-    tick = time.perf_counter()
-    result = ab.run_ab(cfg, built, 10_000, seed=0, salt="bench", alpha=0.05)
-    ab_seconds = time.perf_counter() - tick
+    results, seconds = {}, {}
+    for design in ("split", "paired"):
+        tick = time.perf_counter()
+        results[design] = ab.run_ab(cfg, built, users, seed=0, salt="bench", alpha=0.05, design=design)
+        seconds[design] = time.perf_counter() - tick
 
     rows = [
         ("env steps/s, batched dynamics (10,000 sessions, random tracks)", bare, f"{bare / ref_steps:.1f}x"),
         ("users/s through an A/B, random arm, 10,000 users", random_users, f"{random_users / ref_users:.1f}x"),
         ("env steps/s, gymnasium env (1 session, with candidates and observation)", single, "(no reference)"),
         ("env steps/s, numpy vector env (1,024 sessions, the same)", vectorized, f"{vectorized / single:.1f}x the env"),
-        (f"seconds, A/B of 5 arms (incl. the oracle), 10,000 users; arms built in {build_seconds:.1f} s",
-         ab_seconds, "target < 60 s"),
+        (f"seconds, A/B of 5 arms (incl. the oracle), {users:,} users, split; arms built in {build_seconds:.1f} s",
+         seconds["split"], "target < 60 s"),
+        (f"seconds, the same A/B in the paired design ({users:,} users in every arm)", seconds["paired"],
+         f"{seconds['paired'] / seconds['split']:.1f}x the split"),
     ]  # fmt: skip
     print()
     print("| figure | value | against |")
     print("| --- | --- | --- |")
     for name, value, against in rows:
         print(f"| {name} | {value:,.1f} | {against} |")
-    print("\nper arm (seconds):", {k: round(v["seconds"], 2) for k, v in result["arms"].items()})
+    for design, result in results.items():
+        print(f"\n{design}: seconds per arm", {k: round(v["seconds"], 1) for k, v in result["arms"].items()})
+        print("| arm | users | time / session | vs random (primary, Bonferroni 98.75%, delta method) | pairing |")
+        print("| --- | --- | --- | --- | --- |")
+        for name, figures in result["arms"].items():
+            e = result["effects"].get(name, {}).get(ab.PRIMARY)
+            lift = f"{e['relative']:+.1%} [{e['rel_low']:+.1%}, {e['rel_high']:+.1%}]" if e else "(control)"
+            pairing = f"{e['pairing']:.2f}x" if e and "pairing" in e else ""
+            print(f"| {name} | {figures['users']:,} | {figures[ab.PRIMARY]:.3f} | {lift} | {pairing} |")
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)

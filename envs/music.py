@@ -52,6 +52,7 @@ AB_SEED = 0
 TRAIN_SEED = 1  # the RL env's users (training and selection)
 LOG_SEED = 101  # the logged sessions a service learns from
 LOG_USERS = 5_000
+ORACLE_SHORTLIST = 128  # tracks the oracle keeps per session (exact: see Sessions.best_expected)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,7 +295,7 @@ class Sessions:
         # (N, len(ARM_PURPOSES)) hash states after (population, purpose, user, session): an arm's draws
         # continue them (SessionView.draw) without the population seed, which would regenerate the users
         self.keys = np.stack([_chain(_start(seed, p), self.user, self.session) for p in ARM_PURPOSES], 1)
-        self._expected = None  # (N, T) expected listened fractions, once the oracle asks
+        self._oracle = None  # (shortlist (N, K), its expected values (N, K), bound (N,)) once asked
         self.play(first)
 
     @property
@@ -333,29 +334,50 @@ class Sessions:
         fresh = ~self.is_played(tracks)
         return (base * self.cfg.artist_decay ** self.artist_plays(tracks) * fresh).astype(np.float32)
 
-    def expected_all(self) -> np.ndarray:
-        """(N, T) the fraction each session would listen to every track: the oracle's view. Computed
-        once per session batch, then kept current by play() (an artist's tracks decay, a played
-        track drops to 0)."""
-        if self._expected is None:
-            cat, n = self.cat, len(self.user)
-            sims = self.vector @ cat.embeddings.T  # (N, T)
-            base = 1.0 / (1.0 + np.exp(-self.sharpness[:, None] * (sims - self.bias[:, None])))
-            rows, cols = np.nonzero(self.played >= 0)
-            counts = np.zeros((n, self.cfg.artists), np.int64)
-            np.add.at(counts, (rows, cat.artist[self.played[rows, cols]]), 1)
-            self._expected = (base * self.cfg.artist_decay ** counts[:, cat.artist]).astype(np.float32)
-            self._expected[rows, self.played[rows, cols]] = 0.0
-        return self._expected
+    def best_expected(self) -> np.ndarray:
+        """(N,) the track each session would listen to most (the oracle's pick), exact. A session keeps
+        a shortlist of its ORACLE_SHORTLIST tracks of highest expected listening, kept current by
+        play(), and the highest value off the list when it was drawn up: decay and repeats only lower
+        values, so while the list's best is at least that bound it is the best of the catalogue; a
+        session whose list falls below its bound draws a new one."""
+        if self._oracle is None:
+            n, k = len(self.user), max(1, min(ORACLE_SHORTLIST, (self.cat.size - 1) // 2))
+            self._oracle = (np.empty((n, k), np.int64), np.empty((n, k), np.float32), np.empty(n, np.float32))
+            self._shortlist(np.arange(n))
+        short, value, bound = self._oracle
+        rows = np.arange(len(self.user))
+        lost = np.flatnonzero(value.max(1) < bound)
+        if len(lost):
+            self._shortlist(lost)
+        return short[rows, value.argmax(1)]
 
-    def _update_expected(self, rows: np.ndarray, tracks: np.ndarray) -> None:
-        cat = self.cat
-        a = cat.artist[tracks]
-        start, size = cat.artist_offsets[a], cat.artist_offsets[a + 1] - cat.artist_offsets[a]
-        within = np.arange(size.sum()) - np.repeat(np.cumsum(size) - size, size)
-        cols = cat.artist_tracks[np.repeat(start, size) + within]
-        self._expected[np.repeat(rows, size), cols] *= self.cfg.artist_decay
-        self._expected[rows, tracks] = 0.0
+    def _shortlist(self, rows: np.ndarray) -> None:
+        """Draws up the oracle's shortlist of sessions `rows`: the best K by expected value among the 4K
+        tracks most similar to the session; every track beyond those is worth at most the sigmoid of
+        the next similarity (decay and repeats only lower it), which bounds the list with the best
+        value left off it."""
+        short, value, bound = self._oracle
+        cat, k = self.cat, short.shape[1]
+        m = min(4 * k, cat.size - 1)
+        for lo in range(0, len(rows), 256):  # (256, T) similarities at a time
+            part = rows[lo : lo + 256]
+            sims = self.vector[part] @ cat.embeddings.T  # (R, T)
+            near = np.argpartition(-sims, m, axis=1)[:, : m + 1]  # the m + 1 most similar, unordered
+            near = np.take_along_axis(near, np.argsort(-np.take_along_axis(sims, near, 1), 1), 1)
+            edge = np.take_along_axis(sims, near[:, m:], 1)[:, 0]
+            values = self.take(part).expected(near[:, :m])  # (R, m) exact, decay and repeats included
+            order = np.argsort(-values, 1, kind="stable")
+            short[part] = np.take_along_axis(near[:, :m], order[:, :k], 1)
+            value[part] = np.take_along_axis(values, order[:, :k], 1)
+            left = np.take_along_axis(values, order[:, k : k + 1], 1)[:, 0] if m > k else np.zeros(len(part))
+            beyond = 1.0 / (1.0 + np.exp(-self.sharpness[part] * (edge - self.bias[part])))
+            bound[part] = np.maximum(left, beyond + 1e-6)  # float32 rounding may order near-equal tracks either way
+
+    def _update_oracle(self, rows: np.ndarray, tracks: np.ndarray) -> None:
+        short, value, _ = self._oracle
+        same = self.cat.artist[short[rows]] == self.cat.artist[tracks][:, None]  # (R, K)
+        value[rows] = np.where(same, value[rows] * np.float32(self.cfg.artist_decay), value[rows])
+        value[rows] = np.where(short[rows] == tracks[:, None], 0.0, value[rows])
 
     def take(self, rows: np.ndarray) -> "Sessions":
         """The sessions `rows` as a batch of their own (the A/B drops finished sessions this way)."""
@@ -363,7 +385,7 @@ class Sessions:
         out.__dict__.update(self.__dict__)
         for name in STATE:
             setattr(out, name, getattr(self, name)[rows])
-        out._expected = None if self._expected is None else self._expected[rows]
+        out._oracle = None if self._oracle is None else tuple(x[rows] for x in self._oracle)
         return out
 
     def play(self, tracks: np.ndarray) -> np.ndarray:
@@ -377,8 +399,8 @@ class Sessions:
         self.listened[rows, self.steps[rows]] = listened[rows]
         coin = uniform(self.seed, "patience", self.user, self.session, self.steps)
         self.patience -= (live & (coin < 1.0 - listened)).astype(np.int64)
-        if self._expected is not None:
-            self._update_expected(rows, tracks[rows])
+        if self._oracle is not None:
+            self._update_oracle(rows, tracks[rows])
         self.steps += live
         self.done |= (self.patience <= 0) | (self.steps >= self.cfg.max_steps)
         return listened
@@ -468,11 +490,11 @@ class SessionView:
 
 class Oracle:
     """The ceiling, not a recommender any service could run: it reads the hidden session vectors
-    and listening curves (Sessions.expected_all) and plays the track with the highest expected
+    and listening curves (Sessions.best_expected) and plays the track with the highest expected
     listened fraction. The only arm `simulate` hands the truth."""
 
     def __call__(self, s: Sessions) -> np.ndarray:
-        return s.expected_all().argmax(1)
+        return s.best_expected()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -801,7 +823,7 @@ class MusicVectorEnv(gym.vector.VectorEnv):
             fresh = Sessions(self.cfg, self.population_seed, *self._draw(len(rows)))
             for name in STATE:
                 getattr(s, name)[rows] = getattr(fresh, name)
-            s._expected = None
+            s._oracle = None
             terminated[rows] = False
         self.needs_reset = terminated.copy()
         info = _info(s, listened, track, repeat, same)
@@ -838,14 +860,16 @@ class Outcome:
     population: int = -1  # the users' population seed
 
 
-def simulate(cfg: MusicConfig, recommend, seed: int, users: np.ndarray) -> Outcome:
+def simulate(cfg: MusicConfig, recommend, seed: int, users: np.ndarray, first_session: int = 0) -> Outcome:
     """Runs `users` of population `seed` through their sessions with `recommend(view) -> (N,) track
     ids`, where view is the live sessions' SessionView (the Sessions themselves only for the
     TRUTH_READERS: the oracle and the logging policy). A session's batch shrinks as sessions end, so
-    long sessions cost what they play."""
+    long sessions cost what they play. Sessions are numbered from `first_session`: the same users in
+    another period (the A/B's pre-experiment sessions) draw starts, patience and returns independent
+    of sessions 0, 1, ..."""
     truth = isinstance(recommend, TRUTH_READERS)
     parts, active = [], np.asarray(users, np.int64)
-    for number in range(cfg.max_sessions):
+    for number in range(first_session, first_session + cfg.max_sessions):
         if not len(active):
             break
         batch = Sessions(cfg, seed, active, np.full(len(active), number))
@@ -868,7 +892,7 @@ def _concat(batches: list) -> Sessions:
     out.__dict__.update(batches[0].__dict__)
     for name in STATE:
         setattr(out, name, np.concatenate([getattr(b, name) for b in batches]))
-    out._expected = None
+    out._oracle = None
     return out
 
 

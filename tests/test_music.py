@@ -16,7 +16,6 @@ import envs
 from envs import music
 from platform import ab
 from tests.conftest import run_cli, trial_dirs
-from trainables.music import arms as music_arms
 
 SMALL = {"tracks": 600, "artists": 60}
 
@@ -216,20 +215,6 @@ def test_sanity_sticky_artist_decay_oracle_and_aa():
         assert all(oracle > a["time_per_session"] for name, a in result["arms"].items() if name != "oracle")
         assert result["srm_p"] > ab.SRM_P
     assert not any(e["significant"] for e in fickle["effects"]["random#aa"].values())
-
-
-@pytest.mark.slow
-def test_aa_false_positive_rate_is_calibrated():
-    """200 A/A tests (new users and a new split each time): the rate of significant differences
-    at alpha 0.05 stays within binomial noise (99% range for 200 tests: 3 to 19)."""
-    cfg = music.MusicConfig()
-    arm = music_arms.Random()
-    positives = {metric: 0 for metric in ab.METRICS}
-    for run in range(200):
-        result = ab.run_ab(cfg, {"a": arm, "b": arm}, 300, seed=1_000 + run, salt=f"aa{run}", alpha=0.05)
-        for metric in ab.METRICS:
-            positives[metric] += result["effects"]["b"][metric]["significant"]
-    assert all(3 <= count <= 19 for count in positives.values()), positives
 
 
 class NextTrack(BaseHTTPRequestHandler):

@@ -37,11 +37,15 @@ def _first_unplayed(sessions: music.SessionView, options: np.ndarray) -> tuple[n
     return options[np.arange(len(options)), fresh.argmax(1)], found
 
 
+@dataclasses.dataclass
 class Random:
     """A uniformly random track (a hash of the session's step: the same in every arm's run)."""
 
+    stream: int = 0
+    """Another stream is another random arm (an A/A test in the paired design needs two)."""
+
     def __call__(self, s: music.SessionView) -> np.ndarray:
-        u = s.draw("pad")
+        u = s.draw("pad", self.stream) if self.stream else s.draw("pad")
         return np.minimum((u * s.cat.size).astype(np.int64), s.cat.size - 1)
 
 

@@ -1,0 +1,153 @@
+"""platform.ab's statistics: delta-method lifts against a bootstrap, the paired design's variance,
+CUPED, power, mSPRT under peeking, A/A calibration of both designs, and --replay."""
+
+import json
+
+import numpy as np
+import pytest
+
+from envs import music
+from platform import ab, ab_stats
+from trainables.music import arms as music_arms
+
+
+@pytest.fixture(scope="module")
+def random_vs_sticky():
+    """Per-user primary metric of 1,500 users under random and under sticky (the same users)."""
+    cfg, users = music.MusicConfig(), np.arange(1_500)
+    out = {}
+    for name, arm in (("random", music_arms.Random()), ("sticky", music_arms.StickyArtist())):
+        out[name] = ab.per_user(music.simulate(cfg, arm, 5, users), users)[ab.PRIMARY]
+    return out
+
+
+def test_delta_method_lift_interval_agrees_with_a_bootstrap_and_the_naive_one_does_not(random_vs_sticky):
+    """sticky vs random is a large lift (about +160%): the control's own noise widens its interval."""
+    control, treatment = random_vs_sticky["random"][:750], random_vs_sticky["sticky"][750:]  # split: other users
+    test = ab_stats.compare(ab_stats.Sample(treatment, control), 0.05, ab_stats.SPLIT)
+    boot = ab_stats.bootstrap_relative(treatment, control, paired=False, alpha=0.05)
+    half = (boot[1] - boot[0]) / 2
+    assert test["relative"] > 1.0
+    assert abs(test["rel_low"] - boot[0]) < 0.15 * half and abs(test["rel_high"] - boot[1]) < 0.15 * half
+    naive = ab_stats.naive_relative(treatment, control, 0.05)
+    assert (naive[1] - naive[0]) / 2 < 0.7 * half  # the interval the issue found too narrow
+
+
+def test_paired_intervals_agree_with_a_paired_bootstrap_and_are_narrower(random_vs_sticky):
+    control, treatment = random_vs_sticky["random"], random_vs_sticky["sticky"]
+    paired = ab_stats.compare(ab_stats.Sample(treatment, control), 0.05, ab_stats.PAIRED)
+    boot = ab_stats.bootstrap_relative(treatment, control, paired=True, alpha=0.05)
+    half = (boot[1] - boot[0]) / 2
+    assert abs(paired["rel_low"] - boot[0]) < 0.15 * half and abs(paired["rel_high"] - boot[1]) < 0.15 * half
+    # the same users analysed as if independent: wider by the measured variance ratio
+    split = ab_stats.compare(ab_stats.Sample(treatment, control), 0.05, ab_stats.SPLIT)
+    d = treatment - control
+    assert paired["pairing"] == pytest.approx((treatment.var(ddof=1) + control.var(ddof=1)) / d.var(ddof=1))
+    assert paired["pairing"] > 1.1
+    assert split["high"] - split["low"] == pytest.approx((paired["high"] - paired["low"]) * paired["pairing"] ** 0.5,
+                                                         rel=0.01)  # fmt: skip
+
+
+def test_paired_design_runs_every_user_through_every_arm_on_common_random_numbers():
+    cfg = music.MusicConfig()
+    arms = {"sticky": music_arms.StickyArtist(), "sticky#b": music_arms.StickyArtist(), "random": music_arms.Random()}
+    result = ab.run_ab(cfg, arms, 300, seed=2, salt="t", alpha=0.05, design=ab_stats.PAIRED)
+    assert [a["users"] for a in result["arms"].values()] == [300, 300, 300]
+    same = result["effects"]["sticky#b"]
+    # one deterministic arm twice on the same users and the same draws: exactly no difference
+    assert all(same[m]["diff"] == 0 and not same[m]["significant"] for m in ab.METRICS)
+    assert result["effects"]["random"][ab.PRIMARY]["significant"]
+    # two random arms with their own streams differ user by user, not on average
+    aa = ab.run_ab(cfg, {"a": music_arms.Random(), "b": music_arms.Random(stream=1)}, 300, 2, "t", 0.05, "paired")
+    assert aa["effects"]["b"][ab.PRIMARY]["se"] > 0 and not aa["effects"]["b"][ab.PRIMARY]["significant"]
+
+
+def test_families_primary_and_secondary_have_their_own_bonferroni_levels():
+    cfg = music.MusicConfig()
+    arms = {"random": music_arms.Random(), "sticky": music_arms.StickyArtist(), "toppop": music_arms.TopPopular()}
+    result = ab.run_ab(cfg, arms, 600, seed=1, salt="t", alpha=0.05)
+    for effects in result["effects"].values():
+        assert effects[ab.PRIMARY]["family"] == "primary" and effects[ab.PRIMARY]["level"] == pytest.approx(0.025)
+        for metric in ab.SECONDARY:
+            assert effects[metric]["family"] == "secondary" and effects[metric]["level"] == pytest.approx(0.05 / 6)
+    text = ab.table(result, power=0.8, lift=0.05)
+    assert "primary metric time_per_session" in text and "secondary metrics" in text and "needs" in text
+
+
+def test_cuped_reduces_the_variance_and_keeps_the_estimate():
+    cfg = music.MusicConfig()
+    arms = {"random": music_arms.Random(), "toppop": music_arms.TopPopular()}
+    plain = ab.run_ab(cfg, arms, 1_500, seed=4, salt="t", alpha=0.05)
+    adjusted = ab.run_ab(cfg, arms, 1_500, seed=4, salt="t", alpha=0.05, cuped=True)
+    before, after = plain["effects"]["toppop"][ab.PRIMARY], adjusted["effects"]["toppop"][ab.PRIMARY]
+    assert after["cuped"] > 1.05 and after["cuped"] == pytest.approx((before["se"] / after["se"]) ** 2, rel=1e-6)
+    assert abs(after["diff"] - before["diff"]) < 2 * before["se"]
+
+
+def test_power_and_mde_are_inverse_and_match_the_normal_formula():
+    need = ab_stats.users_needed(unit_var=8.0, control_mean=2.0, lift=0.05, alpha=0.05, power=0.8)
+    assert need == pytest.approx((1.959964 + 0.841621) ** 2 * 8.0 / 0.1**2, rel=1e-5)
+    assert ab_stats.mde(8.0, 2.0, round(need), 0.05, 0.8) == pytest.approx(0.05, rel=1e-3)
+
+
+def test_msprt_stays_valid_under_peeking_where_the_fixed_horizon_test_does_not():
+    """1,000 A/A streams of paired differences analysed at 20 looks: stopping at the first
+    fixed-horizon p < 0.05 claims a difference far more than 5% of the time; mSPRT's p does not."""
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    streams, looks, per_look, alpha = 1_000, 20, 50, 0.05
+    d = rng.normal(0.0, 1.0, (streams, looks * per_look))
+    naive, always = np.zeros(streams, bool), np.ones(streams)
+    for j in range(1, looks + 1):
+        seen = d[:, : j * per_look]
+        mean, var = seen.mean(1), seen.var(1, ddof=1) / seen.shape[1]
+        naive |= 2 * stats.norm.sf(np.abs(mean) / np.sqrt(var)) < alpha
+        ratio = np.array([ab_stats.msprt(m, v, tau=0.1) for m, v in zip(mean, var)])
+        always = np.minimum(always, 1 / ratio)
+    assert naive.mean() > 0.15
+    assert (always <= alpha).mean() <= alpha + 0.02
+
+
+def _aa_ok(calibration: dict, families_rate: float = 0.05) -> None:
+    """Not grossly miscalibrated: no metric's false-positive count beyond the binomial 99.9% upper
+    bound of its family's nominal rate (secondary metrics: each at alpha / 3, any of them at alpha)."""
+    from scipy import stats
+
+    runs = calibration["runs"]
+    top = lambda rate: stats.binom.ppf(0.999, runs, rate)  # noqa: E731
+    counts = calibration["counts"]
+    assert counts[ab.PRIMARY] <= top(families_rate), counts
+    assert counts["any secondary"] <= top(families_rate), counts
+    assert all(counts[m] <= top(families_rate / len(ab.SECONDARY)) for m in ab.SECONDARY), counts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("design", ab_stats.DESIGNS)
+def test_aa_tests_are_not_grossly_miscalibrated(design):
+    """80 A/A tests per design (the docs record 200+): the false-positive counts stay in binomial range,
+    and the rate is not zero everywhere (a test that can never fire is not calibrated either)."""
+    users = 400 if design == ab_stats.SPLIT else 200  # the same 200 users per arm
+    calibration = ab.aa_runs(design, 80, users)
+    _aa_ok(calibration)
+    assert sum(calibration["counts"][m] for m in ab.METRICS) > 0
+
+
+def test_replay_reruns_an_ab_to_the_same_figures(tmp_path, capsys):
+    argv = ["music", "random", "sticky", "--users", "300", "--seed", "3", "--salt", "s1", "--design", "paired",
+            "--cuped", "--looks", "3", "--storage", str(tmp_path), "--name", "first"]  # fmt: skip
+    assert ab.run(argv) == 0
+    record = json.loads((tmp_path / "first" / "ab.json").read_text())
+    settings = record["settings"]
+    assert (settings["seed"], settings["users"], settings["salt"], settings["design"]) == (3, 300, "s1", "paired")
+    assert [a["spec"] for a in settings["arms"]] == ["random", "sticky"] and record["commit"]
+    assert settings["arms"][1]["settings"] == {"fallback": False}
+    assert ab.run(["--replay", str(tmp_path / "first" / "ab.json"), "--storage", str(tmp_path), "--name", "again"]) == 0
+    assert "every figure matches" in capsys.readouterr().out
+    again = json.loads((tmp_path / "again" / "ab.json").read_text())
+    assert again["effects"] == record["effects"] and again["settings"] == settings
+    # a record whose figures are not what its settings give is caught
+    record["effects"]["sticky"][ab.PRIMARY]["diff"] += 0.01
+    (tmp_path / "edited.json").write_text(json.dumps(record))
+    assert ab.run(["--replay", str(tmp_path / "edited.json"), "--storage", str(tmp_path), "--name", "third"]) == 1
+    assert "REPLAY DIFFERS" in capsys.readouterr().out
