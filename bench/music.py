@@ -14,6 +14,7 @@ session at a time, lists and `math`, the same random-track recommender):
 """
 
 import math
+import os
 import random
 import sys
 import time
@@ -69,6 +70,7 @@ def reference(cfg, users: int) -> tuple[float, float]:
 
 
 def main(users: int) -> None:
+    print("load average at the start:", " ".join(f"{x:.1f}" for x in os.getloadavg()))
     cfg = music.MusicConfig()
     tick = time.perf_counter()
     music.catalogue_of(cfg)
@@ -111,9 +113,10 @@ def main(users: int) -> None:
     build_seconds = time.perf_counter() - tick
     results, seconds = {}, {}
     for design in ("split", "paired"):
-        tick = time.perf_counter()
+        tick, cpu = time.perf_counter(), time.process_time()
         results[design] = ab.run_ab(cfg, built, users, seed=0, salt="bench", alpha=0.05, design=design)
         seconds[design] = time.perf_counter() - tick
+        print(f"{design}: {seconds[design]:.1f} s wall, {time.process_time() - cpu:.1f} s CPU", flush=True)
 
     rows = [
         ("env steps/s, batched dynamics (10,000 sessions, random tracks)", bare, f"{bare / ref_steps:.1f}x"),
@@ -130,6 +133,7 @@ def main(users: int) -> None:
     print("| --- | --- | --- |")
     for name, value, against in rows:
         print(f"| {name} | {value:,.1f} | {against} |")
+    print("load average at the end:", " ".join(f"{x:.1f}" for x in os.getloadavg()))
     for design, result in results.items():
         print(f"\n{design}: seconds per arm", {k: round(v["seconds"], 1) for k, v in result["arms"].items()})
         print("| arm | users | time / session | vs random (primary, Bonferroni 98.75%, delta method) | pairing |")
