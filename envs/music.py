@@ -270,6 +270,15 @@ class Users:
 # ----------------------------------------------------------------------------- sessions, batched
 
 
+def _best_of(candidates: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the k best candidates per row, their values, the best value left off) by `values` (R, M)."""
+    order = np.argsort(-values, 1, kind="stable")
+    best = np.take_along_axis(candidates, order[:, :k], 1)
+    kept = np.take_along_axis(values, order[:, :k], 1)
+    left = np.take_along_axis(values, order[:, k : k + 1], 1)[:, 0] if values.shape[1] > k else np.zeros(len(values))
+    return best, kept, left
+
+
 class Sessions:
     """N sessions stepped together. Session i is session number `session[i]` of user `user[i]` of
     population `seed`; its draws depend on nothing else, so any recommender meets the same starts."""
@@ -355,7 +364,8 @@ class Sessions:
         """Draws up the oracle's shortlist of sessions `rows`: the best K by expected value among the 4K
         tracks most similar to the session; every track beyond those is worth at most the sigmoid of
         the next similarity (decay and repeats only lower it), which bounds the list with the best
-        value left off it."""
+        value left off it. A session whose 4K nearest are all worth less than that bound (used up by
+        decay and repeats) ranks the whole catalogue instead."""
         short, value, bound = self._oracle
         cat, k = self.cat, short.shape[1]
         m = min(4 * k, cat.size - 1)
@@ -365,13 +375,16 @@ class Sessions:
             near = np.argpartition(-sims, m, axis=1)[:, : m + 1]  # the m + 1 most similar, unordered
             near = np.take_along_axis(near, np.argsort(-np.take_along_axis(sims, near, 1), 1), 1)
             edge = np.take_along_axis(sims, near[:, m:], 1)[:, 0]
+            beyond = 1.0 / (1.0 + np.exp(-self.sharpness[part] * (edge - self.bias[part]))) + 1e-6  # float32 slack
             values = self.take(part).expected(near[:, :m])  # (R, m) exact, decay and repeats included
-            order = np.argsort(-values, 1, kind="stable")
-            short[part] = np.take_along_axis(near[:, :m], order[:, :k], 1)
-            value[part] = np.take_along_axis(values, order[:, :k], 1)
-            left = np.take_along_axis(values, order[:, k : k + 1], 1)[:, 0] if m > k else np.zeros(len(part))
-            beyond = 1.0 / (1.0 + np.exp(-self.sharpness[part] * (edge - self.bias[part])))
-            bound[part] = np.maximum(left, beyond + 1e-6)  # float32 rounding may order near-equal tracks either way
+            part_short, part_value, left = _best_of(near[:, :m], values, k)
+            part_bound = np.maximum(left, beyond)
+            for r in np.flatnonzero(part_value.max(1) < beyond):  # the nearest are used up: rank everything
+                everything = np.arange(cat.size)[None, :]
+                one = self.take(part[r : r + 1]).expected(everything)  # (1, T)
+                s1, v1, l1 = _best_of(everything, one, k)
+                part_short[r], part_value[r], part_bound[r] = s1[0], v1[0], l1[0]
+            short[part], value[part], bound[part] = part_short, part_value, part_bound
 
     def _update_oracle(self, rows: np.ndarray, tracks: np.ndarray) -> None:
         short, value, _ = self._oracle
