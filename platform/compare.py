@@ -229,9 +229,10 @@ def user_difference(pairs: list[tuple[dict, dict]], per_user: str, out: dict, li
         if a and b and a[m.USERS] == b[m.USERS]:
             keep = np.ones(len(a[m.USERS]), bool)
             if liked_only:
-                if m.TARGET_RATING not in a:
-                    continue  # measured before target ratings were recorded
-                keep = np.asarray(a[m.TARGET_RATING]) >= protocol.LIKED
+                ratings = a.get(m.TARGET_RATING) or b.get(m.TARGET_RATING)  # same users: same targets
+                if ratings is None:
+                    continue  # both measured before target ratings were recorded
+                keep = np.asarray(ratings) >= protocol.LIKED
             diffs.append(np.asarray(a[m.NDCG])[keep] - np.asarray(b[m.NDCG])[keep])
     if not diffs:
         return "n/a: no seed with the same test users" + (" and their ratings" if liked_only else "")
