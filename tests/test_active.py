@@ -385,17 +385,17 @@ def test_the_report_reads_an_unfinished_comparison(tmp_path):
     gives balanced accuracy beside accuracy and says where the pool ran out."""
     from trainables.active import benchmark
 
-    env = dataclasses.asdict(active.ActiveConfig(dataset="iris", batch=5, budget=100, start=6))
+    env = dataclasses.asdict(active.ActiveConfig(dataset="iris", batch=20, budget=100, start=6))
     rows = []
     for strategy in ("random", "margin", "oracle"):
         for seed in (0, 1):
             cell = benchmark.run_cell(env, strategy, seed)
-            rows.append({"key": al_compare.key(env, strategy, seed), "dataset": "iris", "k": 5, "start": 6,
+            rows.append({"key": al_compare.key(env, strategy, seed), "dataset": "iris", "k": 20, "start": 6,
                          "strategy": strategy, "seed": seed, **cell})  # fmt: skip
     assert all(r["exhausted"] and r["curve"][-1][0] == r["pool"] == 90 for r in rows)  # iris: a pool of 90
     (tmp_path / "cells.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = al_report.render(tmp_path)
     assert "**Unfinished**" in text and "oracle (ceiling)" in text and "AULC bal. acc." in text
     overview = text.split("## iris")[0]
-    assert "| iris | 6 | 5 | 2 |" in overview and "6 runs |" in overview  # every run used the whole pool
-    assert (tmp_path / "curves_iris_s6_k5.png").stat().st_size > 1000
+    assert "| iris | 6 | 20 | 2 |" in overview and "6 runs |" in overview  # every run used the whole pool
+    assert (tmp_path / "curves_iris_s6_k20.png").stat().st_size > 1000
