@@ -559,7 +559,7 @@ def replay_argv(record: dict) -> list[str]:
     return argv
 
 
-def differences(recorded: dict, rerun: dict) -> list[str]:
+def differences(original: dict, rerun: dict) -> list[str]:
     """The figures of two ab.json records that differ (run times aside)."""
     out = []
 
@@ -578,7 +578,7 @@ def differences(recorded: dict, rerun: dict) -> list[str]:
             out.append(f"{where}: {a!r} recorded, {b!r} rerun")
 
     for key in ("arms", "effects", "srm_p"):
-        walk(recorded.get(key), rerun.get(key), key)
+        walk(original.get(key), rerun.get(key), key)
     return out
 
 
@@ -682,21 +682,21 @@ def check(args: argparse.Namespace, folder: Path) -> None:
 def replay(args: argparse.Namespace) -> int:
     """Reruns the A/B an ab.json records (into a new folder) and compares every figure."""
     try:
-        recorded = json.loads(Path(args.replay).expanduser().read_text())
-        argv = replay_argv(recorded)
+        original = json.loads(Path(args.replay).expanduser().read_text())
+        argv = replay_argv(original)
     except (OSError, ValueError, KeyError) as err:
         print(f"error: --replay {args.replay}: not an ab.json this tool wrote ({err!r})", file=sys.stderr)
         return 2
     name = args.name or f"{Path(args.replay).resolve().parent.name}-replay-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"Replaying {args.replay} (commit {recorded['commit']}): python -m platform.ab {' '.join(argv)}")
+    print(f"Replaying {args.replay} (commit {original['commit']}): python -m platform.ab {' '.join(argv)}")
     code = run([*argv, "--name", name, "--storage", args.storage])
     if code:
         return code
     rerun = json.loads((Path(args.storage).expanduser() / name / "ab.json").read_text())
-    for was, now in zip(recorded["settings"]["arms"], rerun["settings"]["arms"]):
+    for was, now in zip(original["settings"]["arms"], rerun["settings"]["arms"]):
         if was.get("settings") != now.get("settings"):
             print(f"note: arm {was['spec']}: settings {was.get('settings')} recorded, {now.get('settings')} now")
-    wrong = differences(recorded, rerun)
+    wrong = differences(original, rerun)
     if wrong:
         print(f"REPLAY DIFFERS in {len(wrong)} figure(s), e.g. " + "; ".join(wrong[:3]))
         return 1

@@ -16,6 +16,7 @@ import envs
 from envs import music
 from platform import ab
 from tests.conftest import run_cli, trial_dirs
+from trainables.music import arms as music_arms
 
 SMALL = {"tracks": 600, "artists": 60}
 
