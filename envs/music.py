@@ -149,6 +149,12 @@ def uniform(seed: int, purpose: str, *keys) -> np.ndarray:
     return _to_unit(_chain(_start(seed, purpose), *keys))
 
 
+def arm_keys(seed: int, user: np.ndarray, session: np.ndarray) -> np.ndarray:
+    """(N, len(ARM_PURPOSES)) the hash states an arm's draws continue (SessionView.keys): a served
+    arm's service computes them from its own seed (platform/serve.py)."""
+    return np.stack([_chain(_start(seed, p), user, session) for p in ARM_PURPOSES], 1)
+
+
 def normal(seed: int, purpose: str, *keys) -> np.ndarray:
     """Standard normal numbers (Box-Muller on two hashed uniforms)."""
     u1 = uniform(seed, purpose, *keys, 0)
@@ -303,7 +309,7 @@ class Sessions:
         self.done = np.zeros(n, bool)
         # (N, len(ARM_PURPOSES)) hash states after (population, purpose, user, session): an arm's draws
         # continue them (SessionView.draw) without the population seed, which would regenerate the users
-        self.keys = np.stack([_chain(_start(seed, p), self.user, self.session) for p in ARM_PURPOSES], 1)
+        self.keys = arm_keys(seed, self.user, self.session)
         self._oracle = None  # (shortlist (N, K), its expected values (N, K), bound (N,)) once asked
         self.play(first)
 
@@ -873,13 +879,14 @@ class Outcome:
     population: int = -1  # the users' population seed
 
 
-def simulate(cfg: MusicConfig, recommend, seed: int, users: np.ndarray, first_session: int = 0) -> Outcome:
+def simulate(cfg: MusicConfig, recommend, seed: int, users: np.ndarray, first_session: int = 0, on_end=None) -> Outcome:
     """Runs `users` of population `seed` through their sessions with `recommend(view) -> (N,) track
     ids`, where view is the live sessions' SessionView (the Sessions themselves only for the
     TRUTH_READERS: the oracle and the logging policy). A session's batch shrinks as sessions end, so
     long sessions cost what they play. Sessions are numbered from `first_session`: the same users in
     another period (the A/B's pre-experiment sessions) draw starts, patience and returns independent
-    of sessions 0, 1, ..."""
+    of sessions 0, 1, ... `on_end(view)`, if given, hears of the sessions that just ended (an HTTP
+    arm's /last)."""
     truth = isinstance(recommend, TRUTH_READERS)
     parts, active = [], np.asarray(users, np.int64)
     for number in range(first_session, first_session + cfg.max_sessions):
@@ -891,6 +898,8 @@ def simulate(cfg: MusicConfig, recommend, seed: int, users: np.ndarray, first_se
             batch.play(recommend(batch if truth else batch.view()))
             if batch.done.any():
                 finished.append(batch.take(np.flatnonzero(batch.done)))
+                if on_end is not None:
+                    on_end(finished[-1].view())
                 batch = batch.take(np.flatnonzero(~batch.done))
         ended = _concat(finished)
         parts.append(ended)

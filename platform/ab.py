@@ -4,7 +4,7 @@ session simulator (envs/music.py). The first arm is the control.
     python -m platform.ab music random sticky embed:~/ray_results/music-pbt-... oracle --users 10000
     python -m platform.ab music random sticky --design paired --cuped --mde 0.05   # paired, CUPED, power
     python -m platform.ab music random random#b --users 10000           # an A/A test
-    python -m platform.ab music sticky http://localhost:5000/next       # your own service as an arm
+    python -m platform.ab music sticky http://localhost:5000            # a service as an arm (platform.serve)
     python -m platform.ab --replay ~/ray_results/ab-music-.../ab.json   # rerun a recorded A/B
 
 Arms (each sees only what a service could: the session so far, and what it learned from the
@@ -21,7 +21,9 @@ logged sessions of --log-users users of population --log-seed; only the oracle r
   policy:PATH          an RL model trained on tunelab/MusicSession-v0 (`python -m platform.tune dqn
                        --set env=tunelab/MusicSession-v0`, or ppo): its experiment folder (the
                        best trial) or one trial's folder
-  http://HOST:PORT/P   a recommender service: POST {"user", "track", "time"} -> {"track"}
+  http://HOST:PORT     a recommender service speaking the course's protocol (POST /next/<user> and
+                       /last/<user> with {"track", "time"}; python -m platform.serve serves any arm so);
+                       a user whose requests fail (--http-*) is left out and counted as failed
   ARM#TAG              the same arm again under another name (A/A tests)
 
 Designs. split (the default, as a real A/B): users 0..N-1 of population --seed are divided between
@@ -62,6 +64,7 @@ from platform import ab_stats, tables
 from platform import results as recorded
 from trainables.config import ConfigError, apply_assignments, parse_assignment
 from trainables.music import arms as music_arms
+from trainables.music.http_arm import HttpArm, HttpSettings
 
 METRICS = ("time_per_session", "tracks_per_session", "sessions", "artists_per_session")
 PRIMARY = METRICS[0]
@@ -104,6 +107,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-seed", type=int, default=music.LOG_SEED, help="population seed of those logs")
 
     p.add_argument("--log", action="store_true", help="also write every session as sessions.parquet")
+    http = HttpSettings()
+    p.add_argument("--http-concurrency", type=int, default=http.concurrency, help="an HTTP arm's requests in flight")
+    p.add_argument("--http-timeout", type=float, default=http.timeout, help="seconds an HTTP arm waits for an answer")
+    p.add_argument("--http-retries", type=int, default=http.retries, help="an HTTP arm's retries of a failed request")
     p.add_argument("--name", help="default: ab-music-TIMESTAMP")
     p.add_argument("--storage", default=os.environ.get("TUNELAB_STORAGE", "~/ray_results"))
     p.add_argument("--design", choices=ab_stats.DESIGNS, default=ab_stats.SPLIT,
@@ -130,14 +137,11 @@ def sim_config(assignments: list[str]) -> music.MusicConfig:
         raise ConfigError(f"--set: {err}") from None
 
 
-def build_arm(spec: str, cfg: music.MusicConfig, log_users: int, log_seed: int):
+def build_arm(spec: str, cfg: music.MusicConfig, log_users: int, log_seed: int, http: HttpSettings | None = None):
     """The recommender an ARM text names; ConfigError naming the problem otherwise."""
     base = spec.split("#", 1)[0]
     if base.startswith("http://") or base.startswith("https://"):
-        try:
-            return music_arms.Remote(base)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        return HttpArm(base, http or HttpSettings())
     if base.startswith("embed:"):
         where = model_file(base[len("embed:") :])
         arm = music_arms.Embedding.load(where)
@@ -164,7 +168,7 @@ def build_arm(spec: str, cfg: music.MusicConfig, log_users: int, log_seed: int):
     if base in music_arms.HEURISTICS:
         return music_arms.heuristic(base)
     raise ConfigError(
-        f"unknown arm {spec!r}; choose from {', '.join(music_arms.HEURISTICS)}, embed:PATH or http://HOST:PORT/PATH"
+        f"unknown arm {spec!r}; choose from {', '.join(music_arms.HEURISTICS)}, embed:PATH, policy:PATH or http://HOST:PORT"
     )
 
 
@@ -293,6 +297,17 @@ def per_user(outcome: music.Outcome, users: np.ndarray) -> dict[str, np.ndarray]
     }
 
 
+def only_users(outcome: music.Outcome, users: np.ndarray) -> music.Outcome:
+    """The sessions of `users` only."""
+    keep = np.isin(outcome.user, users)
+    rows = np.flatnonzero(keep)
+    return dataclasses.replace(
+        outcome, user=outcome.user[keep], session=outcome.session[keep], tracks=outcome.tracks[keep],
+        time=outcome.time[keep], artists=outcome.artists[keep], played=[outcome.played[i] for i in rows],
+        listened=[outcome.listened[i] for i in rows],
+    )  # fmt: skip
+
+
 def levels(alpha: float, treatments: int) -> dict[str, float]:
     """The alpha of every interval in each family: the primary metric Bonferroni over the treatments,
     the secondary metrics Bonferroni over treatments x secondary metrics (each family keeps its
@@ -329,11 +344,25 @@ def run_ab(
         if not len(mine):
             raise ConfigError(f"arm {name} got no users; use more --users")
         tick = time.perf_counter()
-        outcomes[name] = music.simulate(cfg, arms[name], seed, mine)
+        remote = isinstance(arms[name], HttpArm)
+        outcomes[name] = music.simulate(cfg, arms[name], seed, mine, on_end=arms[name].end if remote else None)
+        failed = np.array(sorted(arms[name].failed) if remote else [], np.int64)
+        if len(failed):  # users whose requests failed: out of the analysis, counted (the sample-ratio check sees them)
+            if design == ab_stats.PAIRED:
+                first = next(iter(arms[name].failed.values()))
+                raise RuntimeError(f"arm {name}: {len(failed)} users' requests failed; the paired design needs "
+                                   f"every user in every arm; the first: {first}")  # fmt: skip
+            mine = members[name] = np.setdiff1d(mine, failed)
+            outcomes[name] = only_users(outcomes[name], mine)
+        if not len(mine):
+            first = next(iter(arms[name].failed.values()))
+            raise RuntimeError(f"arm {name}: every user's requests failed; the first: {first}")
         per[name] = per_user(outcomes[name], mine)
         played = np.unique(np.concatenate(outcomes[name].played))
         figures[name] = {
             "users": len(mine),
+            "failed_users": len(failed),
+            "first_failure": next(iter(arms[name].failed.values())) if len(failed) else "",
             **{k: float(v.mean()) for k, v in per[name].items()},
             "coverage": len(played) / music.catalogue_of(cfg).size,
             "seconds": time.perf_counter() - tick,
@@ -467,6 +496,10 @@ def table(result: dict, power: float = 0.8, lift: float | None = None) -> str:
         lines.append(
             f"Sample ratio: p={result['srm_p']:.3g} " + ("(ok)" if ok else "SAMPLE RATIO MISMATCH: the split is broken")
         )
+    for name in names:
+        if result["arms"][name].get("failed_users"):
+            first = result["arms"][name]["first_failure"]
+            lines.append(f"{name}: {result['arms'][name]['failed_users']} users failed, left out; the first: {first}")
     return "\n".join(lines)
 
 
@@ -717,9 +750,17 @@ def run(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--log-seed {args.log_seed} is the A/B's population (--seed): arms would learn from "
                               "their test users; pick another --log-seed")  # fmt: skip
         specs = with_greedy(args.arms)
-        arms = {spec: build_arm(spec, cfg, args.log_users, args.log_seed) for spec in specs}
+        http = HttpSettings(args.http_concurrency, args.http_timeout, args.http_retries)
+        arms = {spec: build_arm(spec, cfg, args.log_users, args.log_seed, http) for spec in specs}
         check_populations(arms, args.seed)
-        result = run_ab(cfg, arms, args.users, args.seed, args.salt, args.alpha, args.design, args.cuped, args.looks)
+        try:
+            result = run_ab(
+                cfg, arms, args.users, args.seed, args.salt, args.alpha, args.design, args.cuped, args.looks
+            )
+        finally:
+            for arm in arms.values():
+                if isinstance(arm, HttpArm):
+                    arm.close()
         result["versus_greedy"] = versus_greedy(result, args.alpha)
         record = {"settings": settings(args, arms), "commit": commit(), "date": time.strftime("%Y-%m-%d")}
     except ConfigError as err:

@@ -9,9 +9,6 @@ learned from another population's logged sessions): neither leads back to the si
 
 import dataclasses
 import functools
-import http.client
-import json
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -203,37 +200,6 @@ class Policy:
         options = music.service_candidates(s, self.known)  # (N, M)
         action = np.asarray(self.act(music.observe(s, self.known, options)), np.int64)
         return options[np.arange(len(options)), action]
-
-
-class Remote:
-    """An HTTP recommender, as in the course: POST {"user", "track" (the last), "time" (its listened
-    fraction)} as JSON to the URL, answered by {"track": next}. One kept-alive connection."""
-
-    def __init__(self, url: str, timeout: float = 10.0):
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"arm {url!r}: an HTTP arm is http://HOST:PORT/PATH")
-        self.url, self.path = url, parts.path or "/"
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
-
-    def ask(self, user: int, track: int, time: float) -> int:
-        body = json.dumps({"user": user, "track": track, "time": time})
-        self.connection.request("POST", self.path, body, {"Content-Type": "application/json"})
-        response = self.connection.getresponse()
-        payload = response.read()
-        if response.status != 200:
-            raise RuntimeError(f"{self.url} answered {response.status}: {payload[:200]!r}")
-        return int(json.loads(payload)["track"])
-
-    def __call__(self, s: music.SessionView) -> np.ndarray:
-        last, time = s.last, s.last_listened
-        out = np.array([self.ask(int(u), int(t), float(x)) for u, t, x in zip(s.user, last, time)], np.int64)
-        if ((out < 0) | (out >= s.cat.size)).any():
-            raise RuntimeError(f"{self.url} answered a track outside 0..{s.cat.size - 1}")
-        return out
-
-    def close(self) -> None:
-        self.connection.close()
 
 
 def heuristic(name: str, known: music.Logged | None = None):
