@@ -1,5 +1,5 @@
 """`python -m platform.serve music ARM [--port N] [--host H] [arm settings]`: any music arm as a real
-HTTP service speaking the course's protocol, and the HTTP arm that the A/B uses to call one.
+HTTP service speaking the course's protocol (the A/B calls one: trainables/music/http_arm.py).
 
     python -m platform.serve music sticky --port 5000
     python -m platform.serve music embed:~/ray_results/music-pbt-...   # a learned arm, from its checkpoint
