@@ -24,6 +24,7 @@ an arm gives the A/B the same figures over HTTP as in-process. One process, stat
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import socket
 import sys
@@ -252,7 +253,8 @@ def run(argv: list[str] | None = None) -> int:
     host, port = sock.getsockname()[:2]
     ready = f"serving {args.arm} at http://{host}:{port} (POST /next/<user>, /last/<user>); Ctrl-C stops"
     config = uvicorn.Config(app(service, args.arm, ready), log_level="warning", access_log=False, timeout_keep_alive=60)
-    uvicorn.Server(config).run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C (SIGINT) is how a service stops: no traceback
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
