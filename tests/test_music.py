@@ -259,7 +259,7 @@ def test_trained_models_are_arms(ray_session, tmp_path, capsys):
     assert ab.run(["music", "random", f"policy:{tmp_path / 'rl'}", "--users", "300", "--storage", str(tmp_path),
                    "--name", "p"]) == 0  # fmt: skip
     figures = json.loads((tmp_path / "p" / "ab.json").read_text())
-    assert figures["arms"][f"policy:{tmp_path / 'rl'}"]["users"] > 100 and "greedy" in figures["arms"]
+    assert figures["arms"][f"policy:{tmp_path / 'rl'}"]["users"] > 50 and "greedy" in figures["arms"]
     assert f"policy:{tmp_path / 'rl'}" in figures["versus_greedy"]
     # the checkpoint itself records the populations the policy trained on
     state = torch.load(next((tmp_path / "rl").glob("*/checkpoint_*/state.pt")), weights_only=False)

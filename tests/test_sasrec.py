@@ -127,7 +127,7 @@ def test_popularity_correction_is_an_explicit_option_starting_at_zero():
 
 @pytest.mark.slow  # trains on generated data: tens of seconds
 def test_training_stops_on_its_best_validation_epoch_and_keeps_those_weights():
-    model = trained(iterations=40, patience=2, lr=0.02)
+    model = trained(iterations=40, patience=2, lr=0.02, epochs_per_iteration=1)
     history = []
     while not (history and history[-1]["done"]):
         history.append(model.train())
