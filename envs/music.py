@@ -285,7 +285,26 @@ def _best_of(candidates: np.ndarray, values: np.ndarray, k: int) -> tuple[np.nda
     return best, kept, left
 
 
-class Sessions:
+class PlayedSoFar:
+    """What the simulator and an arm's view both read of the sessions so far: `played`, `listened`
+    (N, width), `steps` and `user` (N,) are the subclass's."""
+
+    __slots__ = ()
+
+    @property
+    def first(self) -> np.ndarray:
+        return self.played[:, 0]
+
+    @property
+    def last(self) -> np.ndarray:
+        return self.played[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
+
+    @property
+    def last_listened(self) -> np.ndarray:
+        return self.listened[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
+
+
+class Sessions(PlayedSoFar):
     """N sessions stepped together. Session i is session number `session[i]` of user `user[i]` of
     population `seed`; its draws depend on nothing else, so any recommender meets the same starts."""
 
@@ -312,18 +331,6 @@ class Sessions:
         self.keys = arm_keys(seed, self.user, self.session)
         self._oracle = None  # (shortlist (N, K), its expected values (N, K), bound (N,)) once asked
         self.play(first)
-
-    @property
-    def first(self) -> np.ndarray:
-        return self.played[:, 0]
-
-    @property
-    def last(self) -> np.ndarray:
-        return self.played[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
-
-    @property
-    def last_listened(self) -> np.ndarray:
-        return self.listened[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
 
     def _width(self) -> int:
         """Columns of `played` in use (sessions are mostly far shorter than max_steps)."""
@@ -463,7 +470,7 @@ class Sessions:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class SessionView:
+class SessionView(PlayedSoFar):
     """N live sessions as a recommender service sees them: who, which tracks so far, how much of
     each was listened to, and their artists; the catalogue's public metadata (artists). Nothing
     else: no reference to the simulator, its embedding or popularity, the users' hidden session
@@ -477,18 +484,6 @@ class SessionView:
     artists: np.ndarray  # (N, W) artist of each played track, -1 past steps
     cat: Metadata
     keys: np.ndarray  # (N, len(ARM_PURPOSES)) hash states for draws (see draw)
-
-    @property
-    def first(self) -> np.ndarray:
-        return self.played[:, 0]
-
-    @property
-    def last(self) -> np.ndarray:
-        return self.played[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
-
-    @property
-    def last_listened(self) -> np.ndarray:
-        return self.listened[np.arange(len(self.user)), np.maximum(self.steps - 1, 0)]
 
     def is_played(self, tracks: np.ndarray) -> np.ndarray:
         """(N, ...) whether each of `tracks` (N, ...) was played in its session."""
