@@ -46,6 +46,9 @@ SELF_TRAINING_THRESHOLD = 0.9  # a pool point joins self-training with a predict
 PROBES = 32  # pool points whose sorted max-probabilities describe the classifier's state
 STATE_FEATURES = PROBES + 3  # probes, budget used, position in batch, validation accuracy
 CANDIDATE_FEATURES = 8
+# How the M candidates are drawn: half the pool's most uncertain by margin and half at random (the
+# policy is handed margin's ranking), or all uniformly from the unlabelled pool (it is not).
+CANDIDATE_SAMPLING = ("margin_half", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +69,10 @@ class ActiveConfig:
     """Validation labels held out beside the pool (not counted in the budget): read only by the
     learned policy's state and reward. Training datasets may afford more."""
     candidates: int = 32
-    """M: candidates per pick (half the pool's most uncertain by margin, half at random)."""
+    """M: candidates per pick, drawn as `candidate_sampling` says."""
+    candidate_sampling: str = "margin_half"
+    """margin_half: half the M candidates are the pool's most uncertain by margin, half at random
+    (the policy is handed margin's ranking); uniform: all M at random from the unlabelled pool."""
     classifier: str = "logreg"
     """logreg (fast; C by cross-validation on the start set) or mlp (one hidden layer of 32)."""
     self_training: bool = False
@@ -85,6 +91,9 @@ class ActiveConfig:
             al_datasets.check_name(name)
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be logreg or mlp, got {self.classifier!r}")
+        if self.candidate_sampling not in CANDIDATE_SAMPLING:
+            raise ValueError(f"candidate_sampling must be one of {', '.join(CANDIDATE_SAMPLING)}, "
+                             f"got {self.candidate_sampling!r}")  # fmt: skip
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -278,10 +287,27 @@ class Learner:
         return 1.0 - self.proba.max(1)
 
     def distance_to_labelled(self) -> np.ndarray:
-        """(P,) distance of every pool point to the labelled set (changes only with a fit)."""
+        """(P,) distance of every pool point to the labelled set in the model's embedding (the space
+        coreset and BADGE use; changes only with a fit)."""
         if "labelled" not in self._cache:
-            self._cache["labelled"] = self.distance_to(self.labelled)
+            self._cache["labelled"] = self.distance_to(self.labelled, self.embedding())
         return self._cache["labelled"]
+
+    def embedding_scale(self) -> float:
+        """The typical distance between neighbouring pool points in the embedding: the unit of the
+        candidates' distance features. In the standardised features (logistic regression) it is the
+        task's fixed scale; in the MLP's hidden layer, which moves with every fit, the median
+        distance of a pool point to its nearest other pool point, once per fit."""
+        if "scale" not in self._cache:
+            emb = self.embedding()
+            if emb is self.xp:
+                self._cache["scale"] = self.geometry["scale"]
+            else:
+                sq = (emb**2).sum(1)
+                d2 = sq[:, None] - 2 * emb @ emb.T + sq[None, :]  # (P, P)
+                np.fill_diagonal(d2, np.inf)
+                self._cache["scale"] = float(np.median(np.sqrt(np.maximum(d2.min(1), 0)))) + 1e-8
+        return self._cache["scale"]
 
     def distance_to(self, mask: np.ndarray, points: np.ndarray | None = None) -> np.ndarray:
         """(P,) Euclidean distance of every pool point to the nearest point of `mask` (inf if none), in
@@ -320,14 +346,17 @@ def task_geometry(name: str) -> dict:
 
 def candidate_features(learner: Learner, candidates: np.ndarray, picked: np.ndarray) -> np.ndarray:
     """(M, CANDIDATE_FEATURES) in roughly [0, 1]: margin, entropy, least confidence, distance to the
-    labelled set, distance to this batch's picks, density, cluster size, already picked."""
+    labelled set, distance to this batch's picks (both in the model's embedding, as coreset and
+    BADGE measure them), density, cluster size (label-free, in the standardised features), already
+    picked."""
     g = learner.geometry
-    scale = g["scale"]
+    scale = learner.embedding_scale()
+    emb = learner.embedding()  # (P, E)
     to_labelled = learner.distance_to_labelled()[candidates]
     batch_mask = np.zeros(len(learner.xp), bool)
     batch_mask[picked] = True
     if len(picked):  # (M, picked) distances only
-        diff = learner.xp[candidates][:, None, :] - learner.xp[picked][None, :, :]
+        diff = emb[candidates][:, None, :] - emb[picked][None, :, :]
         to_batch = np.sqrt((diff**2).sum(-1)).min(1)
     else:
         to_batch = np.full(len(candidates), 4 * scale)
@@ -354,12 +383,15 @@ def state_features(learner: Learner, position: int) -> np.ndarray:
 
 
 def draw_candidates(learner: Learner, picked: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
-    """M unlabelled, unpicked pool positions: half the most uncertain by margin, half at random."""
+    """M unlabelled, unpicked pool positions: margin_half, the M // 2 most uncertain by margin and
+    the rest at random; uniform, all M at random."""
     free = ~learner.labelled
     free[picked] = False
     open_ = np.flatnonzero(free)
     if len(open_) <= m:
         return np.resize(open_, m)
+    if learner.cfg.candidate_sampling == "uniform":
+        return rng.choice(open_, m, replace=False)
     order = learner.margin_order()
     uncertain = order[free[order]][: m // 2]
     free[uncertain] = False

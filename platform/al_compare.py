@@ -148,10 +148,10 @@ def key(env: dict, strategy: str, seed: int) -> str:
     return json.dumps([env, strategy, seed], sort_keys=True)
 
 
-def finished(folder: Path, settings: dict) -> dict[str, dict]:
-    """The runs an unfinished comparison of the same settings already holds (key -> row); a folder
-    of other settings or a finished comparison is refused."""
-    if (folder / "al.json").exists():
+def finished(folder: Path, settings: dict, result: str = "al.json", lines: str = "cells.jsonl") -> dict[str, dict]:
+    """The runs an unfinished comparison of the same settings already holds in `lines` (key -> row);
+    a folder of other settings or a finished comparison (one with `result`) is refused."""
+    if (folder / result).exists():
         raise ConfigError(f"{folder} already holds a comparison; pass a new --name (nothing was changed)")
     if not (folder / "settings.json").exists():
         return {}
@@ -161,7 +161,7 @@ def finished(folder: Path, settings: dict) -> dict[str, dict]:
         raise ConfigError(f"{folder} holds an unfinished comparison with other settings ({', '.join(changed)}); "
                           "rerun it with the same flags or pass a new --name")  # fmt: skip
     done = {}
-    with (folder / "cells.jsonl").open() as handle:
+    with (folder / lines).open() as handle:
         for line in handle:
             if line.strip():
                 row = json.loads(line)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from platform import tables
+from trainables.active.policy import decision_bins
 from trainables.active.strategies import label
 from trainables.stats import confidence_interval
 
@@ -223,21 +224,30 @@ def decisions(cells: list[dict], folder: Path, plt) -> list[str]:
     runs = [np.asarray(c["decisions"]) for c in cells if c.get("decisions")]
     if not runs:
         return []
-    picks = np.concatenate(runs)  # (picks, 1 + features): budget used, then the candidate's features
-    bins = np.minimum((picks[:, 0] * 5).astype(int), 4)
-    means = np.array([picks[bins == b, 1 : 1 + len(FEATURES)].mean(0) for b in range(5) if (bins == b).any()])
-    out = ["## The learned policy's decisions over time", "",
-           "Mean features of the candidates it picked, by fifth of the label budget used:", ""]  # fmt: skip
-    rows = [[f"{20 * b}-{20 * (b + 1)}%", *(f"{v:.3f}" for v in row)] for b, row in enumerate(means)]
+    sums, counts = decision_bins(np.concatenate(runs))
+    return ["## The learned policy's decisions over time", "",
+            *decisions_table(sums, counts, len(runs), folder / "decisions.png", plt)]  # fmt: skip
+
+
+def decisions_table(sums: np.ndarray, counts: np.ndarray, runs: int, png: Path, plt, title: str = "") -> list[str]:
+    """A table (and the figure `png`) of the picked candidates' mean features by fifth of the budget,
+    from trainables.active.policy.decision_bins's sums (bins, features) and counts (bins,)."""
+    sums, counts = np.asarray(sums, float), np.asarray(counts)
+    present = np.flatnonzero(counts)  # a large K leaves some fifths without a pick
+    means = sums[present, : len(FEATURES)] / counts[present, None]  # (bins with picks, features)
+    out = ["Mean features of the candidates it picked, by fifth of the label budget used:", ""]
+    rows = [[f"{20 * b}-{20 * (b + 1)}%", *(f"{v:.3f}" for v in row)] for b, row in zip(present, means)]
     out += tables.table(["budget used", *FEATURES], rows)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for f, name in enumerate(FEATURES):
-        ax.plot(range(1, len(means) + 1), means[:, f], marker="o", label=name)
+        ax.plot(present + 1, means[:, f], marker="o", label=name)
     ax.set_xlabel("fifth of the budget")
     ax.set_ylabel("mean feature of picked candidates")
+    if title:
+        ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
-    note = tables.caption("mean candidate feature (the env's units)", f"{len(picks)} picks over {len(runs)} runs")
-    (folder / "decisions.png").write_bytes(tables.png(fig, note))
+    note = tables.caption("mean candidate feature (the env's units)", f"{int(counts.sum())} picks over {runs} runs")
+    png.write_bytes(tables.png(fig, note))
     plt.close(fig)
     return out + [""]
 

@@ -24,7 +24,7 @@ COLUMNS = "100"
 # The models whose --show-config is shown: the default recommender and the default RL model.
 SHOW_CONFIG_MODELS = ("dt", "dqn")
 # The order a reader meets the commands in; a command not named here follows, alphabetically.
-FIRST = ("tune", "compare", "returns", "report", "ab", "serve", "al_compare", "al_report", "clusters")
+FIRST = ("tune", "compare", "returns", "report", "ab", "serve", "al_compare", "al_report", "al_lodo", "clusters")
 
 
 def commands() -> list[str]:

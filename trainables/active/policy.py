@@ -47,6 +47,9 @@ class ALConfig:
     budget: int = 100
     start: int = 20
     candidates: int = 32
+    candidate_sampling: str = "margin_half"
+    """How the env draws the candidates (envs/active.CANDIDATE_SAMPLING): margin_half hands the
+    policy margin's top half; uniform draws them all at random from the pool."""
     classifier: str = "logreg"
     hidden: int = 64
     prior: float = 5.0
@@ -64,6 +67,10 @@ class ALConfig:
     episodes_per_iteration: int = 4
     iterations: int = 25
     valid_seeds: int = 2
+    valid_every: int = 1
+    """Validate every N iterations and at the last (between them the last figures are reported
+    again): validation plays valid_seeds x training datasets episodes, more than an iteration's
+    training when the datasets are many."""
     test_seeds: int = 20
     checkpoint_every: int = 1
     seed: int = 0
@@ -71,7 +78,10 @@ class ALConfig:
 
     def __post_init__(self):
         check_range(self, "[1, inf)", "batch budget candidates hidden episodes_per_iteration iterations")
-        check_range(self, "[1, inf)", "valid_seeds test_seeds checkpoint_every")
+        check_range(self, "[1, inf)", "valid_seeds valid_every test_seeds checkpoint_every")
+        if self.candidate_sampling not in active.CANDIDATE_SAMPLING:
+            raise ValueError(f"candidate_sampling must be one of {', '.join(active.CANDIDATE_SAMPLING)}, "
+                             f"got {self.candidate_sampling!r}")  # fmt: skip
         check_range(self, "[2, inf)", "start")
         check_range(self, "(0, inf)", "lr")
         for name in ("lr_schedule", "entropy", "temperature"):
@@ -89,7 +99,8 @@ class ALConfig:
 
     def env(self, dataset: str) -> active.ActiveConfig:
         return active.ActiveConfig(dataset=dataset, batch=self.batch, budget=self.budget, start=self.start,
-                                   candidates=self.candidates, classifier=self.classifier)  # fmt: skip
+                                   candidates=self.candidates, candidate_sampling=self.candidate_sampling,
+                                   classifier=self.classifier)  # fmt: skip
 
 
 def parse(config: dict) -> ALConfig:
@@ -129,6 +140,18 @@ class Decisions:
     def record(self, obs: np.ndarray, action: int) -> None:
         cand = obs[active.STATE_FEATURES :].reshape(-1, active.CANDIDATE_FEATURES)[action]
         self.rows.append(np.concatenate([[obs[active.STATE_FEATURES - 3]], cand]))  # budget used, features
+
+
+DECISION_BINS = 5  # picks are summarised by fifth of the label budget used
+
+
+def decision_bins(rows: np.ndarray, bins: int = DECISION_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Decisions' rows (picks, 1 + CANDIDATE_FEATURES) -> (sums (bins, CANDIDATE_FEATURES) of the
+    picked candidates' features, counts (bins,) of picks), by the fraction of the budget used."""
+    which = np.minimum((rows[:, 0] * bins).astype(int), bins - 1)
+    sums = np.zeros((bins, rows.shape[1] - 1))
+    np.add.at(sums, which, rows[:, 1:])
+    return sums, np.bincount(which, minlength=bins)
 
 
 def play(model: Scorer, env: active.ActiveLearningEnv, split: int, temperature: float, rng: torch.Generator):
@@ -199,6 +222,7 @@ class ActiveLearningTrainable(ray.tune.Trainable):
         self.envs = {d: active.ActiveLearningEnv(**dataclasses.asdict(cfg.env(d))) for d in cfg.datasets}
         self.episodes = 0
         self.margin_cache: dict = {}
+        self.validation: dict = {}  # the last validation figures
 
     def progress(self) -> float:
         return self.iteration / self.cfg.iterations
@@ -232,15 +256,18 @@ class ActiveLearningTrainable(ray.tune.Trainable):
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
+        last = self.iteration + 1 >= cfg.iterations
+        if last or not self.validation or (self.iteration + 1) % cfg.valid_every == 0:
+            self.validation = self.validate()
         return {
-            **self.validate(),
+            **self.validation,
             m.TRAIN_LOSS: loss.item(),
             "train/entropy": entropy.item(),
             "train/temperature": temperature,
             "train/entropy_weight": beta,
             "train/episodes": self.episodes,
             **{m.HPARAM_PREFIX + "lr": self.optimizer.param_groups[0]["lr"]},
-            "done": self.iteration + 1 >= cfg.iterations,
+            "done": last,
         }
 
     def _margin(self, dataset: str, split: int) -> list:
