@@ -223,7 +223,7 @@ def user_difference(pairs: list[tuple[dict, dict]], per_user: str, out: dict, li
     """The per-user NDCG@10 difference over seeds and test users (stats.paired_bootstrap), as a cell;
     recorded in `out`. `liked_only`: over the users whose target is rated >= 4 (protocol.LIKED).
     Seeds whose two runs measured different users are not paired."""
-    diffs = []
+    diffs, users_of = [], []
     for mine, ref in pairs:
         a, b = mine.get(per_user), ref.get(per_user)
         if a and b and a[m.USERS] == b[m.USERS]:
@@ -234,10 +234,13 @@ def user_difference(pairs: list[tuple[dict, dict]], per_user: str, out: dict, li
                     continue  # both measured before target ratings were recorded
                 keep = np.asarray(ratings) >= protocol.LIKED
             diffs.append(np.asarray(a[m.NDCG])[keep] - np.asarray(b[m.NDCG])[keep])
+            users_of.append(a[m.USERS])
     if not diffs:
         return "n/a: no seed with the same test users" + (" and their ratings" if liked_only else "")
-    mean, low, high = stats.paired_bootstrap(diffs)
-    method = stats.BOOTSTRAP_METHOD.format(resamples=2000)
+    # One fixed split: every seed measured the same users, whose effect the seeds share.
+    same_users = all(users == users_of[0] for users in users_of)
+    mean, low, high = stats.paired_bootstrap(diffs, same_users=same_users)
+    method = (stats.CROSSED_METHOD if same_users else stats.BOOTSTRAP_METHOD).format(resamples=2000)
     users = sum(len(d) for d in diffs)
     out["liked_user_difference" if liked_only else "user_difference"] = {
         "mean": mean,
@@ -289,7 +292,8 @@ def run(argv: list[str] | None = None) -> int:
     head = (
         f"Comparison over {args.seeds} seed(s) ({'data and training' if args.vary_data else 'training'} seeds), "
         f"{on}; valid score selects, test figures measured once on each selected trial; mean [95% t-interval "
-        "over seeds]; (seeds x users): " + stats.BOOTSTRAP_METHOD.format(resamples=2000) + ", 95%."
+        "over seeds]; (seeds x users): " + stats.BOOTSTRAP_METHOD.format(resamples=2000) + ", 95%, one user draw "
+        "shared by the seeds where every seed measured the same users (comparison.json names each method)."
     )
     if args.vary_data and not varies_data(planned[0][3].config):
         head += (

@@ -60,6 +60,8 @@ def test_compare_tunes_each_model_and_reports_paired_intervals(ray_session, tmp_
     assert users["seeds"] == 2 and users["users"] == sum(len(selected["dt", s][m.USERS]) for s in (0, 1))
     by_seed = [np.subtract(selected["ease", s][m.NDCG], selected["dt", s][m.NDCG]).mean() for s in (0, 1)]
     assert users["mean"] == pytest.approx(np.mean(by_seed), abs=1e-5)
+    # one fixed split: both seeds measured the same users, drawn once for both seeds in the bootstrap
+    assert selected["dt", 0][m.USERS] == selected["dt", 1][m.USERS] and "one user draw shared" in users["method"]
     assert per_user not in report["runs"]["ease"][0]  # the lists stay in test.json
     liked = report["models"]["ease"]["liked_user_difference"]  # the same over users with a liked target
     assert 0 < liked["users"] < users["users"]
@@ -77,8 +79,12 @@ def test_compare_tunes_each_model_and_reports_paired_intervals(ray_session, tmp_
     assert returns.run([str(root), "--reference", "ease", "--targets", "0.6,1.0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines if line.startswith("| ")}
-    assert {"ease", "dt, 0.6", "dt, 1"} <= set(rows)
-    selected = next(cells for label, cells in rows.items() if label.startswith("dt, selected"))
+    assert {"ease", "dt, 0.6", "dt, 1", "ease + rating prior, lambda 4"} <= set(rows)
+    # the reference given the DT's rating information, and both tuned for liked items on validation
+    tuned = next(label for label in rows if label.startswith("ease + rating prior, tuned for liked"))
+    assert {float(x) for x in tuned.split("(")[1].rstrip(")").split(", ")} <= {0, 0.25, 0.5, 1, 2, 4}
+    assert any(label.startswith("dt, tuned for liked") for label in rows) and "dt - reference + prior" in rows
+    selected = next(cells for label, cells in rows.items() if label.startswith("dt, as selected"))
     assert float(selected[1]) == pytest.approx(
         np.mean([r[m.split_metric(m.TEST, m.HR)] for r in report["runs"]["dt"]]), abs=1e-4
     )

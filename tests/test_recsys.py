@@ -232,3 +232,30 @@ def test_order_carries_signal_a_sequential_model_learns():
             ]
     assert got["next", False] > got["next", True] + 0.08, got
     assert got["ease", False] == got["ease", True] and got["history", False] == got["history", True], got
+
+
+def test_the_rating_prior_is_toprated_z_scored_over_the_vocabulary_and_moves_hits_to_liked_items(tmp_path):
+    """platform.returns' reference given the ratings the DT reads: scores + lambda x z(shrunk mean
+    rating). On data where half the items are rated 5 and half 1, a large lambda ranks the 5-star
+    items first, so every hit is a liked one."""
+    from platform import returns
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(200):
+        items = rng.choice(40, 12, replace=False)
+        rows += [(user, int(i), 5 if i % 2 else 1, t) for t, i in enumerate(items)]
+    split = split_of(write_tsv(tmp_path, rows))
+    prior = returns.rating_prior(split)
+    known = prior[split.vocabulary]
+    assert known.mean() == pytest.approx(0, abs=1e-9) and known.std() == pytest.approx(1)
+    assert (prior[1::2][split.vocabulary[1::2]] > 0).all() and (prior[0::2][split.vocabulary[0::2]] < 0).all()
+    popularity = baselines.fit(baselines.BaselineConfig(method="popularity"), split)
+    hits = {}
+    for lam in (0.0, 1e3):
+        score = returns.with_prior(popularity, prior, lam)
+        users = protocol.evaluate(score, split.test, split.vocabulary, m.TEST, per_user=True)
+        per = users[m.split_metric(m.TEST, m.PER_USER)]
+        hit = np.asarray(per[m.HR], bool)
+        hits[lam] = np.asarray(per[m.TARGET_RATING])[hit]
+    assert len(hits[1e3]) and (hits[1e3] == 5).all() and (hits[0.0] == 1).any()
