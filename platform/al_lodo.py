@@ -281,7 +281,7 @@ def render(folder: Path) -> str:
         secs = [u["seconds"] for u in trained]
         lines += [f"{len(trained)} policies trained ({trained[0]['episodes']} episodes each, "
                   f"{np.mean(secs):.0f} s on average).", ""]  # fmt: skip
-    summary, body = [], []
+    summary, body, overview = [], [], {}
     for (prior, sampling, k), by_dataset in sorted(runs.items()):
         rows, wins, losses = [], 0, 0
         for dataset, seeds in sorted(by_dataset.items()):
@@ -290,6 +290,8 @@ def render(folder: Path) -> str:
                 continue
             aulc = {s: u["aulc"] for s, u in seeds.items()}
             diffs = [compare(aulc, r) for r in references]
+            better = int(np.argmax([np.mean(r) for r in references]))  # the reference to beat, by mean AULC
+            overview.setdefault((prior, sampling), {}).setdefault(dataset, {})[k] = (better, diffs[better])
             win = all(low > 0 for _, low, _ in diffs)
             loss = any(high < 0 for _, _, high in diffs)
             wins, losses = wins + win, losses + loss
@@ -314,6 +316,13 @@ def render(folder: Path) -> str:
                  *decisions_table(sums, counts, policies, png, plt, variant)]  # fmt: skip
     head = ["prior", "candidates", "K", "held-out datasets", "wins", "ties", "losses", "wins on at least half"]
     lines += ["## Does the learned policy beat the best of margin and BADGE?", "", *tables.table(head, summary), ""]
+    for (prior, sampling), by_dataset in sorted(overview.items()):
+        ks = sorted({k for by_k in by_dataset.values() for k in by_k})
+        rows = [[dataset, *(f"{signed(*by_k[k][1])} ({REFERENCES[by_k[k][0]]})" if k in by_k else "" for k in ks)]
+                for dataset, by_k in sorted(by_dataset.items())]  # fmt: skip
+        lines += [f"### Prior {prior:g}, candidates {sampling}: policy minus the better of margin and BADGE "
+                  "(by mean AULC on these splits)", "", *tables.table(["held out", *(f"K = {k}" for k in ks)], rows),
+                  ""]  # fmt: skip
     text = "\n".join(lines + body)
     (folder / "lodo_report.md").write_text(text + "\n")
     return text
