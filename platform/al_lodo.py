@@ -8,7 +8,7 @@ For each held-out dataset D of --datasets and each variant (--priors x --samplin
 or none, candidates half margin's top or all at random), `al` (trainables/active/policy.py) is trained
 --seeds times (RL seeds) on the datasets of --train other than D, at K = --train-k, and never selected
 on D; each trained network is then tested once on D's --splits test splits at every K of --k, beside
-margin and BADGE on the same splits (paired by split seed). Policy minus reference gets a two-level
+margin and BADGE on the same splits (paired by split seed). Policy minus reference gets a crossed
 bootstrap interval that covers training seeds and test splits together (METHOD). Every training and
 every test is a Ray task (a local Ray of --cpus, or --address); each finished unit is appended to
 STORAGE/NAME/units.jsonl at once, so the same command with the same --name after a stop runs only
@@ -35,8 +35,9 @@ from trainables.stats import paired_bootstrap
 
 REFERENCES = ("margin", "badge")  # the policy must beat the better of them
 RESAMPLES = 2000
-METHOD = (f"two-level percentile bootstrap ({RESAMPLES} resamples): RL training seeds with replacement, then "
-          "test splits with replacement within each seed; paired by split seed")  # fmt: skip
+METHOD = (f"crossed percentile bootstrap ({RESAMPLES} resamples): RL training seeds with replacement and one "
+          "draw of test splits shared by every seed (each seed is tested on the same splits); paired by split "
+          "seed")  # fmt: skip
 # al's fields the driver sets itself: --set may not change them
 DRIVEN = ("train_datasets", "held_out", "prior", "candidate_sampling", "seed", "batch", "budget", "start",
           "iterations", "torch_threads")  # fmt: skip
@@ -241,9 +242,12 @@ def load(folder: Path) -> tuple[list[dict], bool]:
 
 def compare(policy: dict[int, list[float]], reference: list[float]) -> tuple[float, float, float]:
     """Mean and interval (METHOD) of policy - reference; `policy` maps an RL seed to its AULC on each
-    test split, `reference` holds the reference's AULC on the same splits."""
+    test split, `reference` holds the reference's AULC on the same splits. Every seed meets the same
+    splits, so one split draw serves every seed: drawing them per seed would divide the splits'
+    variance by the seeds."""
     ref = np.asarray(reference)
-    return paired_bootstrap([np.asarray(a) - ref for _, a in sorted(policy.items())], resamples=RESAMPLES)
+    diffs = [np.asarray(a) - ref for _, a in sorted(policy.items())]
+    return paired_bootstrap(diffs, resamples=RESAMPLES, same_users=True)
 
 
 def signed(mean: float, low: float, high: float) -> str:

@@ -105,6 +105,10 @@ def test_the_interval_covers_training_seeds_as_well_as_splits():
     assert mean == pytest.approx(0.01, abs=0.003) and low > 0
     _, low_s, high_s = al_lodo.compare(spread, reference)
     assert high_s - low_s > 3 * (high - low) and low_s < 0  # seed-to-seed variation is in the interval
+    # three seeds with the very same picks know no more about the splits than one seed does
+    _, low_1, high_1 = al_lodo.compare({0: same[0]}, reference)
+    _, low_3, high_3 = al_lodo.compare({s: same[0] for s in range(3)}, reference)
+    assert high_3 - low_3 == pytest.approx(high_1 - low_1, rel=0.15)
 
 
 def test_the_report_counts_a_win_only_against_both_references(tmp_path):
