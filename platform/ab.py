@@ -506,7 +506,9 @@ def table(result: dict, power: float = 0.8, lift: float | None = None) -> str:
 def effect_text(e: dict) -> str:
     text = f"{e['relative']:+.1%} [{e['rel_low']:+.1%}, {e['rel_high']:+.1%}] p={e['p_adj']:.3g}"
     text += " *" if e["significant"] else ""
-    if "pairing" in e:
+    if "pairing" in e and math.isnan(e["pairing"]):  # var(t - c) = 0: the arms agree on every user
+        text += " (identical on every user: the paired difference has no variance)"
+    elif "pairing" in e:
         text += f" (variance {e['pairing']:.2f}x smaller than split)"
     if "cuped" in e:
         text += f" (CUPED: variance {e['cuped']:.2f}x smaller)"

@@ -2,6 +2,7 @@
 CUPED, power, mSPRT under peeking, A/A calibration of both designs, and --replay."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -170,3 +171,11 @@ def test_replay_reruns_an_ab_to_the_same_figures(tmp_path, capsys):
     (tmp_path / "edited.json").write_text(json.dumps(record))
     assert ab.run(["--replay", str(tmp_path / "edited.json"), "--storage", str(tmp_path), "--name", "third"]) == 1
     assert "REPLAY DIFFERS" in capsys.readouterr().out
+
+
+def test_a_paired_arm_identical_on_every_user_says_so_rather_than_printing_nan():
+    """A served arm against its in-process self (the recorded 10k-user HTTP run): var(t - c) = 0."""
+    effect = {"relative": 0.0, "rel_low": 0.0, "rel_high": 0.0, "p_adj": 1.0, "significant": False}
+    assert "nan" not in ab.effect_text({**effect, "pairing": math.nan})
+    assert "identical on every user" in ab.effect_text({**effect, "pairing": math.nan})
+    assert "1.50x smaller than split" in ab.effect_text({**effect, "pairing": 1.5})
