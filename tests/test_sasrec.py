@@ -180,3 +180,14 @@ def test_the_default_search_tunes_and_measures_the_selected_epoch_once(ray_sessi
     (measured,) = json.loads((tmp_path / "sas" / TEST_FILE).read_text())
     assert 0.0 <= measured[m.split_metric(m.TEST, m.HR)] <= 1.0
     assert measured[m.split_metric(m.TEST, m.USERS)] > 0
+
+
+def test_min_target_rating_trains_only_on_liked_next_items():
+    """An epoch trains every next item once; with min_target_rating=4 exactly those rated >= 4."""
+    every, liked = trained(iterations=1), trained(iterations=1, min_target_rating=4.0)
+    train = every.split.train
+    later = train.position() >= 1  # (N,) entries that are some earlier item's next item
+    assert every.train_epoch()[1] == int(later.sum())
+    assert liked.train_epoch()[1] == int((later & (train.flat_ratings >= 4)).sum()) < int(later.sum())
+    with pytest.raises(ValueError, match="min_target_rating"):
+        sasrec.parse({"min_target_rating": -1})

@@ -47,6 +47,9 @@ class SASRecConfig(protocol.DataConfig):
     """Dropout on the attention weights."""
     popularity_correction: float = 0.0
     """beta: rank by logits - beta x log(1 + training count); 0 ranks by the raw logits."""
+    min_target_rating: float = 0.0
+    """Train only on next items rated at least this (the inputs keep every item); 0: every target.
+    At 4 the model learns to predict liked items: a SASRec that uses the ratings a DT reads."""
     # --- optimization
     lr: float = 1e-3
     """Adam learning rate (constant, as in SASRec)."""
@@ -86,7 +89,7 @@ class SASRecConfig(protocol.DataConfig):
             raise ValueError(f"width ({self.width}) must be divisible by heads ({self.heads})")
         check_range(self, "[0, 1)", "dropout attention_dropout")
         check_range(self, "(0, inf)", "lr")
-        check_range(self, "[0, inf)", "popularity_correction weight_decay grad_clip")
+        check_range(self, "[0, inf)", "popularity_correction weight_decay grad_clip min_target_rating")
 
 
 IGNORE = -100  # the target of a padding or already-covered position: no loss
@@ -204,9 +207,12 @@ class SASRecTrainable(ray.tune.Trainable):
         order = self.rng.permutation(len(windows.start))
         total, count = torch.zeros((), device=self.device), 0
         for lo in range(0, len(order), cfg.batch_size):
-            at, real, known = (
-                torch.as_tensor(a, device=self.device) for a in windows.batch(order[lo : lo + cfg.batch_size])
-            )
+            at, real, known = windows.batch(order[lo : lo + cfg.batch_size])
+            if cfg.min_target_rating > 0:  # the target of flat index i is the item at i + 1
+                known = known & (self.split.train.flat_ratings[at + 1] >= cfg.min_target_rating)
+                if not known.any():
+                    continue
+            at, real, known = (torch.as_tensor(a, device=self.device) for a in (at, real, known))
             loss, n = self.batch_loss(at, real, known)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
