@@ -149,10 +149,16 @@ def uniform(seed: int, purpose: str, *keys) -> np.ndarray:
     return _to_unit(_chain(_start(seed, purpose), *keys))
 
 
-def arm_keys(seed: int, user: np.ndarray, session: np.ndarray) -> np.ndarray:
-    """(N, len(ARM_PURPOSES)) the hash states an arm's draws continue (SessionView.keys): a served
-    arm's service computes them from its own seed (platform/serve.py)."""
-    return np.stack([_chain(_start(seed, p), user, session) for p in ARM_PURPOSES], 1)
+ARM_SEED = 0  # the seed of every arm's draws: a constant, not the population's (see arm_keys)
+
+
+def arm_keys(user: np.ndarray, session: np.ndarray) -> np.ndarray:
+    """(N, len(ARM_PURPOSES)) the hash states an arm's draws continue (SessionView.keys), from
+    (ARM_SEED, purpose, user, session) only. Not from the population seed: every step of the hash is
+    invertible, so keys chained from it would hand an arm the seed, and with it the hidden state of
+    every user. A service computes the same keys (platform/serve.py). At population 0 they equal
+    the keys chained from the population seed before this rule, so figures measured there hold."""
+    return np.stack([_chain(_start(ARM_SEED, p), user, session) for p in ARM_PURPOSES], 1)
 
 
 def normal(seed: int, purpose: str, *keys) -> np.ndarray:
@@ -326,9 +332,9 @@ class Sessions(PlayedSoFar):
         self.steps = np.zeros(n, np.int64)  # tracks played so far
         self.patience = np.full(n, cfg.patience, np.int64)
         self.done = np.zeros(n, bool)
-        # (N, len(ARM_PURPOSES)) hash states after (population, purpose, user, session): an arm's draws
-        # continue them (SessionView.draw) without the population seed, which would regenerate the users
-        self.keys = arm_keys(seed, self.user, self.session)
+        # (N, len(ARM_PURPOSES)) hash states of (purpose, user, session): an arm's draws continue them
+        # (SessionView.draw); nothing of the population seed, which would regenerate the users
+        self.keys = arm_keys(self.user, self.session)
         self._oracle = None  # (shortlist (N, K), its expected values (N, K), bound (N,)) once asked
         self.play(first)
 

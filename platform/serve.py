@@ -18,8 +18,9 @@ listened, and per user how many sessions have ended (the next one's number). Fro
 rebuilds the session for the arm; the simulator's hidden state (session vector, listening sigmoid,
 patience) never reaches it, so `oracle` cannot be served. Requests that arrive together are
 answered by one call of the arm over all of them (arms are vectorised). Arms that draw random
-numbers hash them from (--seed, user, session, step), as in-process: served with the A/B's --seed,
-an arm gives the A/B the same figures over HTTP as in-process. One process, state in memory.
+numbers hash them from (user, session, step) with a constant seed, as in-process (nothing of the
+population), so a served arm gives the A/B the same figures over HTTP as in-process. `--seed` is the
+population the A/B tests on: an arm trained on it is refused. One process, state in memory.
 """
 
 import argparse
@@ -114,7 +115,7 @@ class Service:
         session = np.array([self.live[u].number for u in users], np.int64)
         steps = np.array([len(self.live[u].played) for u in users], np.int64)
         artists = np.where(played >= 0, self.meta.artist[np.maximum(played, 0)], -1)
-        keys = music.arm_keys(self.seed, user, session)
+        keys = music.arm_keys(user, session)
         return music.SessionView(user, session, steps, played, listened, artists, self.meta, keys)
 
 
@@ -207,7 +208,12 @@ def parser() -> argparse.ArgumentParser:
                    "embed:PATH, policy:PATH); not oracle")  # fmt: skip
     p.add_argument("--port", type=int, default=5000, help="0: any free port (the URL is printed)")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
-    p.add_argument("--seed", type=int, default=0, help="seed of the arm's random draws (the A/B's --seed to match it)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the population the A/B tests on (its --seed): an arm trained on it is refused",
+    )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="simulator setting the arm was built for"
     )
@@ -243,6 +249,8 @@ def run(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--log-seed {args.log_seed} is --seed, the population the A/B tests on; pick another")
         arm = ab.build_arm(args.arm, cfg, args.log_users, args.log_seed)
         ab.check_populations({args.arm: arm}, args.seed)
+        if not 0 <= args.port <= 65535:
+            raise ConfigError(f"--port {args.port} is not a port (0 to 65535; 0: any free one)")
         sock = bind(args.host, args.port)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -168,6 +168,12 @@ def test_arms_see_only_a_session_view_and_never_the_truth():
     music.simulate(cfg, spy, 0, np.arange(20))
     assert set(handed) == {music.SessionView}
     assert music_arms.label("oracle") == "oracle (ceiling)" and ab.arm_label("oracle#b") == "oracle#b (ceiling)"
+    # the view's random-number keys hold nothing of the population seed (every step of the hash is
+    # invertible, so keys chained from it would hand an arm the seed and the users' hidden state):
+    # the same users and sessions of two populations carry the same keys, and the same draws
+    other = music.Sessions(cfg, seed=4, user=np.arange(40), session=np.zeros(40, np.int64))
+    assert np.array_equal(other.view().keys, music.Sessions(cfg, 3, np.arange(40), np.zeros(40, np.int64)).view().keys)
+    assert not np.array_equal(other.vector, s.vector)  # while their hidden states differ
 
 
 def test_greedy_stands_beside_learned_arms_and_the_ab_refuses_their_own_population(tmp_path, capsys):

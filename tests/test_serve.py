@@ -76,6 +76,7 @@ def test_a_retry_gets_the_same_answer_and_a_repeated_last_changes_nothing():
         (["policy:/nowhere"], "policy:/nowhere: no tunelab experiment there"),
         (["sticky", "--set", "artist_decay=2"], "artist_decay"),
         (["sticky", "--port", "{busy}"], "cannot listen on 127.0.0.1:{busy}"),
+        (["sticky", "--port", "99999"], "--port 99999 is not a port"),
     ],
 )
 def test_bad_serve_input_is_one_line(argv, problem, capsys):
