@@ -571,7 +571,32 @@ def arm_settings(spec: str, arm, args: argparse.Namespace) -> dict:
     if base.startswith("embed:"):
         model = model_file(base[len("embed:") :])
         out["settings"] = {"file": str(model), "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+    if base.startswith("policy:"):
+        out["settings"] = {"checkpoint": arm.checkpoint, "sha256": folder_sha256(Path(arm.checkpoint)),
+                           "populations": dict(arm.populations)}  # fmt: skip
+    if isinstance(arm, HttpArm):
+        out["settings"] = {"served": served(base)}
     return out
+
+
+def folder_sha256(folder: Path) -> str:
+    """One hash over a checkpoint folder's files (names and bytes, in sorted order)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def served(url: str) -> dict:
+    """What a platform.serve service says it serves (its arm and population), or why it did not say."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/", timeout=5) as reply:
+            status = json.loads(reply.read())
+        return {k: status[k] for k in ("arm", "seed") if k in status}
+    except (OSError, ValueError) as err:
+        return {"error": f"{type(err).__name__}: {err}"}
 
 
 def settings(args: argparse.Namespace, arms: dict) -> dict:
@@ -628,6 +653,8 @@ def arm_label(spec: str) -> str:
         where, tag = where.rsplit("#", 1)
         tag = "#" + tag
     path = Path(where.rstrip("/"))
+    if path.suffix and path.parent.name.startswith("checkpoint_"):  # a trial's model: name the trial
+        return f"{kind}:{'/'.join(path.parts[-3:-1])}{tag}"
     return f"{kind}:{'/'.join(path.parts[-2:]) if path.suffix else path.name}{tag}"
 
 
@@ -755,6 +782,7 @@ def run(argv: list[str] | None = None) -> int:
         http = HttpSettings(args.http_concurrency, args.http_timeout, args.http_retries)
         arms = {spec: build_arm(spec, cfg, args.log_users, args.log_seed, http) for spec in specs}
         check_populations(arms, args.seed)
+        started = commit()  # the code that runs, read before work that may land during a long run
         try:
             result = run_ab(
                 cfg, arms, args.users, args.seed, args.salt, args.alpha, args.design, args.cuped, args.looks
@@ -764,7 +792,7 @@ def run(argv: list[str] | None = None) -> int:
                 if isinstance(arm, HttpArm):
                     arm.close()
         result["versus_greedy"] = versus_greedy(result, args.alpha)
-        record = {"settings": settings(args, arms), "commit": commit(), "date": time.strftime("%Y-%m-%d")}
+        record = {"settings": settings(args, arms), "commit": started, "date": time.strftime("%Y-%m-%d")}
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

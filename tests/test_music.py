@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import pickle
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -267,6 +268,12 @@ def test_trained_models_are_arms(ray_session, tmp_path, capsys):
     figures = json.loads((tmp_path / "p" / "ab.json").read_text())
     assert figures["arms"][f"policy:{tmp_path / 'rl'}"]["users"] > 50 and "greedy" in figures["arms"]
     assert f"policy:{tmp_path / 'rl'}" in figures["versus_greedy"]
+    # ab.json names the checkpoint the policy was restored from, its hash and its populations
+    recorded = next(a for a in figures_settings(tmp_path / "p") if a["spec"] == f"policy:{tmp_path / 'rl'}")
+    checkpoint = Path(recorded["settings"]["checkpoint"])
+    assert checkpoint.name.startswith("checkpoint_") and checkpoint.is_relative_to(tmp_path / "rl")
+    assert recorded["settings"]["sha256"] == ab.folder_sha256(checkpoint)
+    assert recorded["settings"]["populations"] == {"train": music.TRAIN_SEED, "log": music.LOG_SEED}
     # the checkpoint itself records the populations the policy trained on
     state = torch.load(next((tmp_path / "rl").glob("*/checkpoint_*/state.pt")), weights_only=False)
     assert state["config"]["env_config"]["population_seed"] == music.TRAIN_SEED
@@ -274,3 +281,9 @@ def test_trained_models_are_arms(ray_session, tmp_path, capsys):
     assert ab.arm_label(f"policy:{tmp_path / 'rl'}") == "policy:rl"
     assert ab.arm_label(f"embed:{tmp_path / 'embed' / 'model.npz'}#b") == "embed:embed/model.npz#b"
     assert ab.arm_label("toppop#b") == "toppop#b"
+    model = tmp_path / "embed3" / "music_00001" / "checkpoint_000015" / "model.npz"  # one trial's model
+    assert ab.arm_label(f"embed:{model}") == "embed:music_00001/checkpoint_000015"
+
+
+def figures_settings(folder: Path) -> list[dict]:
+    return json.loads((folder / "ab.json").read_text())["settings"]["arms"]

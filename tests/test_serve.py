@@ -134,6 +134,8 @@ def test_a_served_arm_gives_the_ab_its_in_process_figures(tmp_path, capsys):
     assert figures == {k: v for k, v in local["arms"]["sticky"].items() if k not in drop}
     assert figures["users"] > 250 and figures["failed_users"] == 0
     assert http["effects"][server.url] == local["effects"]["sticky"]
+    recorded = next(a for a in http["settings"]["arms"] if a["spec"] == server.url)
+    assert recorded["settings"]["served"] == {"arm": "sticky", "seed": 0}  # what the service said it served
     import pandas as pd
 
     sessions = pd.read_parquet(tmp_path / "http" / "sessions.parquet")

@@ -174,9 +174,10 @@ class Policy:
     the env would give (music.observe over what the service learned from its training env's log
     population). It keeps only what acting needs: the network, never the trainable's training envs."""
 
-    def __init__(self, act, known: music.Logged, populations: dict[str, int]):
+    def __init__(self, act, known: music.Logged, populations: dict[str, int], checkpoint: str = ""):
         self.act, self.known = act, known  # act: observations (N, obs_dim) -> actions (N,)
         self.populations = populations  # {"train": ..., "log": ...} from the checkpoint's config
+        self.checkpoint = checkpoint  # the folder it was restored from (ab.json records it)
 
     @staticmethod
     def load(entry_point: str, config: dict, checkpoint: str) -> "Policy":
@@ -194,7 +195,7 @@ class Policy:
             act, env_config = trainable.greedy, trainable.cfg.env_config  # as restored: what the checkpoint recorded
         keys, sim = music.split_config(env_config)
         known = music.logged(sim, keys["log_seed"], keys["log_users"])
-        return Policy(act, known, {"train": keys["population_seed"], "log": keys["log_seed"]})
+        return Policy(act, known, {"train": keys["population_seed"], "log": keys["log_seed"]}, str(checkpoint))
 
     def __call__(self, s: music.SessionView) -> np.ndarray:
         options = music.service_candidates(s, self.known)  # (N, M)
