@@ -3,7 +3,8 @@
 
 Each run is an A/A test of two random arms with independent streams on a fresh population and salt
 (`platform.ab.aa_runs`), at 300 users per arm in both designs (split: 600 users divided; paired: 300
-users in both arms), analysed with 10 interim looks. Printed as markdown: per design and metric the
+users in both arms), analysed with 10 interim looks; both designs again with CUPED (each user's
+pre-experiment sessions). Printed as markdown: per design and metric the
 false positives, their rate and its exact binomial 95% interval; stopping at the first look whose
 fixed-horizon p < alpha (naive peeking) against mSPRT; and the spread of the primary metric's
 difference across runs, split over paired (the measured variance reduction of pairing) beside the
@@ -26,6 +27,8 @@ def main(runs: int) -> None:
     configurations = {
         "split": (ab_stats.SPLIT, 2 * PER_ARM, False),
         "paired": (ab_stats.PAIRED, PER_ARM, False),
+        "split, CUPED": (ab_stats.SPLIT, 2 * PER_ARM, True),
+        "paired, CUPED": (ab_stats.PAIRED, PER_ARM, True),
     }
     results, seconds = {}, {}
     for name, (design, users, cuped) in configurations.items():
