@@ -15,6 +15,7 @@ from platform import ray_compat
 from platform.ray_compat import AirVerbosity
 from platform.schedulers import CHECKPOINT_RESULT, restored_iteration
 from trainables import metrics as m
+from trainables.config import ConfigError
 
 
 class KeepReportedRows(ray_compat.StorageCopyHook):
@@ -32,9 +33,11 @@ class KeepReportedRows(ray_compat.StorageCopyHook):
         local = Path(trial.local_path, file_name)
         if not local.exists():
             self.copy_from_storage(file_name, trial)
+        # None: the experiment state has no result of this trial, so it starts from scratch and any
+        # row in its file (written after that state was saved) is reported again.
         iteration = restored_iteration(trial)
-        if iteration is not None and local.exists():
-            _keep_rows_up_to(local, iteration)
+        if local.exists():
+            _keep_rows_up_to(local, iteration or 0)
 
 
 def _keep_rows_up_to(path: Path, iteration: int) -> None:
@@ -83,6 +86,77 @@ class TensorBoardCallback(TBXLoggerCallback):
     def log_trial_end(self, trial, failed: bool = False):
         # Tune's own would write trial.evaluated_params; the current full config instead.
         ray_compat.tensorboard_end_trial(self, trial, flatten_dict(trial.config, delimiter="/"))
+
+
+# Beside Tune's experiment state: its last copy that was written in full (KeepCompleteState).
+STATE_COPY = "experiment_state.complete.json"
+
+
+class KeepCompleteState(tune.Callback):
+    """Keeps a copy of Tune's experiment state as last written in full, beside it (STATE_COPY).
+
+    Tune rewrites its experiment_state-<session>.json in place, so a driver killed while writing it
+    (SIGKILL, out of memory, a lost head node) leaves it empty or cut off, and Tune's resume then
+    starts the whole experiment again from nothing. After each controller step, at most once every
+    `every_s`, this copies the newest state when it changed and reads as JSON, atomically (a
+    temporary file renamed over the copy); `restore_complete_state` puts it back. Local storage only.
+    """
+
+    def __init__(self, every_s: float = 1.0):
+        self.every_s = every_s
+        self.checked_at = float("-inf")
+        self.copied: tuple | None = None  # (name, mtime_ns, size) of the state last copied
+
+    def on_step_end(self, iteration, trials, **info):
+        now = time.monotonic()
+        if not trials or now - self.checked_at < self.every_s:
+            return
+        self.checked_at = now
+        try:
+            folder = Path(trials[0].path).parent
+        except (TypeError, ValueError):  # no storage yet
+            return
+        state = ray_compat.newest_experiment_state(folder) if folder.is_dir() else None
+        if state is None:
+            return
+        stat = state.stat()
+        seen = (state.name, stat.st_mtime_ns, stat.st_size)
+        if seen == self.copied:
+            return
+        text = state.read_text()
+        if not reads_as_json(text):  # being written now: the next step copies it
+            return
+        partial = folder / f".{STATE_COPY}.partial"
+        partial.write_text(text)
+        partial.replace(folder / STATE_COPY)
+        self.copied = seen
+
+
+def reads_as_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def restore_complete_state(folder: Path) -> str | None:
+    """Before a resume: when the experiment state Tune would read is cut off, puts KeepCompleteState's
+    copy in its place and says so (a line for the console); None when there was nothing to repair.
+    Raises ConfigError when the state is cut off and no complete copy exists."""
+    state = ray_compat.newest_experiment_state(folder)
+    if state is None or reads_as_json(state.read_text()):
+        return None
+    copy = folder / STATE_COPY
+    if not copy.exists() or not reads_as_json(copy.read_text()):
+        raise ConfigError(
+            f"{state} was cut off when the driver died and no complete copy of it exists: run the command "
+            "again without --resume under a new --name"
+        )
+    partial = folder / f".{STATE_COPY}.partial"
+    partial.write_text(copy.read_text())
+    partial.replace(state)
+    return f"{state.name} was cut off when the driver died: resuming from its last complete copy ({STATE_COPY})"
 
 
 class StalledRun(RuntimeError):

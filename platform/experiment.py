@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from platform import results as recorded
 from platform.callbacks import (
     CSVLogger,
     JsonLogger,
+    KeepCompleteState,
     RecordCheckpointResults,
     StallGuard,
     TensorBoardCallback,
+    restore_complete_state,
 )
 from platform.results import OPTUNA_DB, STUDY, Storage
 from platform.schedulers import ResumableASHA, ResumableFIFO, ResumablePBT
@@ -135,6 +138,7 @@ def run_config(plan: Plan, callbacks: list | None = None) -> tune.RunConfig:
             JsonLogger(),
             CSVLogger(),
             RecordCheckpointResults(),
+            KeepCompleteState(),
             TensorBoardCallback(),
             StallGuard(plan.budget.perturbation_interval),
             *mlflow_callbacks(plan),
@@ -383,5 +387,10 @@ class DefineByRunSpace:
 def restore_tuner(plan: Plan) -> tune.Tuner:
     """Continues an experiment: finished trials stay finished, the others resume from their last
     checkpoint (errored ones too: a crash of the driver or a node is not the model's fault).
-    The callbacks are the ones the experiment was started with (Tune keeps them in tuner.pkl)."""
+    The callbacks are the ones the experiment was started with (Tune keeps them in tuner.pkl).
+    An experiment state cut off by a killed driver is first replaced by its last complete copy."""
+    local = plan.storage.local_experiment(plan.name)
+    repaired = restore_complete_state(local) if local is not None else None
+    if repaired:
+        print(repaired, file=sys.stderr)
     return tune.Tuner.restore(plan.storage.experiment(plan.name), trainable=trainable(plan), resume_errored=True)

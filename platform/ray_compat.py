@@ -19,6 +19,7 @@ import contextlib
 import json
 import random
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from ray.tune.experimental import output as _tune_output
@@ -94,6 +95,38 @@ def pbt_exploits(text: str) -> list[list]:
     """The rows of a PBT_LOG (or pbt_policy) file, one per exploit, in PBT's own layout: [target trial
     tag, cloned trial tag, target iteration, cloned iteration, cloned trial's config, new config]."""
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------- experiment state
+
+# Tune's experiment state, one file per driver session in the experiment folder
+# (`TuneController.CKPT_FILE_TMPL`), rewritten in place as the run goes; a resume reads the newest
+# name (`ray.tune.execution.experiment_state._find_newest_experiment_checkpoint`).
+EXPERIMENT_STATE_GLOB = "experiment_state-*.json"
+
+
+def newest_experiment_state(folder: Path) -> Path | None:
+    """The experiment state file a resume of `folder` would read, or None."""
+    states = sorted(folder.glob(EXPERIMENT_STATE_GLOB), key=lambda p: p.name)
+    return states[-1] if states else None
+
+
+def raised_by_tune(error: BaseException, own_root: Path) -> bool:
+    """True when `error` came out of Ray's own code alone: no frame of its traceback below the
+    caller's is in `own_root` (tunelab's callbacks, schedulers and trainables are). Tune's
+    controller can fail on its own bookkeeping when a node dies with results in flight (Ray 2.60:
+    a KeyError in `TuneController._schedule_trial_task`'s result handler); its saved experiment
+    state is then still good to resume from."""
+    frames = []
+    tb = error.__traceback__.tb_next if error.__traceback__ else None
+    while tb is not None:
+        name = Path(tb.tb_frame.f_code.co_filename)
+        if name.is_absolute():  # compiled modules name a relative source (pyarrow/_fs.pyx)
+            frames.append(name.resolve())
+        tb = tb.tb_next
+    ray_root = Path(_pbt_module.__file__).resolve().parents[2]  # .../ray (ray/tune/schedulers/pbt.py)
+    ours = any(own_root in f.parents for f in frames)
+    return not ours and any(ray_root in f.parents for f in frames)
 
 
 # ----------------------------------------------------------------------------- the controller

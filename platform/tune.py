@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import search_spaces
+from platform import ray_compat
 from platform import results as recorded
 from platform.callbacks import StalledRun, use_console_reporter
 from platform.experiment import (
@@ -350,7 +351,7 @@ def execute(plan: Plan, argv: list[str], resume: bool = False, callbacks: list |
         # restore generated one trial from the mutations alone: nothing ran, so start the phase again.
         started = recorded.reported(plan.storage.experiment(plan.name))
     tuner = restore_tuner(plan) if started else build_tuner(plan, callbacks)
-    results = resume_lost_trials(plan, tuner.fit())
+    results = resume_lost_trials(plan, fit(plan, tuner))
     tests = measure_selected(results, plan)
     print(render(results, plan, tests, resumed=resume, source=source))
     return results, tests
@@ -368,7 +369,7 @@ def run_study(plan: Plan, resume: bool) -> Plan:
         f"then PBT from its best {population_size(plan.samples)} configs"
     )
     tuner = restore_tuner(study) if resume and tune.Tuner.can_restore(where) else build_tuner(study)
-    return seeded_plan(plan, resume_lost_trials(study, tuner.fit()))
+    return seeded_plan(plan, resume_lost_trials(study, fit(study, tuner)))
 
 
 def start_lines(plan: Plan, argv: list[str], cpus: float) -> str:
@@ -392,6 +393,25 @@ def start_lines(plan: Plan, argv: list[str], cpus: float) -> str:
     )
 
 
+def fit(plan: Plan, tuner, rounds: int = 2):
+    """`tuner.fit()`, resumed from the saved experiment state (up to `rounds` times) when Tune's own
+    controller fails: after a node loss Ray 2.60's controller can trip over a result from an actor
+    it already dropped (a KeyError). An error that passed through tunelab's code (a callback, a
+    scheduler) is raised as it is."""
+    for attempt in range(rounds + 1):
+        try:
+            return tuner.fit()
+        except Exception as error:
+            if attempt == rounds or not ray_compat.raised_by_tune(error, ROOT):
+                raise
+            print(
+                f"Tune's controller failed ({type(error).__name__}: {str(error)[:200]}); resuming the run "
+                "from its saved experiment state",
+                file=sys.stderr,
+            )
+            tuner = restore_tuner(plan)
+
+
 def resume_lost_trials(plan: Plan, results, rounds: int = 2):
     """Resumes trials whose actor died with its node (a spot reclaim, a lost worker), up to `rounds`.
 
@@ -411,7 +431,7 @@ def resume_lost_trials(plan: Plan, results, rounds: int = 2):
             "last checkpoints",
             file=sys.stderr,
         )
-        results = restore_tuner(plan).fit()
+        results = fit(plan, restore_tuner(plan))
     return results
 
 

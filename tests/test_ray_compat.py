@@ -230,3 +230,41 @@ def test_pbt_log_files():
     assert layout in source, gone("the row layout of PBT's log files", user)
     row = ["a", "b", 4, 4, {"lr": 1}, {"lr": 2}]
     assert ray_compat.pbt_exploits(json.dumps(row) + "\n\n") == [row]
+
+
+def test_experiment_state_files(tmp_path):
+    """Tune names its experiment state as ray_compat globs for it, and a resume reads the newest name."""
+    user = "ray_compat.EXPERIMENT_STATE_GLOB and newest_experiment_state (callbacks.KeepCompleteState)"
+    template = lookup("ray.tune.execution.tune_controller:TuneController.CKPT_FILE_TMPL", user)
+    assert template.format("*") == ray_compat.EXPERIMENT_STATE_GLOB, gone(f"CKPT_FILE_TMPL (now {template!r})", user)
+    find = lookup("ray.tune.execution.experiment_state:_find_newest_experiment_checkpoint", user)
+    for session in ("2026-12-01_10-00-00", "2026-12-02_09-00-00", "2026-12-01_23-00-00"):
+        (tmp_path / template.format(session)).write_text("{}")
+    assert find(str(tmp_path)) == str(ray_compat.newest_experiment_state(tmp_path))
+    assert ray_compat.newest_experiment_state(tmp_path).name == template.format("2026-12-02_09-00-00")
+
+
+def test_raised_by_tune_tells_rays_errors_from_ours(tmp_path):
+    """As tune.fit catches them: the catching frame is skipped, every frame below it is looked at."""
+    from pathlib import Path
+
+    from ray import tune
+    from ray.tune.search.sample import Function
+
+    own_root = Path(__file__).resolve().parent.parent
+
+    def ours(spec=None):
+        raise KeyError("a bug in tunelab")
+
+    try:  # raised in Ray's code alone
+        tune.Tuner.restore(str(tmp_path / "none"), trainable=ours)
+    except Exception as error:
+        assert ray_compat.raised_by_tune(error, own_root)
+    try:  # raised in tunelab's code
+        ours()
+    except Exception as error:
+        assert not ray_compat.raised_by_tune(error, own_root)
+    try:  # Ray calling back into tunelab's code (a callback, a scheduler hook), which raises: ours
+        Function(ours).sample()
+    except Exception as error:
+        assert not ray_compat.raised_by_tune(error, own_root)

@@ -20,15 +20,18 @@ from pathlib import Path
 
 import optuna
 import pytest
+from ray import tune
 from ray.train._internal.storage import StorageContext
 from ray.tune.experiment import Trial
 
+from platform import ray_compat
 from platform import tune as cli
-from platform.callbacks import StalledRun, StallGuard
+from platform.callbacks import STATE_COPY, StalledRun, StallGuard, restore_complete_state
 from platform.results import OPTUNA_DB
 from platform.schedulers import ResumableASHA
 from tests.conftest import ROOT, read_results, run_cli, trial_dirs
 from trainables import metrics as m
+from trainables.config import ConfigError
 
 # (search arguments, trials, iterations, random kill moments): PBT twice (it is the default), with
 # populations of 2 and 3 and kill moments drawn from the case name; Optuna (its study resumes too) and
@@ -39,6 +42,10 @@ CASES = {
     "optuna": (["--search", "optuna", "--samples", "4"], 4, 6),
     "none-seeds": (["--search", "none", "--seeds", "3"], 3, 8),
 }
+
+
+# Cases whose kill also cuts off Tune's experiment state, as a kill in the middle of writing it does.
+CUT_OFF_STATE = {"none-seeds"}
 
 
 def rows_of(experiment: Path) -> dict[str, list[dict]]:
@@ -64,9 +71,12 @@ def test_resume_after_a_crash_finishes_every_trial_once(case, own_ray, tmp_path)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
     before = rows_of(experiment)
+    if case in CUT_OFF_STATE:
+        ray_compat.newest_experiment_state(experiment).write_text('{"trial_data": [')
 
     resumed = subprocess.run(argv + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert ("resuming from its last complete copy" in resumed.stderr) == (case in CUT_OFF_STATE)
     after = rows_of(experiment)
     assert len(after) == trials, (sorted(after), resumed.stdout[-2000:])
     for name, rows in after.items():
@@ -130,6 +140,48 @@ def test_a_stalled_run_ends_with_one_line_and_a_nonzero_exit(ray_session, tmp_pa
     assert "error: all 2 unfinished trials are PAUSED" in err and err.count("\n") == 1, err
     # The experiment is on storage and resumable.
     assert (tmp_path / "stall").exists() and list((tmp_path / "stall").glob("experiment_state-*.json"))
+
+
+class TuneFailsOnce(tune.Callback):
+    """Raises once, at the first result, the KeyError Tune's controller raises when a node dies
+    with a result in flight (in Tune's own code; here in a callback, which `raised_by_tune` is told to
+    take for Tune's)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result["training_iteration"] == 1 and not self.marker.exists():
+            self.marker.write_text("raised")
+            raise KeyError("<TrackedActor 1>")
+
+
+@pytest.mark.slow
+def test_a_failure_inside_tune_resumes_the_run(ray_session, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ray_compat, "raised_by_tune", lambda error, root: "<TrackedActor 1>" in str(error))
+    code, out, err = run_cli(capsys, "qtable", "--budget", "smoke", "--storage", str(tmp_path), "--name", "kf",
+                             callbacks=[TuneFailsOnce(tmp_path / "raised")])  # fmt: skip
+    assert code == 0, err
+    assert err.count("Tune's controller failed (") == 1, err
+    rows = rows_of(tmp_path / "kf")
+    assert len(rows) == 2 and all(
+        [r["training_iteration"] for r in trial] == list(range(1, len(trial) + 1)) for trial in rows.values()
+    ), rows
+    assert {trial[-1]["training_iteration"] for trial in rows.values()} == {
+        json.loads((tmp_path / "kf" / name / "params.json").read_text())["iterations"] for name in rows
+    }, rows
+
+
+def test_a_cut_off_state_without_a_copy_is_one_line(tmp_path):
+    state = tmp_path / "experiment_state-2026-12-02_09-00-00.json"
+    state.write_text("")
+    with pytest.raises(ConfigError, match="was cut off when the driver died and no complete copy"):
+        restore_complete_state(tmp_path)
+    assert state.read_text() == ""  # nothing touched
+    (tmp_path / STATE_COPY).write_text('{"trial_data": []}')
+    assert "resuming from its last complete copy" in restore_complete_state(tmp_path)
+    assert json.loads(state.read_text()) == {"trial_data": []}
+    assert restore_complete_state(tmp_path) is None  # readable: nothing to do
 
 
 def test_asha_rungs_are_rebuilt_from_a_restored_trials_results(tmp_path):
