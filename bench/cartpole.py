@@ -71,6 +71,7 @@ def run_one(model: str, seed: int, cap: float, overrides: dict | None = None) ->
 
     from trainables import metrics as m
     from trainables.rl import common
+    from trainables.runtime import standalone
 
     torch.set_num_threads(1)
     # Imports and Ray's start are outside the clock: both happen once per process, for every model.
@@ -97,7 +98,7 @@ def run_one(model: str, seed: int, cap: float, overrides: dict | None = None) ->
             **(overrides or {}),
         }
     start = time.perf_counter()
-    trainable = cls(config=config)
+    trainable = standalone(cls, config)
     build = time.perf_counter() - start
     solved, result = False, {}
     split = {"stepping": 0.0, "updating": 0.0, "evaluating": 0.0}
@@ -210,10 +211,11 @@ def replay(experiment: str) -> dict:
 
     from trainables import metrics as m
     from trainables.rl.dqn import DQNTrainable
+    from trainables.runtime import standalone
 
     torch.set_num_threads(1)
     runs = [{r["training_iteration"]: r for r in t.rows} for t in recorded.load(experiment).trials]
-    trainables = [DQNTrainable(config=rows[1]["config"]) for rows in runs]
+    trainables = [standalone(DQNTrainable, rows[1]["config"]) for rows in runs]
     spent, first_solve, exploits = 0.0, float("nan"), 0
     for it in range(1, max(max(rows) for rows in runs) + 1):
         moves = []  # (trial, source, config): restored from source's state at it - 1
@@ -274,9 +276,10 @@ def update_time_profile(env_steps: int) -> dict:
     misses, a one-off step), and in the last tenth: flat means the last matches the full one."""
     from trainables import metrics as m
     from trainables.rl.dqn import DQNTrainable
+    from trainables.runtime import standalone
 
     iterations, buffer = env_steps // 1000, env_steps // 3
-    trainable = DQNTrainable(config={"seed": 0, "iterations": iterations, "buffer_size": buffer})
+    trainable = standalone(DQNTrainable, {"seed": 0, "iterations": iterations, "buffer_size": buffer})
     rows = [trainable.train() for _ in range(iterations)]
     trainable.stop()
     timed = [r for r in rows if r[m.TRAIN_MS_PER_UPDATE] == r[m.TRAIN_MS_PER_UPDATE]]

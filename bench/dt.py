@@ -28,6 +28,7 @@ from ray import tune  # noqa: E402
 from trainables import metrics as m  # noqa: E402
 from trainables.recsys import sasrec  # noqa: E402
 from trainables.recsys.dt import DecisionTransformerTrainable, DTConfig  # noqa: E402
+from trainables.runtime import standalone  # noqa: E402
 
 
 def matmul_flops(threads: int, size: int = 1024, repeats: int = 20) -> float:
@@ -57,7 +58,7 @@ def flops_per_target(cfg: DTConfig, n_items: int) -> float:
 def plain_loop(config: dict, batches: int) -> float:
     """Targets/s of the trainable's own batch loss and optimizer step on one epoch's windows, with
     nothing around it (no Tune, no evaluation)."""
-    trainable = DecisionTransformerTrainable(config=config)
+    trainable = standalone(DecisionTransformerTrainable, config)
     windows = sasrec.epoch_windows(trainable.split.train, trainable.cfg.context_length, trainable.rng)
     size, targets = trainable.cfg.batch_size, 0
     trainable.model.train()

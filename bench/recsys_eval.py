@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from trainables import metrics as m  # noqa: E402
 from trainables.recsys import baselines, protocol, ratings  # noqa: E402
 from trainables.recsys.dt import DecisionTransformerTrainable  # noqa: E402
+from trainables.runtime import standalone  # noqa: E402
 
 
 def random_ratings(users: int, items: int, per_user: int, seed: int = 0) -> ratings.Ratings:
@@ -86,7 +87,7 @@ def run(path: Path, chunk: int) -> None:
         models[method], seconds = timed(lambda name=method: baselines.fit(baselines.BaselineConfig(method=name), split))
         print(f"fit {method:16s} {seconds:6.1f} s")
     # The DT's own scoring code on this split, weights as initialised (the cost does not depend on them).
-    dt, seconds = timed(lambda: DecisionTransformerTrainable(config={"data": str(path)}))
+    dt, seconds = timed(lambda: standalone(DecisionTransformerTrainable, {"data": str(path)}))
     print(f"setup {'dt':14s} {seconds:6.1f} s")
     models["dt (untrained)"] = dt.scores
     for name, score in models.items():

@@ -10,8 +10,8 @@ Writes beside it al_report.md and PNGs, and prints the tables:
 - a win/tie/loss matrix: strategy A against B over every (dataset, K), a win when the paired 95%
   interval of A - B lies above 0;
 - when K varies: top-K margin minus the best diversity method (k-means, coreset, BADGE) per K;
-- learning curves with 95% bands (curves_DATASET_kK.png), the matrix (matrix.png), the K sweep
-  (k_sweep.png) and, for a learned policy, its decisions over time: the mean features of the
+- learning curves with 95% bands (curves_DATASET_sSTART_kK.png), the matrix (matrix.png), the K sweep
+  (k_sweep_DATASET_sSTART.png) and, for a learned policy, its decisions over time: the mean features of the
   candidates it picked as labels accumulate (decisions.png).
 """
 

@@ -2,6 +2,7 @@
 env runners as bundles, and results on a storage URI (the code path s3:// and gs:// take)."""
 
 import json
+import os
 
 import pytest
 import ray
@@ -35,6 +36,23 @@ def test_rllib_trials_ask_for_a_learner_bundle_and_one_bundle_per_env_runner(tmp
     assert plan.base_config["num_env_runners"] == 2
     bundles = trainable(plan).default_resource_request(plan.base_config).bundles
     assert bundles == [{"CPU": 1, "GPU": 0.5}, {"CPU": 1}, {"CPU": 1}]
+
+
+def test_a_trainable_built_outside_tune_leaves_no_folder_behind():
+    """Ray's Trainable without Tune's storage makes an empty log folder in ~/ray_results; test figures,
+    benchmarks and A/B arms build trainables so, and must not litter users' result folders."""
+    from trainables.rl.qtable import QTableTrainable
+
+    model = runtime.standalone(QTableTrainable, {"seed": 0})
+    try:
+        assert model.logdir and not os.path.exists(model.logdir)
+        assert model.train()["training_iteration"] == 1
+    finally:
+        model.stop()
+    plain = QTableTrainable(config={"seed": 0})  # what standalone prevents
+    assert os.path.isdir(plain.logdir) and not os.listdir(plain.logdir)
+    plain.stop()
+    os.rmdir(plain.logdir)
 
 
 def test_device_follows_what_ray_gave_the_trial(monkeypatch):

@@ -1,6 +1,7 @@
 """Seeding, RNG state for bit-for-bit restores, device choice, torch threads, checkpoint
 compatibility and the PBT reset rule: once, for every model."""
 
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -120,11 +121,21 @@ def reset_config(trainable, new_config: dict, parse: Callable, mutable: tuple, a
     return True
 
 
+def standalone(cls: type, config: dict) -> Any:
+    """A trainable built outside Tune (test figures, a benchmark, an A/B arm). Without Tune's
+    storage, Ray's Trainable makes an empty folder in ~/ray_results for its logs, which tunelab
+    never writes to: it is removed at once, so users' result folders hold experiments only."""
+    model = cls(config=dict(config))
+    with contextlib.suppress(OSError):  # only an empty folder is removed
+        os.rmdir(model.logdir)
+    return model
+
+
 def checkpoint_test_figures(trainable: str, config: dict, checkpoint) -> dict:
     """The test figures of a selected trial: the "module:Class" trainable built from its config,
     restored from its checkpoint, then `test()` once (platform/selection.py runs this as a Ray task)."""
     module, _, name = trainable.partition(":")
-    model = getattr(importlib.import_module(module), name)(config=dict(config))
+    model = standalone(getattr(importlib.import_module(module), name), config)
     try:
         model.restore(checkpoint)
         return {k: v if isinstance(v, dict) else float(v) for k, v in model.test().items()}

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from envs import active
+from trainables import runtime
 from trainables.active import policy as learned
 from trainables.active import strategies
 
@@ -44,7 +45,7 @@ def train_policy(config: dict, folder: str) -> dict:
     """Trains `al` (trainables/active/policy.py) for its `iterations` and saves the network in
     `folder` (state.pt, the config beside the weights); returns its last validation figures."""
     tick = time.perf_counter()
-    trainable = learned.ActiveLearningTrainable(config=config)
+    trainable = runtime.standalone(learned.ActiveLearningTrainable, config)
     try:
         for _ in range(trainable.cfg.iterations):
             result = trainable.train()

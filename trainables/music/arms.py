@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from envs import music
+from trainables import runtime
 
 HEURISTICS = ("random", "toppop", "sticky", "sticky-fallback", "i2i", "greedy", "oracle")
 LOGGED = ("toppop", "i2i", "greedy")  # the heuristics built from a log population's sessions
@@ -189,7 +190,7 @@ class Policy:
         else:
             module, _, name = entry_point.partition(":")
             cls = getattr(__import__(module, fromlist=[name]), name)
-            trainable = cls(config=dict(config))
+            trainable = runtime.standalone(cls, config)
             trainable.restore(checkpoint)
             vars(trainable).pop("rollout").close()  # its training envs: simulated users, not for acting
             act, env_config = trainable.greedy, trainable.cfg.env_config  # as restored: what the checkpoint recorded
