@@ -31,7 +31,7 @@ from platform.al_compare import finished, numbers, progress
 from trainables.active import benchmark
 from trainables.active import policy as learned
 from trainables.config import ConfigError, apply_assignments, parse_assignment
-from trainables.stats import paired_bootstrap
+from trainables.stats import confidence_interval, paired_bootstrap
 
 REFERENCES = ("margin", "badge")  # the policy must beat the better of them
 RESAMPLES = 2000
@@ -250,6 +250,29 @@ def compare(policy: dict[int, list[float]], reference: list[float]) -> tuple[flo
     return paired_bootstrap(diffs, resamples=RESAMPLES, same_users=True)
 
 
+def seed_interval(policy: dict[int, list[float]], reference: list[float]) -> tuple[float, float, float]:
+    """Mean and Student-t 95% interval over RL seeds of each seed's mean difference to `reference`
+    (split noise averaged within a seed): wider than the bootstrap when seeds are few."""
+    ref = float(np.mean(reference))
+    mean, _, low, high = confidence_interval([float(np.mean(a)) - ref for _, a in sorted(policy.items())])
+    return mean, low, high
+
+
+def learning_table(trained: list[dict]) -> list[str]:
+    """Did training move the policy? Per prior and candidate sampling: its validation AULC minus
+    margin's on its training datasets after the last iteration (near 0 for a policy that still picks
+    what margin picks), over every trained policy: mean [min, max], and how many are above 0."""
+    groups: dict = {}
+    for u in trained:
+        c = u["config"]
+        groups.setdefault((c["prior"], c["candidate_sampling"]), []).append(u["valid_minus_margin"])
+    rows = [[f"{prior:g}", sampling, len(v), f"{np.mean(v):+.4f} [{min(v):+.4f}, {max(v):+.4f}]",
+             sum(x > 0 for x in v)] for (prior, sampling), v in sorted(groups.items())]  # fmt: skip
+    head = ["prior", "candidates", "policies", "validation AULC minus margin's (training datasets)", "above 0"]
+    return ["Training (validation on the datasets it trained on, never the held-out one):", "",
+            *tables.table(head, rows)]  # fmt: skip
+
+
 def signed(mean: float, low: float, high: float) -> str:
     star = "*" if low > 0 or high < 0 else ""
     return f"{mean:+.4f}{star} {tables.interval(low, high, '+.4f')}"
@@ -280,14 +303,17 @@ def render(folder: Path) -> str:
                   ""]  # fmt: skip
     lines += [f"Test AULC (accuracy) on the held-out dataset's splits; policy minus reference, mean [95% "
               f"interval: {METHOD}]; * where it excludes 0. A win: both intervals (against margin and against "
-              "BADGE) above 0.", ""]  # fmt: skip
+              "BADGE) above 0; a loss: either below 0; else a tie. With few RL seeds the bootstrap's bounds sit "
+              "near the worst and best seed and cover less than 95%: the `t over seeds` column (Student-t over "
+              "the seeds' mean differences to the better reference, split noise averaged) and its loss count "
+              "are the cautious reading.", ""]  # fmt: skip
     if trained:
         secs = [u["seconds"] for u in trained]
         lines += [f"{len(trained)} policies trained ({trained[0]['episodes']} episodes each, "
-                  f"{np.mean(secs):.0f} s on average).", ""]  # fmt: skip
+                  f"{np.mean(secs):.0f} s on average).", "", *learning_table(trained), ""]  # fmt: skip
     summary, body, overview = [], [], {}
     for (prior, sampling, k), by_dataset in sorted(runs.items()):
-        rows, wins, losses = [], 0, 0
+        rows, wins, losses, t_losses = [], 0, 0, 0
         for dataset, seeds in sorted(by_dataset.items()):
             references = [refs.get((dataset, k, r)) for r in REFERENCES]
             if any(r is None for r in references) or len(seeds) < 2:
@@ -299,18 +325,21 @@ def render(folder: Path) -> str:
             win = all(low > 0 for _, low, _ in diffs)
             loss = any(high < 0 for _, _, high in diffs)
             wins, losses = wins + win, losses + loss
+            by_seed = seed_interval(aulc, references[better])
+            t_losses += by_seed[2] < 0
             seed_means = " / ".join(f"{np.mean(a):.3f}" for _, a in sorted(aulc.items()))
             rows.append([dataset, len(seeds), len(references[0]), f"{np.mean(list(aulc.values())):.3f}",
                          seed_means, *(f"{np.mean(r):.3f}" for r in references), *(signed(*d) for d in diffs),
-                         "win" if win else "loss" if loss else "tie"])  # fmt: skip
+                         "win" if win else "loss" if loss else "tie",
+                         f"{signed(*by_seed)} ({REFERENCES[better]})"])  # fmt: skip
         if not rows:
             continue
         variant = f"prior {prior:g}, candidates {sampling}, K = {k}"
-        summary.append([f"{prior:g}", sampling, k, len(rows), wins, len(rows) - wins - losses, losses,
+        summary.append([f"{prior:g}", sampling, k, len(rows), wins, len(rows) - wins - losses, losses, t_losses,
                         "yes" if wins * 2 >= len(rows) else "no"])  # fmt: skip
         body += [f"## {variant}", ""]
         head = ["held out", "seeds", "splits", "policy AULC", "per seed", "margin", "BADGE", "policy - margin",
-                "policy - BADGE", "vs both"]  # fmt: skip
+                "policy - BADGE", "vs both", "policy - better, t over seeds"]  # fmt: skip
         body += [*tables.table(head, rows), ""]
         sums = sum(np.asarray(u["decision_sums"]) for seeds in by_dataset.values() for u in seeds.values())
         counts = sum(np.asarray(u["decision_counts"]) for seeds in by_dataset.values() for u in seeds.values())
@@ -318,7 +347,8 @@ def render(folder: Path) -> str:
         policies = sum(len(seeds) for seeds in by_dataset.values())
         body += [f"Decisions over time ({policies} policies, every held-out dataset):", "",
                  *decisions_table(sums, counts, policies, png, plt, variant)]  # fmt: skip
-    head = ["prior", "candidates", "K", "held-out datasets", "wins", "ties", "losses", "wins on at least half"]
+    head = ["prior", "candidates", "K", "held-out datasets", "wins", "ties", "losses", "losses (t over seeds)",
+            "wins on at least half"]  # fmt: skip
     lines += ["## Does the learned policy beat the best of margin and BADGE?", "", *tables.table(head, summary), ""]
     for (prior, sampling), by_dataset in sorted(overview.items()):
         ks = sorted({k for by_k in by_dataset.values() for k in by_k})

@@ -123,9 +123,15 @@ def test_the_report_counts_a_win_only_against_both_references(tmp_path):
             units.append({"kind": "policy", "dataset": d, "prior": 5.0, "sampling": "uniform", "seed": seed, "k": 10,
                           "aulc": [a + 0.01 + 0.001 * seed for a in splits],
                           "decision_sums": [[1.0] * 8] * 5, "decision_counts": [2] * 5})  # fmt: skip
+    for d, seed, moved in (("iris", 0, 0.0), ("iris", 1, 0.02), ("wine", 0, -0.01)):
+        units.append({"kind": "train", "config": {"prior": 5.0, "candidate_sampling": "uniform", "held_out": d,
+                      "seed": seed}, "valid_minus_margin": moved, "seconds": 1.0, "episodes": 4})  # fmt: skip
     (tmp_path / "units.jsonl").write_text("".join(json.dumps(u) + "\n" for u in units))
     text = al_lodo.render(tmp_path)
-    assert "| 5 | uniform | 10 | 2 | 1 | 0 | 1 | yes |" in text  # iris: a win; wine: BADGE is above it
+    # iris: a win; wine: BADGE is above it, by bootstrap and by t over seeds
+    assert "| 5 | uniform | 10 | 2 | 1 | 0 | 1 | 1 | yes |" in text
+    assert "| 5 | uniform | 3 | +0.0033 [-0.0100, +0.0200] | 1 |" in text  # did training move it?
+    assert "-0.0090* [-0.0115, -0.0065] (badge)" in text  # wine, t over 3 seeds: -0.010, -0.009, -0.008
     assert "Unfinished" in text and (tmp_path / "decisions_p5_uniform_k10.png").stat().st_size > 1000
 
 
