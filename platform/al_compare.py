@@ -1,6 +1,6 @@
 """`python -m platform.al_compare`: batch active-learning strategies, paired over seeds.
 
-    python -m platform.al_compare --suite --seeds 3        # the benchmark: every bundled dataset x K x start
+    python -m platform.al_compare --suite --seeds 8        # the benchmark: every bundled dataset x K x start
     python -m platform.al_compare --datasets digits --k 10 --budget 200 --seeds 20
     python -m platform.al_compare --datasets my.csv:species,segment --k 1,5,10,20 --start 20,50
     python -m platform.al_compare --datasets digits,wine --policy ~/ray_results/al-pbt-...   # a learned policy too
