@@ -126,10 +126,16 @@ class KeepCompleteState(tune.Callback):
         text = state.read_text()
         if not reads_as_json(text):  # being written now: the next step copies it
             return
-        partial = folder / f".{STATE_COPY}.partial"
-        partial.write_text(text)
-        partial.replace(folder / STATE_COPY)
+        write_atomically(folder / STATE_COPY, text)
         self.copied = seen
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Writes a temporary file beside `path`, then renames it over `path`: a reader (or a crash)
+    sees the old file or the new one, never part of one."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def reads_as_json(text: str) -> bool:
@@ -153,9 +159,7 @@ def restore_complete_state(folder: Path) -> str | None:
             f"{state} was cut off when the driver died and no complete copy of it exists: run the command "
             "again without --resume under a new --name"
         )
-    partial = folder / f".{STATE_COPY}.partial"
-    partial.write_text(copy.read_text())
-    partial.replace(state)
+    write_atomically(state, copy.read_text())
     return f"{state.name} was cut off when the driver died: resuming from its last complete copy ({STATE_COPY})"
 
 
