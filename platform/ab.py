@@ -741,13 +741,54 @@ def check(args: argparse.Namespace, folder: Path) -> None:
         raise ConfigError(f"A/B {folder.name!r} already exists at {folder}; pass a new --name (nothing was changed)")
 
 
+REPLAY_TYPES = {  # ab.json's settings that --replay reads, with the JSON types each may have
+    **dict.fromkeys(("users", "seed", "looks", "log_users", "log_seed"), (int,)),
+    **dict.fromkeys(("alpha", "power"), (int, float)),
+    **dict.fromkeys(("salt", "design"), (str,)),
+    "cuped": (bool,),
+    "mde": (int, float, type(None)),
+    "set": (list,),
+    "arms": (list,),
+}
+
+
+def read_record(path: str) -> tuple[dict, list[str]]:
+    """An ab.json and the command line it records; ConfigError naming the file and what is wrong with
+    it otherwise (a record that cannot be read is one line, never a traceback)."""
+    where = Path(path).expanduser()
+    fix = "name an ab.json written by python -m platform.ab"
+    try:
+        record = json.loads(where.read_text())
+    except OSError as err:
+        raise ConfigError(f"--replay {path}: cannot read it ({err.strerror or err}); {fix}") from None
+    except ValueError as err:  # not UTF-8, not JSON
+        raise ConfigError(f"--replay {path}: not JSON ({err}); {fix}") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"--replay {path}: a JSON {type(record).__name__}, not an object; {fix}")
+    s = record.get("settings")
+    if not isinstance(s, dict):
+        raise ConfigError(f'--replay {path}: no "settings" object (what the A/B was run with); {fix}')
+    missing = [k for k in ("commit",) if k not in record] + [f"settings.{k}" for k in REPLAY_TYPES if k not in s]
+    if missing:
+        raise ConfigError(f"--replay {path}: records no {', '.join(missing)}; {fix}")
+    for key, types in REPLAY_TYPES.items():  # bool is an int to Python, not a user count to the A/B
+        value = s[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            kinds = " or ".join(t.__name__ for t in types)
+            raise ConfigError(f"--replay {path}: settings.{key} is {value!r}, not a {kinds}; {fix}")
+    if not all(isinstance(a, dict) and isinstance(a.get("spec"), str) for a in s["arms"]):
+        raise ConfigError(f'--replay {path}: settings.arms is not a list of {{"spec": ARM, ...}}; {fix}')
+    if not all(isinstance(a, str) for a in s["set"]):
+        raise ConfigError(f"--replay {path}: settings.set is not a list of KEY=VALUE texts; {fix}")
+    return record, replay_argv(record)
+
+
 def replay(args: argparse.Namespace) -> int:
     """Reruns the A/B an ab.json records (into a new folder) and compares every figure."""
     try:
-        original = json.loads(Path(args.replay).expanduser().read_text())
-        argv = replay_argv(original)
-    except (OSError, ValueError, KeyError) as err:
-        print(f"error: --replay {args.replay}: not an ab.json this tool wrote ({err!r})", file=sys.stderr)
+        original, argv = read_record(args.replay)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     name = args.name or f"{Path(args.replay).resolve().parent.name}-replay-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"Replaying {args.replay} (commit {original['commit']}): python -m platform.ab {' '.join(argv)}")

@@ -179,3 +179,44 @@ def test_a_paired_arm_identical_on_every_user_says_so_rather_than_printing_nan()
     assert "nan" not in ab.effect_text({**effect, "pairing": math.nan})
     assert "identical on every user" in ab.effect_text({**effect, "pairing": math.nan})
     assert "1.50x smaller than split" in ab.effect_text({**effect, "pairing": 1.5})
+
+
+def _recorded(**changes) -> dict:
+    """An ab.json's settings and commit as run() writes them, with `changes` (None: the key removed)."""
+    settings = {"users": 300, "seed": 3, "salt": "s", "design": "split", "alpha": 0.05, "looks": 1, "power": 0.8,
+                "log_users": 300, "log_seed": 101, "cuped": False, "mde": None, "set": [],
+                "arms": [{"spec": "random"}, {"spec": "sticky"}]}  # fmt: skip
+    record = {"settings": settings, "commit": "abc"}
+    for key, value in changes.items():
+        where = record if key == "commit" else settings
+        if value is None:
+            del where[key]
+        else:
+            where[key] = value
+    return record
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (None, "cannot read it (No such file or directory)"),
+        ("{not json", "not JSON (Expecting property name"),
+        ([1, 2], "a JSON list, not an object"),
+        ({"commit": "abc"}, 'no "settings" object'),
+        (_recorded(commit=None), "records no commit"),
+        (_recorded(seed=None, salt=None), "records no settings.seed, settings.salt"),
+        (_recorded(users="300"), "settings.users is '300', not a int"),
+        (_recorded(cuped=1), "settings.cuped is 1, not a bool"),
+        (_recorded(arms=["random"]), 'settings.arms is not a list of {"spec": ARM, ...}'),
+    ],
+)
+def test_replay_of_a_bad_record_is_one_line_naming_the_file(tmp_path, capsys, content, problem):
+    """Without the checks these were a KeyError (no commit) or a TypeError (a list) traceback."""
+    path = tmp_path / "ab.json"
+    if content is not None:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    code = ab.run(["--replay", str(path), "--storage", str(tmp_path), "--name", "again"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: --replay {path}: "), err
+    assert problem in err and "name an ab.json written by python -m platform.ab" in err, err
+    assert not (tmp_path / "again").exists()
