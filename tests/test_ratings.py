@@ -61,6 +61,23 @@ def test_bad_files_get_one_clear_line(tmp_path, name, text, message):
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        # pandas' default turned the extra leading field into the index: user 2, rating 4, time 5.
+        ("wide.tsv", "1\t2\t3\t4\t5\n6\t7\t8\t9\t10\n", r"line 1: 5 fields, expected 4 \(user_id item_id rating"),
+        ("wide.dat", "\n1::2::3::4::5\n", r"line 2: 5 fields, expected 4 \(user_id::item_id::rating::timestep"),
+        ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,4,5\n", r"line 2: 5 fields, expected 4 \(one field"),
+        ("narrow.tsv", "1 2 3\n4 5 6\n", r"line 1: 3 fields, expected 4"),
+    ],
+)
+def test_rows_of_the_wrong_width_are_one_line_not_shifted_columns(tmp_path, name, text, message):
+    path = write(tmp_path, name, text)
+    with pytest.raises(DataError, match=message) as err:
+        ratings.load(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         ratings.load(tmp_path / "nope.tsv")

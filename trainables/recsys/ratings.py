@@ -27,6 +27,7 @@ on the ids' values. User and item indices follow the sorted ids, so a shuffled f
 identical arrays.
 """
 
+import csv
 import dataclasses
 import hashlib
 import io
@@ -507,6 +508,40 @@ def _segment_sums(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
+def _fields(line: str, sep: str) -> list[str]:
+    """One line's fields as _read's parser splits them (whitespace, ::, or a CSV delimiter)."""
+    if sep == r"\s+":
+        return line.split()
+    if sep == "::":
+        return line.split("::")
+    return next(csv.reader([line], delimiter=sep))
+
+
+def _check_width(path: Path, sep: str, header, names) -> None:
+    """Raises DataError when the first data row's field count is not the expected one (the names,
+    or the header's fields): the parser takes the first row's width as the file's, so a wider first
+    row would load with dropped or shifted columns; later rows of another width fail in the parser."""
+    expected = len(names) if names else 0
+    layout = (" " if sep == r"\s+" else sep).join(names) if names else ""
+    seen = None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            if header is not None and not expected:
+                fields = _fields(line.strip("\r\n"), sep)
+                expected, layout = len(fields), f"one field per column of the header on line {number}"
+                continue
+            seen = number, len(_fields(line.strip("\r\n"), sep))
+            break
+    if seen is not None and seen[1] != expected:
+        where = "separated by whitespace" if sep == r"\s+" else f"separated by {sep!r}"
+        raise DataError(
+            f"{path}: line {seen[0]}: {seen[1]} fields, expected {expected} ({layout}, {where}); "
+            "fix the file or convert it to that format"
+        )
+
+
 def _first_line(path: Path) -> str:
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
@@ -519,11 +554,16 @@ def _read(path: Path, sep: str, header, names, first_line: int, expect=None) -> 
     """The file as a frame, columns typed by pandas (ids stay numbers when they are), with the C
     parser: MovieLens-20M's 20M rows load in seconds and without a Python string per cell."""
     _first_line(path)  # raises on an empty file
+    _check_width(path, sep, header, names)
     source = path
     if sep == "::":  # multi-character separators need the slow Python parser: make it one tab
         source, sep = io.BytesIO(path.read_bytes().replace(b"::", b"\t")), "\t"
     try:
-        frame = pd.read_csv(source, sep=sep, header=header, names=names, skip_blank_lines=True, engine="c")
+        # index_col=False: a row wider than the header must not turn its first field into the index
+        # (pandas' default), which loads every column shifted by one without a word.
+        frame = pd.read_csv(
+            source, sep=sep, header=header, names=names, skip_blank_lines=True, engine="c", index_col=False
+        )
     except pd.errors.ParserError as err:
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
         if match:
