@@ -23,7 +23,8 @@ logged sessions of --log-users users of population --log-seed; only the oracle r
                        best trial) or one trial's folder
   http://HOST:PORT     a recommender service speaking the course's protocol (POST /next/<user> and
                        /last/<user> with {"track", "time"}; python -m platform.serve serves any arm so);
-                       a user whose requests fail (--http-*) is left out and counted as failed
+                       a user whose requests fail (--http-*) is left out and counted as failed; refused
+                       when its GET / reports a seed other than --seed, or populations including it
   ARM#TAG              the same arm again under another name (A/A tests)
 
 Designs. split (the default, as a real A/B): users 0..N-1 of population --seed are divided between
@@ -193,9 +194,20 @@ GREEDY = "greedy"
 
 def check_populations(arms: dict, seed: int) -> None:
     """ConfigError if any arm learned from, or was selected on, the A/B's own population `seed`:
-    its test users would not be new to it."""
+    its test users would not be new to it. A served arm is checked by what its service reports (GET
+    /): a service started for another population (its --seed) is refused too, since it refuses
+    arms trained on that population, not on this one."""
     for spec, arm in arms.items():
+        if isinstance(arm, HttpArm):
+            served_seed = arm.status.get("seed", seed)  # a service that reports none is not checked
+            if served_seed != seed:
+                raise ConfigError(
+                    f"arm {spec}: the service reports seed {served_seed!r}, the A/B tests population {seed} "
+                    f"(--seed); restart it with --seed {seed} or run the A/B with --seed {served_seed}"
+                )
         used = getattr(arm, "populations", {})
+        if not isinstance(used, dict) or not all(isinstance(p, (int, np.integer)) for p in used.values()):
+            raise ConfigError(f"arm {spec}: populations {used!r} are not {{role: population seed}}")
         for role, population in used.items():
             if population == seed:
                 raise ConfigError(

@@ -11,7 +11,8 @@ The protocol (the course's music recommender service and its simulator):
       answer is the track to play next. The first request of a session carries its first track.
   POST /last/<user>  {"track": int, "time": float}  -> {"user": int}
       the session ended after that track: the service drops the user's session state.
-  GET /   -> {"status": "ready", "arm": ARM, ...}
+  GET /   -> {"status": "ready", "arm": ARM, "seed": SEED, "populations": {ROLE: SEED}, ...}
+      the A/B refuses a service whose seed is not its --seed or whose arm learned from its population.
 
 The service keeps what a real one would log: per live session the tracks played and the fractions
 listened, and per user how many sessions have ended (the next one's number). From those alone it
@@ -167,6 +168,8 @@ def app(service: Service, name: str, ready: str = ""):
         time: float
 
     batcher = Batcher(service)
+    # what the arm learned from or was selected on: the A/B refuses it when its population is among them
+    populations = {role: int(seed) for role, seed in getattr(service.arm, "populations", {}).items()}
 
     @contextlib.asynccontextmanager
     async def lifespan(_):
@@ -178,8 +181,9 @@ def app(service: Service, name: str, ready: str = ""):
 
     @api.get("/")
     async def hello() -> dict:
-        return {"status": "ready", "arm": name, "seed": service.seed, "tracks": service.tracks,
-                "live_sessions": len(service.live), "batches": batcher.calls, "answered": batcher.answered}  # fmt: skip
+        return {"status": "ready", "arm": name, "seed": service.seed, "populations": populations,
+                "tracks": service.tracks, "live_sessions": len(service.live), "batches": batcher.calls,
+                "answered": batcher.answered}  # fmt: skip
 
     @api.post(f"/{NEXT}/{{user}}")
     async def next_track(user: int, body: Listen) -> dict:

@@ -218,3 +218,64 @@ def test_users_whose_requests_fail_are_counted_and_the_sample_ratio_check_fires(
     else:
         assert "answered 500" in first and "\n" not in first
     assert f"users failed, left out; the first: {first}" in out
+
+
+class Status(BaseHTTPRequestHandler):
+    """A service that only says what it serves (GET /): `status`, set by the test."""
+
+    status: dict = {}
+
+    def do_GET(self):
+        payload = json.dumps(Status.status).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize(
+    "status, problem",
+    [
+        ({"arm": "sticky", "seed": 5}, "the service reports seed 5, the A/B tests population 0 (--seed)"),
+        ({"arm": "i2i", "seed": 0, "populations": {"log": 0}}, "was trained on population 0 (log), the A/B's own"),
+        ({"arm": "i2i", "seed": 0, "populations": {"log": 101}}, None),
+        ({}, None),  # a service that reports nothing of itself is not checked
+    ],
+)
+def test_a_served_arm_for_another_population_or_trained_on_this_one_is_refused(status, problem, tmp_path, capsys):
+    """check_populations read `arm.populations`, which the HTTP arm lacked: a service was never checked."""
+    Status.status = status
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        if problem is None:
+            arm = ab.build_arm(url, music.MusicConfig(), 0, 0)
+            ab.check_populations({url: arm}, 0)  # accepted
+            assert arm.populations == status.get("populations", {})
+            arm.close()
+        else:
+            code = ab.run(["music", "random", url, "--users", "20", "--storage", str(tmp_path), "--name", "x"])
+            err = capsys.readouterr().err
+            assert code == 2 and err.count("\n") == 1 and problem in err and f"arm {url}" in err, err
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.slow
+def test_the_real_service_reports_its_seed_and_populations_and_the_ab_checks_them(tmp_path, capsys):
+    server = Served("i2i", "--seed", "5", "--log-seed", "101", "--log-users", "300", *SMALL)
+    try:
+        status = server.status()
+        code = ab.run(["music", "random", server.url, "--users", "20", "--seed", "0", "--storage", str(tmp_path),
+                       "--name", "x", *SMALL])  # fmt: skip
+    finally:
+        server.stop()
+    assert (status["seed"], status["populations"]) == (5, {"log": 101})
+    err = capsys.readouterr().err
+    assert code == 2 and "the service reports seed 5, the A/B tests population 0" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()

@@ -59,12 +59,23 @@ class HttpArm:
         try:  # one request now, so a service that is not there is one clear line, not 10,000 failed users
             connection = http.client.HTTPConnection(self.host, self.port, timeout=settings.timeout)
             connection.request("GET", self.prefix + "/")
-            connection.getresponse().read()
+            payload = connection.getresponse().read()
             connection.close()
-        except OSError as err:
+        except (OSError, http.client.HTTPException) as err:
             raise ConfigError(
                 f"{url}: no service answers ({err}); start one: python -m platform.serve music ARM --port {self.port}"
             ) from None
+        try:  # what the service says of itself (platform.serve: its arm, --seed, populations); {} if nothing
+            status = json.loads(payload)
+        except ValueError:
+            status = {}
+        self.status: dict = status if isinstance(status, dict) else {}
+
+    @property
+    def populations(self) -> dict:
+        """The populations the served arm learned from or was selected on, as the service reports them
+        (GET / "populations"; platform.ab refuses the arm if its own population is among them)."""
+        return self.status.get("populations") or {}
 
     def _post(self, kind: str, user: int, track: int, listened: float) -> dict:
         """One request with retries; the reply's JSON object, or Failed naming the user."""
