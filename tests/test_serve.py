@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -156,22 +157,23 @@ class Flaky(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # kept-alive connections, as a real service
     attempts: dict = {}
     lock = threading.Lock()
+    broken = True  # False: every user answered well
 
     def do_POST(self):
         kind, user = self.path.strip("/").split("/")
         user = int(user)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with Flaky.lock:
-            Flaky.attempts[user] = Flaky.attempts.get(user, 0) + 1
+        with self.lock:
+            self.attempts[user] = self.attempts.get(user, 0) + 1
         status, reply = 200, {"user": user}
         if kind == "next":
             cat = music.catalogue_of(music.MusicConfig(tracks=600, artists=60))
             a = cat.artist[body["track"]]
             mates = cat.artist_tracks[cat.artist_offsets[a] : cat.artist_offsets[a + 1]]
             reply["track"] = int(mates[(user + int(body["time"] * 1000)) % len(mates)])
-            if user % 6 == 0:
+            if self.broken and user % 6 == 0:
                 reply["track"] = "soon"
-            elif user % 6 == 1:
+            elif self.broken and user % 6 == 1:
                 status, reply = 500, {"detail": "down"}
         payload = json.dumps(reply).encode()
         self.send_response(status)
@@ -279,3 +281,45 @@ def test_the_real_service_reports_its_seed_and_populations_and_the_ab_checks_the
     err = capsys.readouterr().err
     assert code == 2 and "the service reports seed 5, the A/B tests population 0" in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+class Slow(Flaky):
+    """A service that answers every user well but `slow`, whose requests it holds for `delay` seconds
+    and then drops unanswered."""
+
+    attempts: dict = {}
+    broken, slow, delay = False, -1, 1.0
+
+    def do_POST(self):
+        user = int(self.path.rsplit("/", 1)[1])
+        if user != self.slow:
+            return super().do_POST()
+        with self.lock:
+            self.attempts[user] = self.attempts.get(user, 0) + 1
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.delay)
+        self.close_connection = True  # the client has given up: no answer to write
+
+
+def test_a_user_whose_service_times_out_is_retried_then_failed_and_the_ab_goes_on(tmp_path, capsys):
+    """--http-timeout 0.2 against a service that takes 1 s for one user: the request is sent 1 +
+    --http-retries times, then the user is recorded as failed with one line; every other user is served."""
+    assigned = np.arange(120)[ab.assign(np.arange(120), 2, "tunelab") == 1]
+    Slow.slow = int(assigned[3])
+    server = Backlog(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        code = ab.run(["music", "random", url, "--users", "120", "--storage", str(tmp_path), "--name", "slow",
+                       "--http-timeout", "0.2", "--http-retries", "2", *SMALL])  # fmt: skip
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert Slow.attempts[Slow.slow] == 3  # the first try and two retries
+    assert all(Slow.attempts[u] >= 1 for u in assigned)  # the others were asked (and answered: below)
+    figures = json.loads((tmp_path / "slow" / "ab.json").read_text())["arms"][url]
+    assert (figures["failed_users"], figures["users"]) == (1, len(assigned) - 1)
+    first = figures["first_failure"]
+    assert first == f"{url}: user {Slow.slow}: /next failed 3 times, last: TimeoutError: timed out", first
+    assert f"{url}: 1 users failed, left out; the first: {first}\n" in out
