@@ -16,14 +16,22 @@ is the trial iterations each search ran, its Optuna study included, summed over 
 For every seed and every model, one experiment runs that model's own search (`python -m platform.tune
 MODEL --set seed=S`; PBT for dt, Optuna for sasrec and the tunable baselines) on the same data and
 split. The trial each experiment selects on its validation `score` is measured once on the test
-split. The table gives, per model, the mean and 95% interval over seeds of the validation score and
-of the test figures, and two paired differences against the first model: of the primary test figure
-over seeds (same seed, same split; a t-interval), and of NDCG@10 over seeds and test users (the
-same users in both; a bootstrap that resamples seeds and, inside each, users), so a difference is
-weighed against the test users' sampling as well as training noise. With one seed the first has no
-interval and says so. `--vary-data` also sets data_seed = seed, so the split (and the synthetic
-data) changes with the seed where data_seed decides it (generated data, split=users, a user
-subsample); on a file's loo or time split it changes nothing, and the output says so.
+split. The first table gives, per model, the mean and 95% interval over seeds of the validation
+score and of the test figures, and `wall s`: from each experiment's first trial iteration to its
+last report as Tune recorded them, summed over seeds (each seed's in comparison.json, with the
+iterations' seconds summed over trials). The second gives paired differences against the first
+model: of the primary test figure over seeds (same seed, same split; a t-interval; with one seed
+it has no interval and says so), and of HR@10, NDCG@10, MRR and liked NDCG@10 over seeds and test
+users (each selected trial's per-user figures in its test.json; a test.json without one says that
+column cannot be computed), so a difference is weighed against the test users' sampling as well
+as training noise. That bootstrap resamples seeds and users in one of two ways: where every seed
+measured the same users (one fixed split: a file's loo or time split, or any split without
+--vary-data) each replicate draws one set of users shared by every drawn seed (crossed: a user's
+effect is common to the seeds), else each drawn seed draws its own users (a split per seed);
+comparison.json names the method used. `--vary-data` also sets data_seed = seed, so the split
+(and the synthetic data) changes with the seed where data_seed decides it (generated data,
+split=users, a user subsample); on a file's loo or time split it changes nothing, and a line says
+so before anything runs.
 
 Written to STORAGE/NAME/: one Tune experiment per model and seed, comparison.json and comparison.md.
 An interrupted comparison finishes by rerunning the same command with its --name: every (model,
@@ -34,6 +42,7 @@ one that Tune had started resumes from its trials' checkpoints.
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -47,7 +56,7 @@ from platform.callbacks import StalledRun
 from platform.experiment import SEARCHES
 from platform.results import Storage
 from platform.selection import TEST_FILE
-from platform.tune import execute, make_plan, start_ray
+from platform.tune import VARY_DATA_NOTICE, execute, make_plan, start_ray, varies_data
 from platform.tune import parser as tune_parser
 from trainables import metrics as m
 from trainables import stats
@@ -58,6 +67,8 @@ DEFAULT_MODELS = ("dt", "sasrec", "ease", "itemknn", "toprated", "popularity", "
 COLUMNS = (m.HR, m.NDCG, m.MRR, m.COVERAGE, m.TRUE_RATING_NORM, m.RETURN_MEAN, m.SOLVE)
 PRIMARY = (m.TRUE_RATING_NORM, m.NDCG, m.RETURN_MEAN)  # the first one the runs measured
 COMPUTE = "compute"  # trial iterations the search ran
+# Per-user figures each selected trial's test.json holds, differenced over seeds x test users.
+USER_METRICS = (m.HR, m.NDCG, m.MRR, m.LIKED + m.NDCG)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -128,6 +139,9 @@ def plans(args: argparse.Namespace) -> list:
             argv += ["--samples", str(samples)] if samples else []
             argv += ["--search", search or args.search] if search or args.search else []
             out.append((seed, label, argv, make_plan(tune_parser().parse_args(argv))))
+    if args.vary_data and not any(varies_data(plan.config) for *_, plan in out):
+        # Said before Ray starts: the user may want another split rather than runs that vary less than asked.
+        print(VARY_DATA_NOTICE + "; the (seeds x users) intervals cover the test users")
     return out
 
 
@@ -160,21 +174,22 @@ def compute(experiment: str | os.PathLike) -> float:
 
 
 def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
-    """A markdown table of mean [95% CI] over seeds, and the same figures as a dict.
+    """Two markdown tables, and the same figures as a dict: per model, mean [95% CI] over seeds and
+    the wall seconds its experiments took; then its differences against the reference.
 
-    Two paired differences against the reference: over seeds (a t-interval of the per-seed
-    differences of the primary figure), and over seeds and test users (stats.paired_bootstrap of the
-    per-user NDCG@10 differences, where both models measured the same users)."""
+    The differences are paired: over seeds (a t-interval of the per-seed differences of the primary
+    figure), and over seeds and test users (stats.paired_bootstrap of the per-user HR@10, NDCG@10,
+    MRR and liked NDCG@10 differences, where both models measured the same users)."""
     present = {k for runs in rows.values() for t in runs for k in t}
     primary = next(m.split_metric(m.TEST, c) for c in PRIMARY if m.split_metric(m.TEST, c) in present)
     columns = [m.SCORE] + [m.split_metric(m.TEST, c) for c in COLUMNS if m.split_metric(m.TEST, c) in present]
     columns += [COMPUTE] if COMPUTE in present else []
     per_user = m.split_metric(m.TEST, m.PER_USER)
-    header = ["model", "seeds", "valid score"] + [c for c in columns[1:]] + [f"{primary} - {reference} (seeds)"]
+    header = ["model", "seeds", "valid score"] + columns[1:] + ["wall s (sum over seeds)"]
+    differences = ["model", f"{primary} - {reference} (seeds)"]
     if per_user in present:
-        header.append(f"{m.split_metric(m.TEST, m.NDCG)} - {reference} (seeds x users)")
-        header.append(f"{m.split_metric(m.TEST, m.LIKED + m.NDCG)} - {reference} (seeds x users)")
-    body = []
+        differences += [f"{m.split_metric(m.TEST, name)} - {reference} (seeds x users)" for name in USER_METRICS]
+    body, difference_body = [], []
     figures: dict = {}
     by_seed_ref = {t["seed"]: t for t in rows[reference]}
     for model, runs in rows.items():
@@ -183,10 +198,9 @@ def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
             mean, _, low, high = summary.confidence_interval([t[column] for t in runs])
             figures[model][column] = {"mean": mean, "low": low, "high": high}
             cells.append(f"{mean:.4f} {tables.interval(low, high, '.4f')}")
+        body.append(cells + [wall_cell(runs, figures[model])])
         pairs = [(t, by_seed_ref[t["seed"]]) for t in runs if t["seed"] in by_seed_ref]
         if model == reference or not pairs:
-            cells += [""] * (len(header) - len(cells))
-            body.append(cells)
             continue
         mean, _, low, high = summary.confidence_interval([t[primary] - ref[primary] for t, ref in pairs])
         method = "t-interval over seeds of the per-seed difference"
@@ -197,57 +211,73 @@ def table(rows: dict[str, list[dict]], reference: str) -> tuple[str, dict]:
             "seeds": len(pairs),
             "method": method,
         }
-        cells.append(f"{mean:+.4f} {tables.interval(low, high, '+.4f')}")
+        cells = [model, f"{mean:+.4f} {tables.interval(low, high, '+.4f')}"]
         if per_user in present:
-            cells.append(user_difference(pairs, per_user, figures[model]))
-            cells.append(user_difference(pairs, per_user, figures[model], liked_only=True))
-        body.append(cells)
-    return "\n".join(tables.table(header, body)), {"primary": primary, "models": figures}
+            found = figures[model].setdefault("user_differences", {})
+            cells += [user_difference(pairs, per_user, name, found) for name in USER_METRICS]
+        difference_body.append(cells)
+    text = "\n".join(tables.table(header, body))
+    if difference_body:
+        text += f"\n\nDifferences against {reference}:\n\n" + "\n".join(tables.table(differences, difference_body))
+    return text, {"primary": primary, "models": figures}
 
 
-def varies_data(config) -> bool:
-    """Whether data_seed changes the data or split: generated data, split=users, a user subsample or
-    shuffled histories do; a file's loo and time splits do not."""
-    fields = dataclasses.asdict(config)
-    if "data_seed" not in fields:
-        return True  # not a recommender: the model decides
-    return (
-        fields["data"] == "synthetic"
-        or fields.get("split") == "users"
-        or fields.get("user_fraction", 1.0) < 1.0
-        or fields.get("shuffle_order", False)
-    )
+def wall_cell(runs: list[dict], out: dict) -> str:
+    """The wall seconds of a model's experiments summed over seeds, as a cell; recorded in `out`
+    with each seed's (and the iterations' summed seconds, parallel trials each counted)."""
+    walls = {t["seed"]: t.get(recorded.WALL_SECONDS, math.nan) for t in runs}
+    out[recorded.WALL_SECONDS] = {
+        "total": float(sum(walls.values())),
+        "per_seed": walls,
+        "trial_s_per_seed": {t["seed"]: t.get(recorded.TRIAL_SECONDS, math.nan) for t in runs},
+    }
+    total = out[recorded.WALL_SECONDS]["total"]
+    return f"{total:.0f}" if math.isfinite(total) else "n/a: not recorded by Tune"
 
 
-def user_difference(pairs: list[tuple[dict, dict]], per_user: str, out: dict, liked_only: bool = False) -> str:
-    """The per-user NDCG@10 difference over seeds and test users (stats.paired_bootstrap), as a cell;
-    recorded in `out`. `liked_only`: over the users whose target is rated >= 4 (protocol.LIKED).
-    Seeds whose two runs measured different users are not paired."""
-    diffs, users_of = [], []
+def user_difference(pairs: list[tuple[dict, dict]], per_user: str, name: str, out: dict) -> str:
+    """The per-user difference of `name` (one of USER_METRICS) over seeds and test users
+    (stats.paired_bootstrap), as a cell; recorded in `out` under the test metric's name. The liked
+    variant keeps the users whose target is rated >= 4 (protocol.LIKED). Seeds whose two runs
+    measured different users are not paired; a per-user list an older test.json lacks (MRR, the
+    ratings) makes the cell say so."""
+    liked_only = name.startswith(m.LIKED)
+    values = name.removeprefix(m.LIKED)
+    diffs, users_of, lacking = [], [], None
     for mine, ref in pairs:
         a, b = mine.get(per_user), ref.get(per_user)
-        if a and b and a[m.USERS] == b[m.USERS]:
-            keep = np.ones(len(a[m.USERS]), bool)
-            if liked_only:
-                ratings = a.get(m.TARGET_RATING) or b.get(m.TARGET_RATING)  # same users: same targets
-                if ratings is None:
-                    continue  # both measured before target ratings were recorded
-                keep = np.asarray(ratings) >= protocol.LIKED
-            diffs.append(np.asarray(a[m.NDCG])[keep] - np.asarray(b[m.NDCG])[keep])
-            users_of.append(a[m.USERS])
+        if not (a and b and a[m.USERS] == b[m.USERS]):
+            continue
+        if a.get(values) is None or b.get(values) is None:
+            lacking = values  # measured before this per-user list was recorded
+            continue
+        keep = np.ones(len(a[m.USERS]), bool)
+        if liked_only:
+            ratings = a.get(m.TARGET_RATING) or b.get(m.TARGET_RATING)  # same users: same targets
+            if ratings is None:
+                lacking = "target ratings"
+                continue
+            keep = np.asarray(ratings) >= protocol.LIKED
+        diffs.append(np.asarray(a[values], float)[keep] - np.asarray(b[values], float)[keep])
+        users_of.append(a[m.USERS])
+    key = m.split_metric(m.TEST, name)
     if not diffs:
-        return "n/a: no seed with the same test users" + (" and their ratings" if liked_only else "")
+        if lacking:
+            reason = f"n/a: per-user {lacking} not in test.json (measured earlier)"
+        else:
+            reason = "n/a: no seed with the same test users"
+        out[key] = {"unavailable": reason}
+        return reason
     # One fixed split: every seed measured the same users, whose effect the seeds share.
     same_users = all(users == users_of[0] for users in users_of)
     mean, low, high = stats.paired_bootstrap(diffs, same_users=same_users)
     method = (stats.CROSSED_METHOD if same_users else stats.BOOTSTRAP_METHOD).format(resamples=2000)
-    users = sum(len(d) for d in diffs)
-    out["liked_user_difference" if liked_only else "user_difference"] = {
+    out[key] = {
         "mean": mean,
         "low": low,
         "high": high,
         "seeds": len(diffs),
-        "users": users,
+        "users": sum(len(d) for d in diffs),
         "method": method,
     }
     return f"{mean:+.4f} {tables.interval(low, high, '+.4f')}"
@@ -278,7 +308,10 @@ def run(argv: list[str] | None = None) -> int:
                 where = plan.storage.experiment(plan.name)
                 print(f"error: {model} (seed {seed}): no trial finished; see {where}", file=sys.stderr)
                 return 1
-            rows[model].append({**tests[0], "seed": seed, COMPUTE: compute(plan.storage.experiment(plan.name))})
+            experiment = plan.storage.experiment(plan.name)
+            # Both read from what Tune recorded, so a folder measured before reads back the same.
+            seconds = recorded.seconds(experiment)
+            rows[model].append({**tests[0], "seed": seed, COMPUTE: compute(experiment), **seconds})
     except (ConfigError, StalledRun) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -293,13 +326,11 @@ def run(argv: list[str] | None = None) -> int:
         f"Comparison over {args.seeds} seed(s) ({'data and training' if args.vary_data else 'training'} seeds), "
         f"{on}; valid score selects, test figures measured once on each selected trial; mean [95% t-interval "
         "over seeds]; (seeds x users): " + stats.BOOTSTRAP_METHOD.format(resamples=2000) + ", 95%, one user draw "
-        "shared by the seeds where every seed measured the same users (comparison.json names each method)."
+        "shared by the seeds where every seed measured the same users (comparison.json names each method); "
+        "wall s: each experiment's first trial iteration to its last report, as Tune recorded them, summed over seeds."
     )
-    if args.vary_data and not varies_data(planned[0][3].config):
-        head += (
-            "\n--vary-data: data_seed changes nothing here (a file's loo or time split is fixed by the data), so "
-            "the seeds vary training only; the (seeds x users) interval covers the test users."
-        )
+    if args.vary_data and not any(varies_data(plan.config) for *_, plan in planned):
+        head += "\n" + VARY_DATA_NOTICE + "; the (seeds x users) intervals cover the test users."
     print("\n" + head + "\n" + text)
     if not root.is_uri:
         os.makedirs(root.root, exist_ok=True)

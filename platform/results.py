@@ -25,6 +25,10 @@ OPTUNA_DB = "optuna.db"  # an Optuna run's study, inside its experiment folder
 LINEAGE = "lineage.json"  # what was run (platform.lineage writes it before any trial starts)
 STUDY = "study"  # optuna+pbt: the study's Tune experiment, inside the PBT experiment's folder
 ITERATION = "training_iteration"
+TIMESTAMP = "timestamp"  # Tune's, in every row: when the trial reported it (Unix seconds)
+ITERATION_SECONDS = "time_this_iter_s"  # Tune's, in every row: how long that iteration took
+WALL_SECONDS = "wall_s"  # seconds.__doc__
+TRIAL_SECONDS = "trial_s"
 SEED_KEYS = ("seed", "data_seed")  # what tells the seeds of one config apart (--seeds, --vary-data)
 CONFIG = "config"  # Tune writes the trial's config into every row; its frame flattens it to config/KEY
 
@@ -223,6 +227,34 @@ def iterations(location: str) -> int:
     if Folder(study).exists():
         total += sum(len(t.frame) for t in load(study).trials)
     return total
+
+
+def seconds(location: str) -> dict[str, float]:
+    """How long the experiment ran, an optuna+pbt study's included, from Tune's rows (frame_seconds)."""
+    frames = [t.frame for t in load(location).trials]
+    study = f"{location.rstrip('/')}/{STUDY}"
+    if Folder(study).exists():
+        frames += [t.frame for t in load(study).trials]
+    return frame_seconds(frames)
+
+
+def frame_seconds(frames: Iterable[pd.DataFrame]) -> dict[str, float]:
+    """{WALL_SECONDS: from the first iteration's start to the last report over all the trials' rows
+    (parallel trials count once; a resumed experiment's pause counts too), TRIAL_SECONDS: every
+    iteration's seconds summed (parallel trials each count)}; NaN without Tune's time columns. A
+    trial's setup before its first iteration and the test measurement after Tune are outside both."""
+    starts, ends, busy = [], [], 0.0
+    for frame in frames:
+        if not len(frame) or TIMESTAMP not in frame or ITERATION_SECONDS not in frame:
+            continue
+        stamp = pd.to_numeric(frame[TIMESTAMP], errors="coerce")
+        took = pd.to_numeric(frame[ITERATION_SECONDS], errors="coerce")
+        starts.append((stamp - took).min())
+        ends.append(stamp.max())
+        busy += float(took.sum())
+    if not starts or not all(map(math.isfinite, starts + ends)):
+        return {WALL_SECONDS: math.nan, TRIAL_SECONDS: math.nan}
+    return {WALL_SECONDS: float(max(ends) - min(starts)), TRIAL_SECONDS: busy}
 
 
 # ----------------------------------------------------------------------------- selection

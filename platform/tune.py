@@ -127,6 +127,26 @@ def list_models() -> str:
     return "\n".join(lines)
 
 
+VARY_DATA_NOTICE = (
+    "--vary-data: data_seed changes nothing here (a file's loo or time split is fixed by the data), so the "
+    "seeds vary training only"
+)
+
+
+def varies_data(config) -> bool:
+    """Whether data_seed changes the data or split: generated data, split=users, a user subsample or
+    shuffled histories do; a file's loo and time splits do not."""
+    fields = dataclasses.asdict(config)
+    if "data_seed" not in fields:
+        return True  # not a recommender: the model decides
+    return (
+        fields["data"] == "synthetic"
+        or fields.get("split") == "users"
+        or fields.get("user_fraction", 1.0) < 1.0
+        or fields.get("shuffle_order", False)
+    )
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     """Validates every option and the model's config before Ray starts; raises ConfigError."""
     spec = search_spaces.get(args.model)
@@ -305,6 +325,8 @@ def run(argv: list[str] | None = None, callbacks: list | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if plan.vary_data and not varies_data(plan.config):
+        print(VARY_DATA_NOTICE)  # before Ray starts, not after the runs it would not have changed
 
     import ray
 

@@ -6,9 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from platform import compare, returns
+from platform import compare, returns, tune
+from platform import results as recorded
 from trainables import metrics as m
-from trainables.recsys import ratings
+from trainables.recsys import protocol, ratings
 
 
 def movielens_file(path):
@@ -48,7 +49,11 @@ def test_compare_tunes_each_model_and_reports_paired_intervals(ray_session, tmp_
     paired = report["models"]["ease"]["paired_difference"]
     assert paired["mean"] == pytest.approx(sum(ease[s] - dt[s] for s in (0, 1)) / 2)
     assert paired["low"] < paired["mean"] < paired["high"] or paired["low"] == paired["high"]
-    assert (root / "comparison.md").read_text().count("\n| ") == 4  # header + 3 models
+    assert (root / "comparison.md").read_text().count("\n| ") == 4 + 3  # header + 3 models; differences: + 2
+    for model in ("dt", "ease", "popularity"):  # each experiment's wall seconds, from what Tune recorded
+        wall = report["models"][model][recorded.WALL_SECONDS]
+        assert sorted(wall["per_seed"]) == ["0", "1"] and wall["total"] == sum(wall["per_seed"].values()) >= 0
+    assert report["models"]["dt"][recorded.WALL_SECONDS]["total"] > 0
     # ... and the per-user difference over both seeds and their test users, from each test.json
     per_user = m.split_metric(m.TEST, m.PER_USER)
     selected = {
@@ -56,14 +61,14 @@ def test_compare_tunes_each_model_and_reports_paired_intervals(ray_session, tmp_
         for model in ("dt", "ease")
         for seed in (0, 1)
     }
-    users = report["models"]["ease"]["user_difference"]
+    users = report["models"]["ease"]["user_differences"][m.split_metric(m.TEST, m.NDCG)]
     assert users["seeds"] == 2 and users["users"] == sum(len(selected["dt", s][m.USERS]) for s in (0, 1))
     by_seed = [np.subtract(selected["ease", s][m.NDCG], selected["dt", s][m.NDCG]).mean() for s in (0, 1)]
     assert users["mean"] == pytest.approx(np.mean(by_seed), abs=1e-5)
     # one fixed split: both seeds measured the same users, drawn once for both seeds in the bootstrap
     assert selected["dt", 0][m.USERS] == selected["dt", 1][m.USERS] and "one user draw shared" in users["method"]
     assert per_user not in report["runs"]["ease"][0]  # the lists stay in test.json
-    liked = report["models"]["ease"]["liked_user_difference"]  # the same over users with a liked target
+    liked = report["models"]["ease"]["user_differences"][m.split_metric(m.TEST, m.LIKED + m.NDCG)]  # liked targets
     assert 0 < liked["users"] < users["users"]
     # Interrupted after everything but popularity's second seed: the rerun reads the rest back.
     (root / "comparison.json").unlink()
@@ -107,15 +112,20 @@ def test_bad_compare_arguments_are_one_line(tmp_path, capsys, argv, message):
     assert not list(tmp_path.iterdir())  # nothing was written
 
 
-def run_row(seed: int, ndcg: list[float], users: list[int] | None = None) -> dict:
-    """One selected trial's test figures as compare collects them (no Ray: the table alone)."""
+def run_row(seed: int, ndcg: list[float], users: list[int] | None = None, mrr: list[float] | None = None) -> dict:
+    """One selected trial's test figures as compare collects them (no Ray: the table alone);
+    `mrr` None: a test.json written before per-user MRR was recorded."""
     users = list(range(len(ndcg))) if users is None else users
     per_user = {m.USERS: users, m.HR: [int(v > 0) for v in ndcg], m.NDCG: ndcg}
+    if mrr is not None:
+        per_user[m.MRR] = mrr
     return {
         "seed": seed,
         m.SCORE: 0.1,
         m.split_metric(m.TEST, m.NDCG): sum(ndcg) / len(ndcg),
         m.split_metric(m.TEST, m.PER_USER): per_user,
+        recorded.WALL_SECONDS: 10.0 + seed,
+        recorded.TRIAL_SECONDS: 30.0 + seed,
     }
 
 
@@ -126,7 +136,7 @@ def test_differences_are_paired_over_test_users_and_one_seed_has_no_seed_interva
     text, figures = compare.table({"ref": [run_row(0, ref)], "better": [run_row(0, better)]}, "ref")
     row = next(line for line in text.splitlines() if line.startswith("| better"))
     assert "[n/a: one value]" in row  # across seeds: one seed has no interval, and says so
-    users = figures["models"]["better"]["user_difference"]
+    users = figures["models"]["better"]["user_differences"][m.split_metric(m.TEST, m.NDCG)]
     expected = float(np.mean(np.array(better) - np.array(ref)))
     assert users["mean"] == pytest.approx(expected)
     assert users["low"] < expected < users["high"] and users["high"] - users["low"] < 0.02  # paired: tight
@@ -137,4 +147,100 @@ def test_seeds_that_measured_different_users_are_not_paired():
     a, b = run_row(0, [0.5, 0.0, 1.0]), run_row(0, [0.5, 0.5, 0.5], users=[3, 4, 5])
     text, figures = compare.table({"ref": [a], "other": [b]}, "ref")
     assert "n/a: no seed with the same test users" in text
-    assert "user_difference" not in figures["models"]["other"]
+    differences = figures["models"]["other"]["user_differences"]
+    assert all("unavailable" in d and "mean" not in d for d in differences.values())
+
+
+@pytest.mark.parametrize(
+    ("settings", "varies"),
+    [
+        ({}, True),  # generated data: data_seed draws it
+        ({"data": "r.csv", "split": "users"}, True),  # the user split is drawn
+        ({"data": "r.csv", "user_fraction": 0.5}, True),  # so is the user subsample
+        ({"data": "r.csv"}, False),  # auto on a file: leave-one-out, fixed by the data
+        ({"data": "r.csv", "split": "loo"}, False),
+        ({"data": "r.csv", "split": "time"}, False),
+    ],
+)
+def test_vary_data_matters_only_where_data_seed_decides_the_data(settings, varies):
+    assert tune.varies_data(protocol.DataConfig(**settings)) is varies
+
+
+def test_vary_data_on_a_fixed_split_says_so_while_planning(tmp_path, capsys):
+    """Before Ray starts (in the plans), not after runs that varied less than asked."""
+    data = movielens_file(tmp_path / "ratings.csv")
+    argv = ["popularity", "--seeds", "2", "--vary-data", "--budget", "smoke", "--storage", str(tmp_path / "out")]
+    compare.plans(compare.parser().parse_args([*argv, "--set", f"data={data}"]))
+    assert capsys.readouterr().out.count(tune.VARY_DATA_NOTICE) == 1
+    compare.plans(compare.parser().parse_args([*argv, "--set", f"data={data}", "--set", "split=users"]))
+    assert tune.VARY_DATA_NOTICE not in capsys.readouterr().out
+
+
+def test_hr_and_mrr_differences_are_paired_over_seeds_and_users_too():
+    """Every per-user figure test.json holds gets the (seeds x users) interval, not only NDCG@10;
+    one fixed split (the same users in both seeds): the crossed bootstrap."""
+    rng = np.random.default_rng(1)
+    rows: dict[str, list[dict]] = {"ref": [], "other": []}
+    for seed in (0, 1):
+        ndcg = rng.uniform(0, 1, 300).round(3).tolist()
+        mrr = rng.uniform(0, 1, 300).round(3).tolist()
+        rows["ref"].append(run_row(seed, ndcg, mrr=mrr))
+        # other: one hit more per 10 users (HR), MRR 0.1 higher on every user
+        rows["other"].append(
+            run_row(seed, [0.5 if u % 10 == 0 else v for u, v in enumerate(ndcg)], mrr=[v + 0.1 for v in mrr])
+        )
+    text, figures = compare.table(rows, "ref")
+    found = figures["models"]["other"]["user_differences"]
+    hr, mrr = found[m.split_metric(m.TEST, m.HR)], found[m.split_metric(m.TEST, m.MRR)]
+    expected_hr = np.mean(
+        [
+            np.subtract(*(r[m.split_metric(m.TEST, m.PER_USER)][m.HR] for r in (o, f)))
+            for o, f in zip(rows["other"], rows["ref"])
+        ]
+    )
+    assert hr["mean"] == pytest.approx(expected_hr) and hr["low"] <= hr["mean"] <= hr["high"] and hr["users"] == 600
+    assert mrr["mean"] == pytest.approx(0.1) and mrr["high"] - mrr["low"] < 1e-9  # a constant difference
+    assert "one user draw shared" in mrr["method"] and mrr["seeds"] == 2
+    # a second table holds the differences; each has a column
+    first, _, second = text.partition("Differences against ref:")
+    assert "(seeds x users)" not in first and second.count("(seeds x users)") == 4
+    row = next(line for line in second.splitlines() if line.startswith("| other"))
+    assert f"{mrr['mean']:+.4f}" in row and f"{hr['mean']:+.4f}" in row
+    # wall seconds: summed over the seeds, each seed's kept
+    wall = figures["models"]["other"][recorded.WALL_SECONDS]
+    assert wall["total"] == 21.0 and wall["per_seed"] == {0: 10.0, 1: 11.0}
+    assert wall["trial_s_per_seed"] == {0: 30.0, 1: 31.0}
+    assert next(line for line in first.splitlines() if line.startswith("| other")).endswith(" 21 |")
+
+
+def test_a_test_json_without_per_user_mrr_says_it_cannot_be_computed():
+    ref, other = run_row(0, [0.5, 0.0, 1.0]), run_row(0, [1.0, 0.0, 1.0])  # written before MRR per user
+    text, figures = compare.table({"ref": [ref], "other": [other]}, "ref")
+    found = figures["models"]["other"]["user_differences"]
+    assert "not in test.json" in found[m.split_metric(m.TEST, m.MRR)]["unavailable"]
+    assert found[m.split_metric(m.TEST, m.NDCG)]["mean"] == pytest.approx(0.5 / 3)  # the others still are
+    assert "n/a: per-user mrr not in test.json" in text
+
+
+def test_wall_seconds_span_the_trials_iterations():
+    """From the first iteration's start to the last report: parallel trials count once."""
+    import pandas as pd
+
+    a = pd.DataFrame({recorded.TIMESTAMP: [105, 110], recorded.ITERATION_SECONDS: [5.0, 5.0]})  # 100..110
+    b = pd.DataFrame({recorded.TIMESTAMP: [104, 120], recorded.ITERATION_SECONDS: [2.0, 3.0]})  # 102..120
+    got = recorded.frame_seconds([a, b, pd.DataFrame()])
+    assert got == {recorded.WALL_SECONDS: 20.0, recorded.TRIAL_SECONDS: 15.0}
+    assert np.isnan(recorded.frame_seconds([pd.DataFrame({"x": [1]})])[recorded.WALL_SECONDS])
+
+
+def test_help_and_docs_describe_both_bootstraps_the_table_uses():
+    """A fixed split (every seed the same users) is bootstrapped crossed, one user draw for all the
+    seeds (stats.CROSSED_METHOD); only a split per seed draws users inside each seed."""
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[1] / "docs" / "recommenders.md").read_text()
+    for text in (compare.__doc__, docs):
+        text = " ".join(text.split())
+        assert "resamples seeds and, inside each" not in text
+        assert "crossed" in text and "each drawn seed draws its own users" in text
+        assert "HR@10, NDCG@10, MRR and liked NDCG@10 over seeds" in text

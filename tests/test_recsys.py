@@ -89,6 +89,10 @@ def test_ranking_metrics_by_hand():
     assert got[m.HR] == 0.5
     assert got[m.NDCG] == pytest.approx((1 + 1 / np.log2(5)) / 4)
     assert got[m.MRR] == pytest.approx((1 + 1 / 4 + 1 / 13) / 4)
+    # the per-user lists compare's intervals resample average to the same figures
+    per = protocol.per_user_metrics(ranks, np.arange(4), np.full(4, 5.0))
+    assert per[m.MRR] == pytest.approx([1, 1 / 4, 1 / 13, 0], abs=1e-6)
+    assert [np.mean(per[k]) for k in (m.HR, m.NDCG, m.MRR)] == pytest.approx([got[m.HR], got[m.NDCG], got[m.MRR]])
 
 
 def test_evaluate_ranks_fully_excludes_seen_and_untrained_items():

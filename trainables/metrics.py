@@ -24,7 +24,8 @@ COVERAGE = "coverage@10"
 LIKED = "liked_"  # prefix: the same metric over targets rated >= 4
 USERS = "users"
 TARGET_RATING = "rating"  # in PER_USER: the rating of each test user's target
-PER_USER = "per_user"  # test only: {"users", HR, NDCG} lists, one entry per test user (intervals over users)
+# test only: {"users", HR, NDCG, MRR, "rating"} lists, one entry per test user (intervals over users)
+PER_USER = "per_user"
 TRUE_RATING = "true_rating"  # synthetic data: true expected rating of the top 10
 TRUE_RATING_NORM = "true_rating_norm"  # the same, random 0, oracle 1
 EVAL_SECONDS = "eval/seconds"

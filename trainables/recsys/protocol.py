@@ -440,14 +440,15 @@ def evaluate(
 
 
 def per_user_metrics(ranks: np.ndarray, users: np.ndarray, target_ratings: np.ndarray) -> dict:
-    """{"users": user indices, HR: 0/1 per user, NDCG: per user, "rating": the target's rating},
-    JSON-ready lists in `users` order."""
+    """{"users": user indices, HR: 0/1 per user, NDCG and MRR: per user, "rating": the target's
+    rating}, JSON-ready lists in `users` order (test.json files written before MRR was added lack it)."""
     hit = ranks < TOP_N
     ndcg = np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0)
     return {
         m.USERS: users.tolist(),
         m.HR: hit.astype(int).tolist(),
         m.NDCG: np.round(ndcg, 6).tolist(),
+        m.MRR: np.round(1.0 / (ranks + 1.0), 6).tolist(),  # an unrankable target (inf) counts 0
         m.TARGET_RATING: np.asarray(target_ratings, float).tolist(),
     }
 
