@@ -410,11 +410,13 @@ def aa_runs(design: str, runs: int, users: int, alpha: float = 0.05, looks: int 
     on a fresh population and salt. Per metric the count of significant differences; "any secondary"
     counts runs with at least one; with `looks`, how often stopping at the first look whose
     fixed-horizon p (naive) or mSPRT p (sequential) fell below alpha would have claimed a difference;
-    the primary metric's difference estimate of every run (its spread is the design's variance)."""
+    the primary metric's difference estimate of every run (its spread is the design's variance), and
+    of every run the primary metric's `pairing` and, with `cuped`, `cuped` variance ratio as the A/B
+    reports them (ab_stats.compare; NaN where the run has none)."""
     cfg = music.MusicConfig()
     arms = {"a": music_arms.Random(), "b": music_arms.Random(stream=1)}
     counts = {m: 0 for m in (*METRICS, "any secondary", "naive peeking", "mSPRT")}
-    diffs, pairing = [], []
+    diffs, pairing, reduction = [], [], []
     for run in range(runs):
         result = run_ab(cfg, arms, users, 10_000 + run, f"aa{run}", alpha, design, cuped, looks)
         effects = result["effects"]["b"]
@@ -426,7 +428,9 @@ def aa_runs(design: str, runs: int, users: int, alpha: float = 0.05, looks: int 
             counts["mSPRT"] += effects[PRIMARY]["looks"]["stopped"] is not None
         diffs.append(effects[PRIMARY]["diff"])
         pairing.append(effects[PRIMARY].get("pairing", math.nan))
-    return {"runs": runs, "users": users, "counts": counts, "diffs": np.array(diffs), "pairing": np.array(pairing)}
+        reduction.append(effects[PRIMARY].get("cuped", math.nan))
+    return {"runs": runs, "users": users, "counts": counts, "diffs": np.array(diffs), "pairing": np.array(pairing),
+            "cuped": np.array(reduction)}  # fmt: skip
 
 
 def sample(per: dict, pre: dict | None, members: dict, t: str, c: str, metric: str, upto=None) -> ab_stats.Sample:

@@ -250,3 +250,15 @@ def test_the_mde_at_power_80_is_detected_80_percent_of_the_time(design):
                    for _ in range(runs))  # fmt: skip
         low, high = stats.binom.interval(0.999, runs, rate)
         assert low <= hits <= high, (design, planted, hits, (low, high))
+
+
+@pytest.mark.parametrize("design", ab_stats.DESIGNS)
+def test_aa_runs_report_each_runs_cuped_variance_reduction_as_the_ab_does(design):
+    """bench/music_aa.py prints the mean of these: each the ratio the A/B itself reports per run."""
+    users = 200 if design == ab_stats.SPLIT else 100
+    calibration = ab.aa_runs(design, 3, users, cuped=True)
+    arms = {"a": music_arms.Random(), "b": music_arms.Random(stream=1)}
+    first = ab.run_ab(music.MusicConfig(), arms, users, 10_000, "aa0", 0.05, design, cuped=True)
+    assert calibration["cuped"].shape == (3,) and calibration["cuped"][0] == first["effects"]["b"][ab.PRIMARY]["cuped"]
+    assert calibration["cuped"].mean() > 1
+    assert np.isnan(ab.aa_runs(design, 1, users)["cuped"]).all()  # without CUPED: none to report
