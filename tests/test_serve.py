@@ -125,8 +125,16 @@ def test_a_served_arm_gives_the_ab_its_in_process_figures(tmp_path, capsys):
         common = ["--users", "600", "--storage", str(tmp_path), "--log", *SMALL]
         assert ab.run(["music", "random", server.url, "--name", "http", "--http-concurrency", "8", *common]) == 0
         status = server.status()
+        # The same service asked to serve another population's A/B: refused before any user is sent.
+        capsys.readouterr()
+        other = ["music", "random", server.url, "--seed", "5", "--name", "other", *common]
+        assert ab.run(other) == 2
+        err = capsys.readouterr().err
+        assert "the service reports seed 0, the A/B tests population 5" in err and err.count("\n") == 1, err
+        assert not (tmp_path / "other").exists() and server.status()["answered"] == status["answered"]
     finally:
         server.stop()
+    assert (status["seed"], status["populations"]) == (0, {})  # sticky learned from no logs
     assert ab.run(["music", "random", "sticky", "--name", "local", *common]) == 0
     capsys.readouterr()
     http, local = (json.loads((tmp_path / n / "ab.json").read_text()) for n in ("http", "local"))
@@ -266,21 +274,6 @@ def test_a_served_arm_for_another_population_or_trained_on_this_one_is_refused(s
             assert code == 2 and err.count("\n") == 1 and problem in err and f"arm {url}" in err, err
     finally:
         server.shutdown()
-
-
-@pytest.mark.slow
-def test_the_real_service_reports_its_seed_and_populations_and_the_ab_checks_them(tmp_path, capsys):
-    server = Served("i2i", "--seed", "5", "--log-seed", "101", "--log-users", "300", *SMALL)
-    try:
-        status = server.status()
-        code = ab.run(["music", "random", server.url, "--users", "20", "--seed", "0", "--storage", str(tmp_path),
-                       "--name", "x", *SMALL])  # fmt: skip
-    finally:
-        server.stop()
-    assert (status["seed"], status["populations"]) == (5, {"log": 101})
-    err = capsys.readouterr().err
-    assert code == 2 and "the service reports seed 5, the A/B tests population 0" in err and err.count("\n") == 1
-    assert not (tmp_path / "x").exists()
 
 
 class Slow(Flaky):
